@@ -1,0 +1,3 @@
+"""omnistock: real-time inventory visibility server."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from omnistock.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""Timestamps: milliseconds since the epoch inside, RFC 3339 UTC with milliseconds outside."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def rfc3339(ms: int) -> str:
+    """``1763892000123`` -> ``"2025-11-23T10:00:00.123Z"``."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds (the Redis clock is authoritative for stock; this is for the rest)."""
+    return time.time_ns() // 1_000_000
+
+
+def parse_rfc3339(value: str) -> int:
+    """Inverse of :func:`rfc3339`, accepting any offset; raises ValueError on bad input."""
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)

@@ -1,0 +1,45 @@
+"""Identifiers, partitions and reservation ids."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import zlib
+
+from omnistock.domain.errors import NotFound, ValidationFailed
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_RESERVATION_ID = re.compile(r"^r([0-9]{1,5})-([a-z2-7]{20})$")
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def is_identifier(value: str) -> bool:
+    """True when ``value`` is 1-128 chars of ``[A-Za-z0-9._:-]``."""
+    return _IDENTIFIER.match(value) is not None
+
+
+def check_identifier(field: str, value: str) -> str:
+    """Return ``value`` or raise 422 naming ``field``."""
+    if _IDENTIFIER.match(value) is None:
+        raise ValidationFailed(field, "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    return value
+
+
+def partition_of(location_id: str, partitions: int) -> int:
+    """The partition a location belongs to: ``crc32(location_id) % P``."""
+    return zlib.crc32(location_id.encode()) % partitions
+
+
+def new_reservation_id(partition: int) -> str:
+    """A random reservation id that names its partition, so no lookup is needed to find it."""
+    token = "".join(_B32[b & 31] for b in secrets.token_bytes(20))
+    return f"r{partition}-{token}"
+
+
+def reservation_partition(reservation_id: str, partitions: int) -> int:
+    """The partition encoded in a reservation id; 404 for anything that is not one of ours."""
+    match = _RESERVATION_ID.match(reservation_id)
+    if match is None or int(match.group(1)) >= partitions:
+        raise NotFound(f"reservation {reservation_id!r} not found")
+    return int(match.group(1))

@@ -1,0 +1,95 @@
+"""Reservations: holds on stock at one location until committed, released or expired."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+
+from omnistock.domain.clock import rfc3339
+from omnistock.domain.errors import Shortage
+
+ReservationStatus = Literal["active", "committed", "released", "expired"]
+Channel = Literal["web", "app", "kiosk", "store", "marketplace"]
+MAX_LINE_QTY = 1_000_000
+
+
+def sum_lines(lines: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Merge lines naming the same sku (first appearance keeps its place)."""
+    totals: dict[str, int] = {}
+    for sku, qty in lines:
+        totals[sku] = totals.get(sku, 0) + qty
+    return list(totals.items())
+
+
+class StoredReservation(msgspec.Struct, kw_only=True):
+    """A reservation as the Lua scripts keep it: times in ms, lines ``[sku, qty, reserved, taken]``
+    (``taken`` is what a commit took; 0 until then)."""
+
+    id: str
+    location: str
+    status: ReservationStatus
+    actor: str
+    created_at: int
+    expires_at: int
+    lines: list[tuple[str, int, int, int]]
+    channel: str | None = None
+    ref: str | None = None
+    finished_at: int | None = None
+
+
+class ReservationLine(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One sku of a reservation: ``qty`` asked, ``reserved`` held, ``committed`` taken on commit."""
+
+    sku: str
+    qty: int
+    reserved: int
+    committed: int | None = None
+
+
+class Reservation(msgspec.Struct, kw_only=True):
+    """A reservation as clients see it."""
+
+    id: str
+    location: str
+    lines: list[ReservationLine]
+    status: ReservationStatus
+    channel: str | None
+    ref: str | None
+    created_at: str
+    expires_at: str
+    finished_at: str | None = None
+
+
+def present(stored: StoredReservation) -> Reservation:
+    """Render a stored reservation for clients (RFC 3339 times, named line fields)."""
+    committed = stored.status == "committed"
+    lines = [
+        ReservationLine(sku=sku, qty=qty, reserved=held, committed=taken if committed else None)
+        for sku, qty, held, taken in stored.lines
+    ]
+    return Reservation(
+        id=stored.id,
+        location=stored.location,
+        lines=lines,
+        status=stored.status,
+        channel=stored.channel,
+        ref=stored.ref,
+        created_at=rfc3339(stored.created_at),
+        expires_at=rfc3339(stored.expires_at),
+        finished_at=rfc3339(stored.finished_at) if stored.finished_at is not None else None,
+    )
+
+
+class ShortageLine(msgspec.Struct):
+    sku: str
+    requested: int
+    available: int
+
+
+def shortage(lines: list[tuple[str, int, int]]) -> Shortage:
+    """The 409 for a reservation that cannot be held, listing each short sku."""
+    items = [ShortageLine(sku=s, requested=r, available=a) for s, r, a in lines]
+    names = ", ".join(f"{i.sku} (requested {i.requested}, available {i.available})" for i in items)
+    return Shortage(f"not enough stock to hold: {names}", shortages=items)

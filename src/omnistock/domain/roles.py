@@ -1,0 +1,69 @@
+"""API key roles and what each may do."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import msgspec
+
+from omnistock.domain.errors import Forbidden
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    INTEGRATION = "integration"
+    STORE = "store"
+    STOREFRONT = "storefront"
+    FEED = "feed"
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    """The caller behind an API key. ``locations`` limits a ``store`` key's writes."""
+
+    id: str
+    name: str
+    role: Role
+    locations: frozenset[str] = frozenset()
+
+
+_STOCK_WRITERS = {Role.ADMIN, Role.INTEGRATION, Role.STORE}
+_RESERVERS = {Role.ADMIN, Role.INTEGRATION, Role.STORE, Role.STOREFRONT}
+_STREAMERS = {Role.ADMIN, Role.INTEGRATION, Role.STOREFRONT, Role.FEED, Role.STORE}
+_FIREHOSE = {Role.ADMIN, Role.INTEGRATION, Role.FEED}
+_FEED_READERS = {Role.ADMIN, Role.INTEGRATION, Role.FEED}
+
+
+def require_admin(who: Principal) -> None:
+    """Keys and locations are managed by admin keys only."""
+    if who.role is not Role.ADMIN:
+        raise Forbidden(f"role {who.role} may not manage keys or locations; admin only")
+
+
+def require_stock_write(who: Principal, location: str) -> None:
+    """Stock writes: admin and integration anywhere, store keys at their own locations."""
+    if who.role not in _STOCK_WRITERS:
+        raise Forbidden(f"role {who.role} may not change stock")
+    if who.role is Role.STORE and location not in who.locations:
+        raise Forbidden(f"this store key may not change stock at location {location!r}")
+
+
+def require_reserve(who: Principal, location: str) -> None:
+    """Reservations: all but feed keys; store keys only at their own locations."""
+    if who.role not in _RESERVERS:
+        raise Forbidden(f"role {who.role} may not reserve stock")
+    if who.role is Role.STORE and location not in who.locations:
+        raise Forbidden(f"this store key may not reserve at location {location!r}")
+
+
+def require_stream(who: Principal, firehose: bool) -> None:
+    """The change stream; an unfiltered subscription (firehose) needs admin, integration or feed."""
+    if who.role not in _STREAMERS:
+        raise Forbidden(f"role {who.role} may not follow the stream")
+    if firehose and who.role not in _FIREHOSE:
+        raise Forbidden("an unfiltered subscription needs an admin, integration or feed key")
+
+
+def require_feed(who: Principal) -> None:
+    """Feeds are for admin, integration and feed keys."""
+    if who.role not in _FEED_READERS:
+        raise Forbidden(f"role {who.role} may not read feeds")

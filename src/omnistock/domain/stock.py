@@ -1,0 +1,75 @@
+"""Stock positions: what is on hand, held and promisable for one sku at one location."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Status = Literal["in_stock", "limited", "out_of_stock"]
+ADJUSTMENT_REASONS = (
+    "receipt",
+    "sale",
+    "return",
+    "damage",
+    "correction",
+    "transfer_in",
+    "transfer_out",
+)
+AdjustmentReason = Literal[
+    "receipt", "sale", "return", "damage", "correction", "transfer_in", "transfer_out"
+]
+
+
+def available(on_hand: int, reserved: int, safety_stock: int) -> int:
+    """``max(0, on_hand - reserved - safety_stock)``: what can still be promised."""
+    return max(0, on_hand - reserved - safety_stock)
+
+
+def status_of(available_units: int, limited_threshold: int) -> Status:
+    """``out_of_stock`` at 0, ``limited`` up to the location's threshold, else ``in_stock``."""
+    if available_units <= 0:
+        return "out_of_stock"
+    if available_units <= limited_threshold:
+        return "limited"
+    return "in_stock"
+
+
+class Position(msgspec.Struct, kw_only=True):
+    """One sku at one location, as clients see it (``updated_at`` is None before the first change)."""
+
+    sku: str
+    location: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    available: int
+    status: Status
+    version: int
+    updated_at: str | None
+
+
+def position(
+    *,
+    location: str,
+    sku: str,
+    on_hand: int,
+    reserved: int,
+    safety_stock: int,
+    limited_threshold: int,
+    version: int,
+    updated_at: str | None,
+) -> Position:
+    """Build a :class:`Position`, deriving ``available`` and ``status``."""
+    avail = available(on_hand, reserved, safety_stock)
+    return Position(
+        sku=sku,
+        location=location,
+        on_hand=on_hand,
+        reserved=reserved,
+        safety_stock=safety_stock,
+        available=avail,
+        status=status_of(avail, limited_threshold),
+        version=version,
+        updated_at=updated_at,
+    )

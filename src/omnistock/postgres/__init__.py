@@ -1,0 +1,1 @@
+"""Postgres: the system of record (locations, API keys, and later the ledger)."""

@@ -1,0 +1,119 @@
+"""Locations and API keys in Postgres (the record; the app serves them from caches)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from omnistock.domain.clock import rfc3339
+from omnistock.domain.locations import Location
+from omnistock.domain.roles import Principal, Role
+from omnistock.postgres.sql import load_queries
+
+Q = load_queries("queries.sql")
+
+
+class ApiKey(msgspec.Struct, kw_only=True):
+    """An API key without its secret (``key`` is set only in the response that creates it)."""
+
+    id: str
+    name: str
+    role: Role
+    locations: list[str]
+    created_at: str
+    key: str | None = msgspec.field(default=None)
+
+
+def hash_key(secret: str) -> bytes:
+    """Keys are random 256-bit secrets, so a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _ms(ts: Any) -> str:
+    return rfc3339(int(ts.timestamp() * 1000))
+
+
+def _location(row: asyncpg.Record) -> Location:
+    return Location(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        lat=row["lat"],
+        lon=row["lon"],
+        pickup=row["pickup"],
+        ship_from=row["ship_from"],
+        groups=list(row["groups"]),
+        safety_stock=row["safety_stock"],
+        limited_threshold=row["limited_threshold"],
+        timezone=row["timezone"],
+        created_at=_ms(row["created_at"]),
+        updated_at=_ms(row["updated_at"]),
+    )
+
+
+async def all_locations(db: asyncpg.Pool | asyncpg.Connection) -> list[Location]:
+    return [_location(r) for r in await db.fetch(Q["all_locations"])]
+
+
+async def upsert_location(db: asyncpg.Pool | asyncpg.Connection, loc: Location) -> tuple[Location, bool]:
+    """Create or replace; returns the stored location and True when it was created."""
+    row = await db.fetchrow(
+        Q["upsert_location"],
+        loc.id,
+        loc.name,
+        loc.kind,
+        loc.lat,
+        loc.lon,
+        loc.pickup,
+        loc.ship_from,
+        loc.groups,
+        loc.safety_stock,
+        loc.limited_threshold,
+        loc.timezone,
+    )
+    assert row is not None
+    return _location(row), bool(row["created"])
+
+
+def _api_key(row: asyncpg.Record, secret: str | None = None) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        locations=list(row["locations"]),
+        created_at=_ms(row["created_at"]),
+        key=secret,
+    )
+
+
+async def create_key(
+    db: asyncpg.Pool | asyncpg.Connection, name: str, role: Role, locations: Sequence[str]
+) -> ApiKey:
+    """A new key; the returned ``key`` is the only time the secret is known."""
+    secret = "osk_" + secrets.token_urlsafe(32)
+    key_id = "key-" + secrets.token_hex(6)
+    row = await db.fetchrow(Q["insert_key"], key_id, name, role.value, list(locations), hash_key(secret))
+    assert row is not None
+    return _api_key(row, secret)
+
+
+async def list_keys(db: asyncpg.Pool | asyncpg.Connection) -> list[ApiKey]:
+    return [_api_key(r) for r in await db.fetch(Q["active_keys"])]
+
+
+async def revoke_key(db: asyncpg.Pool | asyncpg.Connection, key_id: str) -> bool:
+    return await db.fetchval(Q["revoke_key"], key_id) is not None
+
+
+async def principal_for(db: asyncpg.Pool | asyncpg.Connection, secret: str) -> Principal | None:
+    row = await db.fetchrow(Q["key_by_hash"], hash_key(secret))
+    if row is None:
+        return None
+    return Principal(
+        id=row["id"], name=row["name"], role=Role(row["role"]), locations=frozenset(row["locations"])
+    )

@@ -1,0 +1,70 @@
+"""Every Redis key name omnistock uses, and nothing else builds one.
+
+Keys of a location (positions, its sku index, its meta), reservations and idempotency records of
+that location's partition, and the partition's event stream and expiry set all share the hash
+tag ``{p<N>}``, so one Lua script can touch them atomically, also on Redis Cluster. ``/`` is not
+allowed in identifiers, so it separates a location from a sku without ambiguity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "os"
+INVALIDATE_CHANNEL = f"{PREFIX}:invalidate"
+META = f"{PREFIX}:meta"
+PERSISTER_GROUP = "persister"
+
+
+def tag(partition: int) -> str:
+    return f"{{p{partition}}}"
+
+
+def position(partition: int, location: str, sku: str) -> str:
+    return f"{PREFIX}:{{p{partition}}}:pos:{location}/{sku}"
+
+
+def sku_index(partition: int, location: str) -> str:
+    """Set of the skus that have a position at ``location``."""
+    return f"{PREFIX}:{{p{partition}}}:skus:{location}"
+
+
+def location_meta(partition: int, location: str) -> str:
+    """Hash ``ss`` (safety stock), ``lt`` (limited threshold): what the scripts need of a location."""
+    return f"{PREFIX}:{{p{partition}}}:loc:{location}"
+
+
+def reservation(partition: int, reservation_id: str) -> str:
+    return f"{PREFIX}:{{p{partition}}}:res:{reservation_id}"
+
+
+def expiries(partition: int) -> str:
+    """Sorted set of active reservation ids scored by ``expires_at`` (ms)."""
+    return f"{PREFIX}:{{p{partition}}}:exp"
+
+
+def stream(partition: int) -> str:
+    """The partition's event stream: the outbox feeding Postgres and subscribers."""
+    return f"{PREFIX}:{{p{partition}}}:ev"
+
+
+def idempotency_digest(principal_id: str, idempotency_key: str) -> str:
+    """A short fixed-size name for an Idempotency-Key, scoped to the API key that sent it."""
+    return hashlib.blake2b(
+        f"{principal_id}\n{idempotency_key}".encode(), digest_size=16
+    ).hexdigest()
+
+
+def idempotency_record(partition: int, digest: str) -> str:
+    """The reply recorded by the script that acted (same partition as its effect)."""
+    return f"{PREFIX}:{{p{partition}}}:idem:{digest}"
+
+
+def idempotency_claim(digest: str) -> str:
+    """Which request body a key was first used with, whatever partition it acted on."""
+    return f"{PREFIX}:idem:{{{digest}}}"
+
+
+def unused_idempotency_record(partition: int) -> str:
+    """A same-slot placeholder passed when a request carries no Idempotency-Key."""
+    return f"{PREFIX}:{{p{partition}}}:idem:-"

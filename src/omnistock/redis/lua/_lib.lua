@@ -1,0 +1,147 @@
+-- _lib.lua: helpers prepended to every script by scripts.py (never loaded on its own).
+-- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
+-- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
+-- hash holds ss (safety stock) and lt (limited threshold). Every changed position appends one
+-- event (t=p) to the partition stream; every reservation change appends one event (t=r).
+
+local C_OK, C_SHORTAGE, C_VERSION, C_NO_RESERVATION, C_NOT_ACTIVE = 0, 1, 2, 3, 4
+local C_IDEMPOTENCY, C_NO_LOCATION, C_BAD_COMMIT, C_STALE, C_NOT_DUE = 5, 6, 7, 8, 9
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function avail_of(oh, r, ss)
+  local a = oh - r - ss
+  if a < 0 then return 0 end
+  return a
+end
+
+local function status_of(a, lt)
+  if a <= 0 then return 'out_of_stock' end
+  if a <= lt then return 'limited' end
+  return 'in_stock'
+end
+
+-- Location meta or nil when the location is unknown.
+local function load_loc(key)
+  local f = redis.call('HMGET', key, 'ss', 'lt')
+  if not f[1] then return nil end
+  return { ss = tonumber(f[1]), lt = tonumber(f[2]) }
+end
+
+local function load_pos(key, loc)
+  local f = redis.call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts')
+  local own = tonumber(f[3])
+  return { oh = tonumber(f[1]) or 0, r = tonumber(f[2]) or 0, own = own,
+           ss = own or loc.ss, v = tonumber(f[4]) or 0, ts = tonumber(f[5]) or 0 }
+end
+
+-- The client view of a position, as returned to Python: [loc, sku, oh, r, ss, a, status, v, ts].
+local function view(loc_id, sku, p, loc, ts)
+  local a = avail_of(p.oh, p.r, p.ss)
+  return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts }
+end
+
+-- Writes position `new` {oh, r, ss (effective), own} (changed from `old`), bumps its version
+-- and appends its event.
+-- ctx: stream, actor, now, idem; ev: kind, reason, ref, rid.
+local function save_pos(ctx, key, index_key, loc_id, sku, loc, old, new, ev)
+  new.v = old.v + 1
+  redis.call('HSET', key, 'oh', new.oh, 'r', new.r, 'v', new.v, 'ts', ctx.now)
+  if old.v == 0 then redis.call('SADD', index_key, sku) end
+  local a = avail_of(new.oh, new.r, new.ss)
+  local st = status_of(a, loc.lt)
+  redis.call('XADD', ctx.stream, '*', 't', 'p', 'loc', loc_id, 'sku', sku,
+    'kind', ev.kind, 'reason', ev.reason, 'ref', ev.ref or '', 'actor', ctx.actor,
+    'doh', new.oh - old.oh, 'dr', new.r - old.r, 'oh', new.oh, 'r', new.r, 'ss', new.ss,
+    'oss', new.own or '',
+    'v', new.v, 'a', a, 'st', st, 'pst', status_of(avail_of(old.oh, old.r, old.ss), loc.lt),
+    'rid', ev.rid or '', 'idem', ctx.idem, 'ts', ctx.now)
+  return view(loc_id, sku, new, loc, ctx.now)
+end
+
+-- Appends the reservation event carrying the whole reservation document.
+local function emit_reservation(ctx, doc, json, kind)
+  redis.call('XADD', ctx.stream, '*', 't', 'r', 'rid', doc.id, 'loc', doc.location,
+    'kind', kind, 'st', doc.status, 'actor', ctx.actor, 'idem', ctx.idem, 'doc', json,
+    'ts', ctx.now)
+end
+
+-- Idempotency: a stored record is "hash\ncode\npayload". Returns the reply to give instead of
+-- running (a replay, or the mismatch code), or nil to run.
+local function idem_check(key, hash)
+  if hash == '' then return nil end
+  local rec = redis.call('GET', key)
+  if not rec then return nil end
+  local a = string.find(rec, '\n', 1, true)
+  if string.sub(rec, 1, a - 1) ~= hash then return { C_IDEMPOTENCY, '' } end
+  local b = string.find(rec, '\n', a + 1, true)
+  return { tonumber(string.sub(rec, a + 1, b - 1)), string.sub(rec, b + 1), 1 }
+end
+
+-- The script's reply, recorded for replays when the request carried an Idempotency-Key.
+local function reply(ctx, code, payload)
+  if ctx.hash ~= '' then
+    redis.call('SET', ctx.idem_key, ctx.hash .. '\n' .. code .. '\n' .. payload, 'PX', ctx.idem_ttl)
+  end
+  return { code, payload }
+end
+
+-- ctx from the shared leading KEYS (stream, idempotency record) and ARGV (actor, hash, ttl, idem).
+local function context(keys, argv)
+  return { stream = keys[1], idem_key = keys[2], actor = argv[1], hash = argv[2],
+           idem_ttl = tonumber(argv[3]), idem = argv[4], now = now_ms() }
+end
+
+-- Scripts that act on an existing reservation share one KEYS layout:
+--   KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] reservation hash, KEYS[4] expiry zset,
+--   KEYS[5] location meta, KEYS[6] location sku index, KEYS[7..] positions of its lines, in order
+-- and ARGV[1..4] as in context(), ARGV[5] retention (ms) of a finished reservation.
+local K_RES, K_EXP, K_LOC, K_INDEX, K_LINES = 3, 4, 5, 6, 7
+
+-- The reservation document, or a reply to give instead (not found, or keys not matching its lines).
+local function load_reservation(keys)
+  local json = redis.call('HGET', keys[K_RES], 'doc')
+  if not json then return nil, { C_NO_RESERVATION, '' } end
+  local doc = cjson.decode(json)
+  if #keys - K_LINES + 1 ~= #doc.lines then return nil, { C_STALE, '' } end
+  return doc, nil
+end
+
+-- Ends an active reservation: each line gives back what it held, and `take[i]` units of line i
+-- leave on hand (a sale). Commit, release and expiry all end here, so a reservation ends once.
+local function settle(ctx, keys, doc, status, kind, take, retention)
+  local loc = load_loc(keys[K_LOC]) or { ss = 0, lt = 0 }
+  for i, line in ipairs(doc.lines) do
+    local held, taken = line[3], take[i] or 0
+    if held > 0 then
+      local key = keys[K_LINES + i - 1]
+      local old = load_pos(key, loc)
+      local new = { oh = old.oh - taken, r = math.max(0, old.r - held), ss = old.ss, own = old.own }
+      save_pos(ctx, key, keys[K_INDEX], doc.location, line[1], loc, old, new,
+        { kind = kind, reason = kind, ref = doc.ref, rid = doc.id })
+    end
+    line[4] = taken
+  end
+  doc.status = status
+  doc.finished_at = ctx.now
+  local json = cjson.encode(doc)
+  redis.call('HSET', keys[K_RES], 'doc', json, 'st', status)
+  redis.call('ZREM', keys[K_EXP], doc.id)
+  if retention > 0 then
+    redis.call('PEXPIRE', keys[K_RES], retention)
+  else
+    redis.call('DEL', keys[K_RES])
+  end
+  emit_reservation(ctx, doc, json, kind)
+  return json
+end
+
+-- A reservation past its expiry is expired by whichever script touches it first.
+local function expire_if_due(ctx, keys, doc, retention)
+  if doc.status == 'active' and doc.expires_at <= ctx.now then
+    settle(ctx, keys, doc, 'expired', 'expire', {}, retention)
+  end
+end

@@ -1,0 +1,126 @@
+"""Loading the Lua scripts (one atomic operation each) and mapping their return codes to errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from importlib import resources
+from typing import Any, NamedTuple
+
+import msgspec
+from redis.exceptions import NoScriptError
+
+from omnistock.domain.errors import (
+    Conflict,
+    DomainError,
+    IdempotencyMismatch,
+    NotActive,
+    NotFound,
+    PreconditionFailed,
+    ValidationFailed,
+)
+from omnistock.domain.reservations import shortage
+
+OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
+IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
+
+SCRIPT_NAMES = ("adjust", "set", "reserve", "commit", "release", "extend", "expire")
+
+_decode_list = msgspec.json.Decoder(list[Any]).decode
+
+
+class Reply(NamedTuple):
+    """What a script answered: its code, its payload, and whether it replayed a recorded reply."""
+
+    code: int
+    payload: bytes
+    replayed: bool
+
+
+class Script:
+    """One Lua operation, run by SHA (EVALSHA) and reloaded if the server lost it (NOSCRIPT)."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name = name
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Reply:
+        try:
+            raw = await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            raw = await client.evalsha(self.sha, len(keys), *keys, *args)
+        return Reply(int(raw[0]), raw[1], len(raw) > 2)
+
+
+class Scripts(msgspec.Struct, frozen=True):
+    """All scripts, loaded from the package once per process."""
+
+    adjust: Script
+    set: Script
+    reserve: Script
+    commit: Script
+    release: Script
+    extend: Script
+    expire: Script
+
+    @classmethod
+    def load(cls) -> Scripts:
+        """Read ``lua/*.lua``, prepending the shared ``_lib.lua`` to each."""
+        folder = resources.files("omnistock.redis") / "lua"
+        lib = (folder / "_lib.lua").read_text()
+        return cls(
+            *(
+                Script(name, f"{lib}\n{(folder / f'{name}.lua').read_text()}")
+                for name in SCRIPT_NAMES
+            )
+        )
+
+    def all(self) -> list[Script]:
+        return [getattr(self, name) for name in SCRIPT_NAMES]
+
+
+def _text(payload: bytes) -> str:
+    return payload.decode()
+
+
+def _version_mismatch(payload: bytes, subject: str) -> DomainError:
+    location, sku, version = _decode_list(payload)
+    return PreconditionFailed(
+        f"position {location}/{sku} is at version {version}, not the one in If-Match",
+        current_version=version,
+    )
+
+
+def _bad_commit(payload: bytes, subject: str) -> DomainError:
+    sku, requested, held = _decode_list(payload)
+    if held == 0:
+        return ValidationFailed("lines", f"sku {sku!r} is not held by reservation {subject}")
+    return ValidationFailed(
+        "lines", f"cannot commit {requested} of sku {sku!r}: reservation {subject} holds {held}"
+    )
+
+
+# Return code -> the domain error it means; ``subject`` names what the call was about.
+ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
+    SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
+    VERSION: _version_mismatch,
+    NO_RESERVATION: lambda p, s: NotFound(f"reservation {s!r} not found"),
+    NOT_ACTIVE: lambda p, s: NotActive(
+        f"reservation {s} is {_text(p)}, no longer active", status=_text(p)
+    ),
+    IDEMPOTENCY: lambda p, s: IdempotencyMismatch(
+        "this Idempotency-Key was first used with a different request; use a new key"
+    ),
+    NO_LOCATION: lambda p, s: NotFound(f"location {_text(p)!r} not found"),
+    BAD_COMMIT: _bad_commit,
+    STALE: lambda p, s: Conflict(f"reservation {s} changed while being read; retry"),
+}
+
+
+def check(reply: Reply, subject: str) -> Reply:
+    """Return ``reply`` if it is OK, else raise the domain error its code stands for."""
+    if reply.code != OK:
+        raise ERRORS[reply.code](reply.payload, subject)
+    return reply

@@ -1,0 +1,380 @@
+"""Typed operations on the live state: reads, and every mutation through its Lua script."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from omnistock.domain import stock
+from omnistock.domain.clock import rfc3339
+from omnistock.domain.errors import IdempotencyMismatch, NotFound
+from omnistock.domain.ids import partition_of, reservation_partition
+from omnistock.domain.locations import Location
+from omnistock.domain.reservations import StoredReservation
+from omnistock.redis import keys
+from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Scripts, check
+
+_POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    """An Idempotency-Key as the scripts need it: who sent it, and the request it was sent with."""
+
+    key: str
+    digest: str
+    body_hash: str
+
+
+class Adjustment(msgspec.Struct, frozen=True):
+    location: str
+    sku: str
+    delta: int
+    reason: str
+    ref: str | None = None
+
+
+class Count(msgspec.Struct, frozen=True):
+    """An absolute on_hand; ``safety_stock`` None keeps the position's own value, -1 clears it."""
+
+    location: str
+    sku: str
+    on_hand: int
+    safety_stock: int | None = None
+    expected_version: int | None = None
+    reason: str = "count"
+    ref: str | None = None
+
+
+class PositionRow(msgspec.Struct, array_like=True):
+    """A position as the scripts return it."""
+
+    location: str
+    sku: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    available: int
+    status: stock.Status
+    version: int
+    ts: int
+
+    def public(self) -> stock.Position:
+        return stock.Position(
+            sku=self.sku,
+            location=self.location,
+            on_hand=self.on_hand,
+            reserved=self.reserved,
+            safety_stock=self.safety_stock,
+            available=self.available,
+            status=self.status,
+            version=self.version,
+            updated_at=rfc3339(self.ts) if self.version else None,
+        )
+
+
+_decode_rows = msgspec.json.Decoder(list[PositionRow]).decode
+_decode_reservation = msgspec.json.Decoder(StoredReservation).decode
+
+
+def _int(raw: bytes | None) -> int:
+    return int(raw) if raw is not None else 0
+
+
+def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) -> stock.Position:
+    """A position from an HMGET of ``_POSITION_FIELDS`` (all None when it does not exist)."""
+    on_hand, reserved, own_ss, version, ts = fields
+    return stock.position(
+        location=location.id,
+        sku=sku,
+        on_hand=_int(on_hand),
+        reserved=_int(reserved),
+        safety_stock=int(own_ss) if own_ss is not None else location.safety_stock,
+        limited_threshold=location.limited_threshold,
+        version=_int(version),
+        updated_at=rfc3339(int(ts)) if version is not None and ts is not None else None,
+    )
+
+
+class StockStore:
+    """The live stock and reservations in Redis, for one process (one connection pool)."""
+
+    def __init__(
+        self,
+        client: Any,
+        scripts: Scripts,
+        *,
+        partitions: int,
+        idempotency_ttl_seconds: int,
+        retention_seconds: int,
+    ) -> None:
+        self.client = client
+        self.scripts = scripts
+        self.partitions = partitions
+        self._idem_ttl_ms = idempotency_ttl_seconds * 1000
+        self._retention_ms = retention_seconds * 1000
+
+    def partition(self, location_id: str) -> int:
+        return partition_of(location_id, self.partitions)
+
+    # -- locations ------------------------------------------------------------------------------
+
+    async def put_location_meta(self, locations: Iterable[Location]) -> None:
+        """Copy what the scripts need of each location (safety stock, limited threshold)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for loc in locations:
+                key = keys.location_meta(self.partition(loc.id), loc.id)
+                pipe.hset(key, mapping={"ss": loc.safety_stock, "lt": loc.limited_threshold})
+            await pipe.execute()
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def get_position(self, location: Location, sku: str) -> stock.Position:
+        key = keys.position(self.partition(location.id), location.id, sku)
+        return position_from_fields(location, sku, await self.client.hmget(key, _POSITION_FIELDS))
+
+    async def get_positions(
+        self, cells: Sequence[tuple[Location, str]]
+    ) -> list[stock.Position]:
+        """Many positions in one round trip (a pipeline)."""
+        if not cells:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for loc, sku in cells:
+                pipe.hmget(keys.position(self.partition(loc.id), loc.id, sku), _POSITION_FIELDS)
+            rows = await pipe.execute()
+        return [position_from_fields(loc, sku, row) for (loc, sku), row in zip(cells, rows, strict=True)]
+
+    async def locations_with_sku(
+        self, locations: Sequence[Location], sku: str
+    ) -> list[stock.Position]:
+        """Positions of ``sku`` at those of ``locations`` where it exists (version > 0)."""
+        found = await self.get_positions([(loc, sku) for loc in locations])
+        return [p for p in found if p.version > 0]
+
+    async def skus_at(self, location: Location) -> list[str]:
+        """Every sku with a position at ``location``, sorted."""
+        members = await self.client.smembers(keys.sku_index(self.partition(location.id), location.id))
+        return sorted(m.decode() for m in members)
+
+    async def get_reservation(self, reservation_id: str) -> StoredReservation | None:
+        p = reservation_partition(reservation_id, self.partitions)
+        raw = await self.client.hget(keys.reservation(p, reservation_id), "doc")
+        return _decode_reservation(raw) if raw is not None else None
+
+    # -- stock mutations ------------------------------------------------------------------------
+
+    async def adjust(
+        self, items: Sequence[Adjustment], actor: str, idem: Idempotency | None
+    ) -> tuple[list[stock.Position], bool]:
+        """Apply deltas; one script call per partition. Returns positions in input order."""
+        await self._claim(idem)
+
+        def args(item: Adjustment) -> list[Any]:
+            return [item.location, item.sku, item.delta, item.reason, item.ref or ""]
+
+        return await self._per_partition(
+            self.scripts.adjust, items, actor, idem, args, [], lambda i: (i.location, i.sku)
+        )
+
+    async def set_counts(
+        self, items: Sequence[Count], actor: str, idem: Idempotency | None, kind: str = "set"
+    ) -> tuple[list[stock.Position], bool]:
+        """Set absolute on_hand (and own safety stock); unchanged positions emit nothing."""
+        await self._claim(idem)
+
+        def args(item: Count) -> list[Any]:
+            ss = "" if item.safety_stock is None else ("-" if item.safety_stock < 0 else item.safety_stock)
+            expected = "" if item.expected_version is None else item.expected_version
+            return [item.location, item.sku, item.on_hand, ss, expected, item.reason, item.ref or ""]
+
+        return await self._per_partition(
+            self.scripts.set, items, actor, idem, args, [kind], lambda i: (i.location, i.sku)
+        )
+
+    async def _per_partition(
+        self,
+        script: Any,
+        items: Sequence[Any],
+        actor: str,
+        idem: Idempotency | None,
+        item_args: Any,
+        extra_args: list[Any],
+        cell: Any,
+    ) -> tuple[list[stock.Position], bool]:
+        groups: dict[int, list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            groups[self.partition(cell(item)[0])].append(index)
+        out: list[stock.Position | None] = [None] * len(items)
+        replayed = True
+        for p, indexes in groups.items():
+            script_keys = [keys.stream(p), self._idem_key(p, idem)]
+            script_args = [actor, *self._idem_args(idem), *extra_args]
+            for index in indexes:
+                location, sku = cell(items[index])
+                script_keys += [
+                    keys.position(p, location, sku),
+                    keys.sku_index(p, location),
+                    keys.location_meta(p, location),
+                ]
+                script_args += item_args(items[index])
+            reply = check(await script(self.client, script_keys, script_args), "")
+            replayed = replayed and reply.replayed
+            for index, row in zip(indexes, _decode_rows(reply.payload), strict=True):
+                out[index] = row.public()
+        return [p for p in out if p is not None], replayed
+
+    # -- reservations ---------------------------------------------------------------------------
+
+    async def reserve(
+        self,
+        *,
+        reservation_id: str,
+        location: str,
+        lines: Sequence[tuple[str, int]],
+        ttl_seconds: int,
+        channel: str | None,
+        ref: str | None,
+        allow_partial: bool,
+        actor: str,
+        idem: Idempotency | None,
+    ) -> tuple[StoredReservation, bool]:
+        """Hold ``lines`` (distinct skus) at ``location``; raises Shortage when it cannot."""
+        await self._claim(idem)
+        p = self.partition(location)
+        script_keys = [
+            keys.stream(p),
+            self._idem_key(p, idem),
+            keys.reservation(p, reservation_id),
+            keys.expiries(p),
+            keys.location_meta(p, location),
+            keys.sku_index(p, location),
+            *(keys.position(p, location, sku) for sku, _ in lines),
+        ]
+        script_args: list[Any] = [
+            actor,
+            *self._idem_args(idem),
+            reservation_id,
+            location,
+            ttl_seconds * 1000,
+            channel or "",
+            ref or "",
+            "1" if allow_partial else "0",
+        ]
+        for sku, qty in lines:
+            script_args += [sku, qty]
+        reply = check(await self.scripts.reserve(self.client, script_keys, script_args), reservation_id)
+        return _decode_reservation(reply.payload), reply.replayed
+
+    async def commit(
+        self,
+        reservation_id: str,
+        lines: Sequence[tuple[str, int]] | None,
+        actor: str,
+        idem: Idempotency | None,
+    ) -> tuple[StoredReservation, bool]:
+        """Commit all held units, or only ``lines`` (the rest is released)."""
+        extra: list[Any] = ["0"]
+        if lines is not None:
+            extra = ["1"]
+            for sku, qty in lines:
+                extra += [sku, qty]
+        return await self._on_reservation(self.scripts.commit, reservation_id, extra, actor, idem)
+
+    async def release(
+        self, reservation_id: str, actor: str, idem: Idempotency | None
+    ) -> tuple[StoredReservation, bool]:
+        return await self._on_reservation(self.scripts.release, reservation_id, [], actor, idem)
+
+    async def extend(
+        self, reservation_id: str, ttl_seconds: int, actor: str, idem: Idempotency | None
+    ) -> tuple[StoredReservation, bool]:
+        return await self._on_reservation(
+            self.scripts.extend, reservation_id, [ttl_seconds * 1000], actor, idem
+        )
+
+    async def expire(self, reservation_id: str, actor: str = "system:expiry") -> bool:
+        """Expire a due reservation; False if it was not due or already ended (another sweeper)."""
+        p = reservation_partition(reservation_id, self.partitions)
+        doc = await self.get_reservation(reservation_id)
+        if doc is None:
+            await self.client.zrem(keys.expiries(p), reservation_id)
+            return False
+        reply = await self.scripts.expire(
+            self.client, self._reservation_keys(p, reservation_id, doc, None), [actor, "", 0, "", self._retention_ms]
+        )
+        if reply.code in (NOT_DUE, NOT_ACTIVE):
+            return False
+        check(reply, reservation_id)
+        return True
+
+    async def due_reservations(self, limit_per_partition: int = 200) -> list[str]:
+        """Ids of active reservations whose expiry has passed (by the Redis clock)."""
+        seconds, micros = await self.client.time()
+        now = seconds * 1000 + micros // 1000
+        async with self.client.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.zrangebyscore(keys.expiries(p), "-inf", now, start=0, num=limit_per_partition)
+            found = await pipe.execute()
+        return [rid.decode() for ids in found for rid in ids]
+
+    async def _on_reservation(
+        self,
+        script: Any,
+        reservation_id: str,
+        extra: list[Any],
+        actor: str,
+        idem: Idempotency | None,
+    ) -> tuple[StoredReservation, bool]:
+        await self._claim(idem)
+        p = reservation_partition(reservation_id, self.partitions)
+        doc = await self.get_reservation(reservation_id)
+        script_keys = self._reservation_keys(p, reservation_id, doc, idem)
+        script_args = [actor, *self._idem_args(idem), self._retention_ms, *extra]
+        reply = check(await script(self.client, script_keys, script_args), reservation_id)
+        return _decode_reservation(reply.payload), reply.replayed
+
+    def _reservation_keys(
+        self, p: int, reservation_id: str, doc: StoredReservation | None, idem: Idempotency | None
+    ) -> list[str]:
+        # Without the document (gone, or never there) the script can still replay a recorded
+        # reply or say "not found"; the location keys are then same-slot placeholders.
+        location = doc.location if doc is not None else "-"
+        return [
+            keys.stream(p),
+            self._idem_key(p, idem),
+            keys.reservation(p, reservation_id),
+            keys.expiries(p),
+            keys.location_meta(p, location),
+            keys.sku_index(p, location),
+            *(keys.position(p, location, line[0]) for line in (doc.lines if doc else [])),
+        ]
+
+    # -- idempotency ----------------------------------------------------------------------------
+
+    async def _claim(self, idem: Idempotency | None) -> None:
+        """Bind the key to this request's body wherever it acts; reuse with another body: 422."""
+        if idem is None:
+            return
+        first = await self.client.set(
+            keys.idempotency_claim(idem.digest), idem.body_hash, nx=True, get=True, px=self._idem_ttl_ms
+        )
+        if first is not None and first.decode() != idem.body_hash:
+            raise IdempotencyMismatch(
+                "this Idempotency-Key was first used with a different request; use a new key"
+            )
+
+    def _idem_key(self, p: int, idem: Idempotency | None) -> str:
+        if idem is None:
+            return keys.unused_idempotency_record(p)
+        return keys.idempotency_record(p, idem.digest)
+
+    def _idem_args(self, idem: Idempotency | None) -> list[Any]:
+        if idem is None:
+            return ["", self._idem_ttl_ms, ""]
+        return [idem.body_hash, self._idem_ttl_ms, idem.key]
+
+
+__all__ = ["OK", "Adjustment", "Count", "Idempotency", "NotFound", "StockStore"]

@@ -1,0 +1,106 @@
+"""Settings, read once from the environment (``OMNISTOCK_*``) into a frozen object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+AckMode = Literal["redis", "postgres"]
+
+
+class SettingsError(ValueError):
+    """An ``OMNISTOCK_*`` variable has a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable. Built once by :func:`load_settings` and passed to ``create_app``."""
+
+    redis_url: str | None = None
+    database_url: str | None = None
+    admin_key: str | None = None
+    data_dir: Path = Path(".omnistock")
+    partitions: int = 64
+    default_ttl_seconds: int = 900
+    sweeper_interval_seconds: float = 0.25
+    idempotency_ttl_seconds: int = 24 * 3600
+    finished_reservation_retention_seconds: int = 7 * 24 * 3600
+    redis_max_connections: int = 64
+    database_pool_size: int = 10
+    ack: AckMode = "redis"
+    backlog_limit: int = 1_000_000
+    stream_retention_seconds: int = 24 * 3600
+    persister_batch: int = 2000
+    ws_outbox_limit: int = 10_000
+    ws_stall_seconds: float = 30.0
+    heartbeat_seconds: float = 10.0
+    log_level: str = "info"
+
+    @property
+    def embedded(self) -> bool:
+        """True when either store is not configured and must be started under ``data_dir``."""
+        return self.redis_url is None or self.database_url is None
+
+
+_INT_FIELDS = {
+    "partitions": (1, 16384),
+    "default_ttl_seconds": (1, 604800),
+    "idempotency_ttl_seconds": (60, 30 * 24 * 3600),
+    "finished_reservation_retention_seconds": (0, 365 * 24 * 3600),
+    "redis_max_connections": (1, 10_000),
+    "database_pool_size": (1, 1000),
+    "backlog_limit": (1, 10**9),
+    "stream_retention_seconds": (0, 30 * 24 * 3600),
+    "persister_batch": (1, 100_000),
+    "ws_outbox_limit": (1, 10**7),
+}
+_FLOAT_FIELDS = {
+    "sweeper_interval_seconds": (0.01, 60.0),
+    "ws_stall_seconds": (0.1, 3600.0),
+    "heartbeat_seconds": (0.05, 15.0),
+}
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read ``OMNISTOCK_<FIELD>`` variables (upper-case field names); ``overrides`` win."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for name in Settings.__struct_fields__:
+        raw = env.get(f"OMNISTOCK_{name.upper()}")
+        if raw is None or raw == "":
+            continue
+        values[name] = _parse(name, raw)
+    values.update(overrides)
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
+def _parse(name: str, raw: str) -> object:
+    if name in _INT_FIELDS:
+        lo, hi = _INT_FIELDS[name]
+        try:
+            value: float = int(raw)
+        except ValueError:
+            raise SettingsError(f"OMNISTOCK_{name.upper()} must be an integer, got {raw!r}") from None
+    elif name in _FLOAT_FIELDS:
+        lo, hi = _FLOAT_FIELDS[name]
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"OMNISTOCK_{name.upper()} must be a number, got {raw!r}") from None
+    elif name == "ack":
+        if raw not in ("redis", "postgres"):
+            raise SettingsError(f"OMNISTOCK_ACK must be 'redis' or 'postgres', got {raw!r}")
+        return raw
+    elif name == "data_dir":
+        return Path(raw)
+    else:
+        return raw
+    if not lo <= value <= hi:
+        raise SettingsError(f"OMNISTOCK_{name.upper()} must be between {lo} and {hi}, got {raw}")
+    return value
