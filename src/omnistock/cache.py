@@ -148,7 +148,7 @@ async def follow_invalidations(redis: Any, key_cache: KeyCache, locations: Locat
                     await locations.reload()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - Redis or Postgres away: retry, caches dropped
+        except Exception as exc:
             log.warning("invalidation subscription lost (%s); retrying", exc)
             key_cache.clear()
             await asyncio.sleep(0.5)

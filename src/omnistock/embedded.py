@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import fcntl
 import importlib.util
-import json
 import os
 import pwd
 import shutil
@@ -77,7 +76,9 @@ def postgres_bin_dir() -> Path:
     return pkg / "pginstall" / "bin"
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float) -> None:
+def _wait_port(
+    port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -134,7 +135,11 @@ class EmbeddedValkey:
             "--protected-mode", "no",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+            process_group=0,  # a terminal's Ctrl-C reaches omnistock, which stops us in order
         )
         _wait_port(self.port, self.proc, "valkey-server", log, timeout)
         return self.url
@@ -191,6 +196,7 @@ class EmbeddedPostgres:
                 stdout=out,
                 stderr=out,
                 preexec_fn=_die_with_parent,
+                process_group=0,
                 **self._user,
             )
         _wait_port(self.port, self.proc, "postgres", log, timeout)
@@ -208,7 +214,14 @@ class EmbeddedPostgres:
             entry = pwd.getpwnam(PG_SYSTEM_USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    PG_SYSTEM_USER,
+                ],
                 check=True,
                 capture_output=True,
             )
@@ -303,9 +316,10 @@ class Embedded:
                 owner = False
             else:
                 self._start(log)
-                info_path.write_text(
-                    json.dumps({"pid": os.getpid(), "redis_url": self.redis_url, "database_url": self.database_url})
+                info = RunInfo(
+                    pid=os.getpid(), redis_url=self.redis_url, database_url=self.database_url
                 )
+                info_path.write_bytes(msgspec.json.encode(info))
                 owner = True
         try:
             yield self

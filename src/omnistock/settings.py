@@ -81,12 +81,17 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
 
 
 def _parse(name: str, raw: str) -> object:
+    value: float
+    lo: float
+    hi: float
     if name in _INT_FIELDS:
         lo, hi = _INT_FIELDS[name]
         try:
-            value: float = int(raw)
+            value = int(raw)
         except ValueError:
-            raise SettingsError(f"OMNISTOCK_{name.upper()} must be an integer, got {raw!r}") from None
+            raise SettingsError(
+                f"OMNISTOCK_{name.upper()} must be an integer, got {raw!r}"
+            ) from None
     elif name in _FLOAT_FIELDS:
         lo, hi = _FLOAT_FIELDS[name]
         try:

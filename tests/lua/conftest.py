@@ -8,6 +8,7 @@ import pytest
 import redis.asyncio as aredis
 
 from omnistock.domain.locations import Location
+from omnistock.domain.reservations import StoredReservation
 from omnistock.redis import keys
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
@@ -37,7 +38,11 @@ class Probe:
 
     async def location(self, loc_id: str, safety_stock: int = 0, limited: int = 2) -> Location:
         loc = Location(
-            id=loc_id, name=loc_id, kind="store", safety_stock=safety_stock, limited_threshold=limited
+            id=loc_id,
+            name=loc_id,
+            kind="store",
+            safety_stock=safety_stock,
+            limited_threshold=limited,
         )
         await self.store.put_location_meta([loc])
         await self.mark(loc_id)
@@ -72,3 +77,9 @@ class Probe:
 @pytest.fixture
 def probe(redis: aredis.Redis, store: StockStore) -> Probe:
     return Probe(redis, store)
+
+
+async def doc_of(store: StockStore, reservation_id: str) -> StoredReservation:
+    doc = await store.get_reservation(reservation_id)
+    assert doc is not None, reservation_id
+    return doc

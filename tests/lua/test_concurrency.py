@@ -7,7 +7,7 @@ import asyncio
 from omnistock.domain.errors import Shortage
 from omnistock.domain.ids import new_reservation_id
 from omnistock.redis.store import Adjustment, StockStore
-from tests.lua.conftest import Probe
+from tests.lua.conftest import Probe, doc_of
 
 
 async def try_reserve(store: StockStore, loc: str, lines: list[tuple[str, int]]) -> str | None:
@@ -32,13 +32,17 @@ async def test_no_oversell_500_buyers_100_units(store: StockStore, probe: Probe,
     assert (pos.on_hand, pos.reserved, pos.available, pos.version) == (100, 100, 0, 101)
 
 
-async def test_two_carts_compete_for_last_units_of_two_skus(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_two_carts_compete_for_last_units_of_two_skus(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     # Each round: 1 unit of x and 1 of y left; cart A wants x+y, cart B wants y+x. Exactly one wins
     # both, and the loser holds nothing (all or nothing).
     loc = await probe.location(uid)
     for round_ in range(50):
         x, y = f"x{round_}", f"y{round_}"
-        await store.adjust([Adjustment(uid, x, 1, "receipt"), Adjustment(uid, y, 1, "receipt")], "erp", None)
+        await store.adjust(
+            [Adjustment(uid, x, 1, "receipt"), Adjustment(uid, y, 1, "receipt")], "erp", None
+        )
         a, b = await asyncio.gather(
             try_reserve(store, uid, [(x, 1), (y, 1)]), try_reserve(store, uid, [(y, 1), (x, 1)])
         )
@@ -47,7 +51,9 @@ async def test_two_carts_compete_for_last_units_of_two_skus(store: StockStore, p
         assert (px.reserved, py.reserved, px.available, py.available) == (1, 1, 0, 0)
 
 
-async def test_many_carts_many_skus_never_oversell(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_many_carts_many_skus_never_oversell(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     # 200 carts each want 1 of 3 skus out of 5 (10 units each): the total held per sku never
     # exceeds 10 and every winning cart holds all its lines.
     loc = await probe.location(uid)
@@ -68,7 +74,9 @@ async def test_many_carts_many_skus_never_oversell(store: StockStore, probe: Pro
     assert sum(held.values()) == 3 * len([r for r in results if r]) > 0
 
 
-async def test_concurrent_commit_and_release_end_once(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_concurrent_commit_and_release_end_once(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await probe.location(uid)
     await store.adjust([Adjustment(uid, "a", 100, "receipt")], "erp", None)
     rids = [await try_reserve(store, uid, [("a", 1)]) for _ in range(50)]
@@ -76,12 +84,12 @@ async def test_concurrent_commit_and_release_end_once(store: StockStore, probe: 
     async def end(rid: str, i: int) -> str:
         try:
             if i % 3 == 0:
-                await store.commit(rid, None, "t", None)
+                await store.commit(await doc_of(store, rid), None, "t", None)
             elif i % 3 == 1:
-                await store.release(rid, "t", None)
+                await store.release(await doc_of(store, rid), "t", None)
             else:
-                await store.extend(rid, 60, "t", None)
-        except Exception as exc:  # noqa: BLE001 - counting outcomes
+                await store.extend(await doc_of(store, rid), 60, "t", None)
+        except Exception as exc:  # counting outcomes, whatever they are
             return type(exc).__name__
         return "ok"
 

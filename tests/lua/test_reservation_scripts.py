@@ -9,14 +9,16 @@ import pytest
 from omnistock.domain.errors import NotActive, NotFound, Shortage, ValidationFailed
 from omnistock.domain.ids import new_reservation_id
 from omnistock.redis import keys
-from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, SHORTAGE
+from omnistock.redis.scripts import NO_RESERVATION, NOT_ACTIVE, NOT_DUE, SHORTAGE
 from omnistock.redis.store import Adjustment, Idempotency, StockStore
-from tests.lua.conftest import Probe
+from tests.lua.conftest import Probe, doc_of
 
 
 async def stocked(store: StockStore, probe: Probe, loc: str, **skus: int) -> None:
     await probe.location(loc)
-    await store.adjust([Adjustment(loc, sku, qty, "receipt") for sku, qty in skus.items()], "erp", None)
+    await store.adjust(
+        [Adjustment(loc, sku, qty, "receipt") for sku, qty in skus.items()], "erp", None
+    )
     await probe.mark(loc)
 
 
@@ -38,12 +40,20 @@ async def state(probe: Probe, loc: str, sku: str) -> tuple[int, int, int]:
     return int(raw.get("oh", 0)), int(raw.get("r", 0)), int(raw.get("v", 0))
 
 
-async def test_reserve_holds_all_lines_and_records_everything(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_reserve_holds_all_lines_and_records_everything(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await stocked(store, probe, uid, a=5, b=3)
     rid = await reserve(store, uid, [("a", 2), ("b", 3)])
     doc = await store.get_reservation(rid)
     assert doc is not None
-    assert (doc.status, doc.location, doc.channel, doc.ref, doc.actor) == ("active", uid, "web", "cart-1", "shop")
+    assert (doc.status, doc.location, doc.channel, doc.ref, doc.actor) == (
+        "active",
+        uid,
+        "web",
+        "cart-1",
+        "shop",
+    )
     assert doc.lines == [("a", 2, 2, 0), ("b", 3, 3, 0)]
     assert doc.expires_at - doc.created_at == 60_000
     assert await state(probe, uid, "a") == (5, 2, 2)
@@ -87,7 +97,9 @@ async def test_reserve_respects_safety_stock(store: StockStore, probe: Probe, ui
     assert await state(probe, uid, "a") == (5, 3, 2)
 
 
-async def test_reserve_partial_holds_what_there_is(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_reserve_partial_holds_what_there_is(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await stocked(store, probe, uid, a=5, b=1)
     rid = await reserve(store, uid, [("a", 2), ("b", 3), ("c", 1)], partial=True)
     doc = await store.get_reservation(rid)
@@ -110,9 +122,16 @@ async def test_reserve_idempotent_replay(store: StockStore, probe: Probe, uid: s
     p = store.partition(uid)
     first, again = [
         await store.reserve(
-            reservation_id=new_reservation_id(p), location=uid, lines=[("a", 2)], ttl_seconds=60,
-            channel=None, ref=None, allow_partial=False, actor="shop", idem=key,
-        )  # fmt: skip
+            reservation_id=new_reservation_id(p),
+            location=uid,
+            lines=[("a", 2)],
+            ttl_seconds=60,
+            channel=None,
+            ref=None,
+            allow_partial=False,
+            actor="shop",
+            idem=key,
+        )
         for _ in range(2)
     ]
     assert first[0] == again[0] and (first[1], again[1]) == (False, True)
@@ -123,7 +142,7 @@ async def test_commit_all(store: StockStore, probe: Probe, uid: str) -> None:
     await stocked(store, probe, uid, a=5, b=3)
     rid = await reserve(store, uid, [("a", 2), ("b", 1)])
     await probe.mark(uid)
-    doc, _ = await store.commit(rid, None, "till", None)
+    doc, _ = await store.commit(await doc_of(store, rid), None, "till", None)
     assert doc.status == "committed" and doc.finished_at is not None
     assert doc.lines == [("a", 2, 2, 2), ("b", 1, 1, 1)]
     assert await state(probe, uid, "a") == (3, 0, 3)
@@ -135,14 +154,14 @@ async def test_commit_all(store: StockStore, probe: Probe, uid: str) -> None:
     assert await store.client.zscore(keys.expiries(p), rid) is None
     assert 0 < await store.client.ttl(keys.reservation(p, rid)) <= 3600
     with pytest.raises(NotActive) as err:
-        await store.commit(rid, None, "till", None)
+        await store.commit(await doc_of(store, rid), None, "till", None)
     assert err.value.extra["status"] == "committed"
 
 
 async def test_commit_partial_releases_the_rest(store: StockStore, probe: Probe, uid: str) -> None:
     await stocked(store, probe, uid, a=5, b=3)
     rid = await reserve(store, uid, [("a", 3), ("b", 2)])
-    doc, _ = await store.commit(rid, [("a", 1)], "till", None)
+    doc, _ = await store.commit(await doc_of(store, rid), [("a", 1)], "till", None)
     assert doc.lines == [("a", 3, 3, 1), ("b", 2, 2, 0)]
     assert await state(probe, uid, "a") == (4, 0, 3)
     assert await state(probe, uid, "b") == (3, 0, 3)
@@ -152,9 +171,9 @@ async def test_commit_bad_lines_change_nothing(store: StockStore, probe: Probe, 
     await stocked(store, probe, uid, a=5)
     rid = await reserve(store, uid, [("a", 2)])
     with pytest.raises(ValidationFailed, match="holds 2"):
-        await store.commit(rid, [("a", 3)], "till", None)
+        await store.commit(await doc_of(store, rid), [("a", 3)], "till", None)
     with pytest.raises(ValidationFailed, match="not held"):
-        await store.commit(rid, [("zz", 1)], "till", None)
+        await store.commit(await doc_of(store, rid), [("zz", 1)], "till", None)
     assert await state(probe, uid, "a") == (5, 2, 2)
     assert (await store.get_reservation(rid)).status == "active"  # type: ignore[union-attr]
 
@@ -162,30 +181,43 @@ async def test_commit_bad_lines_change_nothing(store: StockStore, probe: Probe, 
 async def test_release_gives_back(store: StockStore, probe: Probe, uid: str) -> None:
     await stocked(store, probe, uid, a=5)
     rid = await reserve(store, uid, [("a", 4)])
-    doc, _ = await store.release(rid, "shop", None)
+    doc, _ = await store.release(await doc_of(store, rid), "shop", None)
     assert doc.status == "released"
     assert await state(probe, uid, "a") == (5, 0, 3)
     with pytest.raises(NotActive):
-        await store.release(rid, "shop", None)
+        await store.release(await doc_of(store, rid), "shop", None)
+    assert await store.get_reservation(f"r{store.partition(uid)}-bbbbbbbbbbbbbbbbbbbb") is None
     with pytest.raises(NotFound):
-        await store.release(f"r{store.partition(uid)}-bbbbbbbbbbbbbbbbbbbb", "shop", None)
-    with pytest.raises(NotFound):
-        await store.release("not-an-id", "shop", None)
+        await store.get_reservation("not-an-id")
+    p = store.partition(uid)
+    reply = await store.scripts.release(
+        store.client,
+        [keys.stream(p), keys.unused_idempotency_record(p), keys.reservation(p, "gone"),
+         keys.expiries(p), keys.location_meta(p, uid), keys.sku_index(p, uid)],
+        ["shop", "", 1000, "", 3600_000],
+    )  # fmt: skip
+    assert reply.code == NO_RESERVATION
 
 
 async def test_extend_moves_expiry(store: StockStore, probe: Probe, uid: str) -> None:
     await stocked(store, probe, uid, a=5)
     rid = await reserve(store, uid, [("a", 1)], ttl=5)
     before = await store.get_reservation(rid)
-    doc, _ = await store.extend(rid, 3600, "shop", None)
+    doc, _ = await store.extend(await doc_of(store, rid), 3600, "shop", None)
     assert before is not None and doc.expires_at - before.created_at >= 3_600_000
     p = store.partition(uid)
     assert await store.client.zscore(keys.expiries(p), rid) == doc.expires_at
     events = await probe.events(uid)
-    assert [(e["t"], e["kind"]) for e in events] == [("p", "reserve"), ("r", "reserve"), ("r", "extend")]
+    assert [(e["t"], e["kind"]) for e in events] == [
+        ("p", "reserve"),
+        ("r", "reserve"),
+        ("r", "extend"),
+    ]
 
 
-async def test_expire_only_when_due_and_only_once(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_expire_only_when_due_and_only_once(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await stocked(store, probe, uid, a=5)
     rid = await reserve(store, uid, [("a", 2)], ttl=1)
     p = store.partition(uid)
@@ -207,11 +239,13 @@ async def test_expire_only_when_due_and_only_once(store: StockStore, probe: Prob
     assert kinds == [("p", "reserve"), ("r", "reserve"), ("p", "expire"), ("r", "expire")]
 
 
-async def test_commit_of_overdue_reservation_expires_it(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_commit_of_overdue_reservation_expires_it(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await stocked(store, probe, uid, a=5)
     rid = await reserve(store, uid, [("a", 2)], ttl=1)
     await asyncio.sleep(1.05)
     with pytest.raises(NotActive) as err:
-        await store.commit(rid, None, "till", None)
+        await store.commit(await doc_of(store, rid), None, "till", None)
     assert err.value.extra["status"] == "expired"
     assert await state(probe, uid, "a") == (5, 0, 3)

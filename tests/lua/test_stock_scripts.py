@@ -26,7 +26,9 @@ async def test_adjust_creates_position_and_emits_one_event(
     store: StockStore, probe: Probe, uid: str
 ) -> None:
     loc = await probe.location(uid, safety_stock=1, limited=3)
-    positions, replayed = await store.adjust([Adjustment(uid, "sku1", 10, "receipt", "PO-1")], "erp", None)
+    positions, replayed = await store.adjust(
+        [Adjustment(uid, "sku1", 10, "receipt", "PO-1")], "erp", None
+    )
     assert not replayed
     (pos,) = positions
     assert (pos.on_hand, pos.reserved, pos.safety_stock, pos.available, pos.status, pos.version) == (
@@ -55,7 +57,13 @@ async def test_adjust_may_take_on_hand_below_reserved_and_zero(
     )  # fmt: skip
     positions, _ = await store.adjust([Adjustment(uid, "s", -5, "sale", "till-9")], "pos", None)
     (pos,) = positions
-    assert (pos.on_hand, pos.reserved, pos.available, pos.status, pos.version) == (-2, 2, 0, "out_of_stock", 3)
+    assert (pos.on_hand, pos.reserved, pos.available, pos.status, pos.version) == (
+        -2,
+        2,
+        0,
+        "out_of_stock",
+        3,
+    )
 
 
 async def test_adjust_many_items_across_partitions_in_input_order(
@@ -95,7 +103,9 @@ async def test_adjust_unknown_location_changes_nothing(
         await store.adjust([Adjustment(ghost, "a", 1, "receipt")], "erp", None)
 
 
-async def test_adjust_idempotent_replay_and_mismatch(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_adjust_idempotent_replay_and_mismatch(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await probe.location(uid)
     key = idem(uid)
     first, replayed = await store.adjust([Adjustment(uid, "s", 4, "receipt")], "erp", key)
@@ -119,7 +129,9 @@ async def test_adjust_idempotent_replay_and_mismatch(store: StockStore, probe: P
     assert len(await probe.events(uid)) == 1
 
 
-async def test_set_absolute_and_unchanged_is_silent(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_set_absolute_and_unchanged_is_silent(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await probe.location(uid, safety_stock=2)
     (pos,), _ = await store.set_counts([Count(uid, "s", 7)], "counter", None)
     assert (pos.on_hand, pos.safety_stock, pos.available, pos.version) == (7, 2, 5, 1)
@@ -166,9 +178,13 @@ async def test_set_version_check(store: StockStore, probe: Probe, uid: str) -> N
     assert len(await probe.events(uid)) == 2
 
 
-async def test_set_same_position_twice_in_one_call(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_set_same_position_twice_in_one_call(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await probe.location(uid)
-    positions, _ = await store.set_counts([Count(uid, "s", 3), Count(uid, "s", 5)], "import", None, kind="import")
+    positions, _ = await store.set_counts(
+        [Count(uid, "s", 3), Count(uid, "s", 5)], "import", None, kind="import"
+    )
     assert [(p.on_hand, p.version) for p in positions] == [(3, 1), (5, 2)]
     assert [(e["kind"], e["v"], e["doh"]) for e in await probe.events(uid)] == [
         ("import", "1", "3"), ("import", "2", "2"),

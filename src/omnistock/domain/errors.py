@@ -16,6 +16,7 @@ class DomainError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.replayed = False  # set when this is the recorded answer to an Idempotency-Key
 
 
 class ValidationFailed(DomainError):

@@ -18,7 +18,7 @@ from omnistock.postgres.sql import load_queries
 Q = load_queries("queries.sql")
 
 
-class ApiKey(msgspec.Struct, kw_only=True):
+class ApiKey(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An API key without its secret (``key`` is set only in the response that creates it)."""
 
     id: str
@@ -60,7 +60,9 @@ async def all_locations(db: asyncpg.Pool | asyncpg.Connection) -> list[Location]
     return [_location(r) for r in await db.fetch(Q["all_locations"])]
 
 
-async def upsert_location(db: asyncpg.Pool | asyncpg.Connection, loc: Location) -> tuple[Location, bool]:
+async def upsert_location(
+    db: asyncpg.Pool | asyncpg.Connection, loc: Location
+) -> tuple[Location, bool]:
     """Create or replace; returns the stored location and True when it was created."""
     row = await db.fetchrow(
         Q["upsert_location"],
@@ -97,7 +99,9 @@ async def create_key(
     """A new key; the returned ``key`` is the only time the secret is known."""
     secret = "osk_" + secrets.token_urlsafe(32)
     key_id = "key-" + secrets.token_hex(6)
-    row = await db.fetchrow(Q["insert_key"], key_id, name, role.value, list(locations), hash_key(secret))
+    row = await db.fetchrow(
+        Q["insert_key"], key_id, name, role.value, list(locations), hash_key(secret)
+    )
     assert row is not None
     return _api_key(row, secret)
 
@@ -115,5 +119,8 @@ async def principal_for(db: asyncpg.Pool | asyncpg.Connection, secret: str) -> P
     if row is None:
         return None
     return Principal(
-        id=row["id"], name=row["name"], role=Role(row["role"]), locations=frozenset(row["locations"])
+        id=row["id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        locations=frozenset(row["locations"]),
     )

@@ -122,5 +122,7 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
 def check(reply: Reply, subject: str) -> Reply:
     """Return ``reply`` if it is OK, else raise the domain error its code stands for."""
     if reply.code != OK:
-        raise ERRORS[reply.code](reply.payload, subject)
+        error = ERRORS[reply.code](reply.payload, subject)
+        error.replayed = reply.replayed
+        raise error
     return reply

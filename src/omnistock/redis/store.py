@@ -10,12 +10,12 @@ import msgspec
 
 from omnistock.domain import stock
 from omnistock.domain.clock import rfc3339
-from omnistock.domain.errors import IdempotencyMismatch, NotFound
+from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import partition_of, reservation_partition
 from omnistock.domain.locations import Location
 from omnistock.domain.reservations import StoredReservation
 from omnistock.redis import keys
-from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Scripts, check
+from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, Script, Scripts, check
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
 
@@ -135,9 +135,7 @@ class StockStore:
         key = keys.position(self.partition(location.id), location.id, sku)
         return position_from_fields(location, sku, await self.client.hmget(key, _POSITION_FIELDS))
 
-    async def get_positions(
-        self, cells: Sequence[tuple[Location, str]]
-    ) -> list[stock.Position]:
+    async def get_positions(self, cells: Sequence[tuple[Location, str]]) -> list[stock.Position]:
         """Many positions in one round trip (a pipeline)."""
         if not cells:
             return []
@@ -145,7 +143,9 @@ class StockStore:
             for loc, sku in cells:
                 pipe.hmget(keys.position(self.partition(loc.id), loc.id, sku), _POSITION_FIELDS)
             rows = await pipe.execute()
-        return [position_from_fields(loc, sku, row) for (loc, sku), row in zip(cells, rows, strict=True)]
+        return [
+            position_from_fields(loc, sku, row) for (loc, sku), row in zip(cells, rows, strict=True)
+        ]
 
     async def locations_with_sku(
         self, locations: Sequence[Location], sku: str
@@ -156,7 +156,9 @@ class StockStore:
 
     async def skus_at(self, location: Location) -> list[str]:
         """Every sku with a position at ``location``, sorted."""
-        members = await self.client.smembers(keys.sku_index(self.partition(location.id), location.id))
+        members = await self.client.smembers(
+            keys.sku_index(self.partition(location.id), location.id)
+        )
         return sorted(m.decode() for m in members)
 
     async def get_reservation(self, reservation_id: str) -> StoredReservation | None:
@@ -186,9 +188,21 @@ class StockStore:
         await self._claim(idem)
 
         def args(item: Count) -> list[Any]:
-            ss = "" if item.safety_stock is None else ("-" if item.safety_stock < 0 else item.safety_stock)
+            ss = (
+                ""
+                if item.safety_stock is None
+                else ("-" if item.safety_stock < 0 else item.safety_stock)
+            )
             expected = "" if item.expected_version is None else item.expected_version
-            return [item.location, item.sku, item.on_hand, ss, expected, item.reason, item.ref or ""]
+            return [
+                item.location,
+                item.sku,
+                item.on_hand,
+                ss,
+                expected,
+                item.reason,
+                item.ref or "",
+            ]
 
         return await self._per_partition(
             self.scripts.set, items, actor, idem, args, [kind], lambda i: (i.location, i.sku)
@@ -265,45 +279,49 @@ class StockStore:
         ]
         for sku, qty in lines:
             script_args += [sku, qty]
-        reply = check(await self.scripts.reserve(self.client, script_keys, script_args), reservation_id)
+        reply = check(
+            await self.scripts.reserve(self.client, script_keys, script_args), reservation_id
+        )
         return _decode_reservation(reply.payload), reply.replayed
 
     async def commit(
         self,
-        reservation_id: str,
+        doc: StoredReservation,
         lines: Sequence[tuple[str, int]] | None,
         actor: str,
         idem: Idempotency | None,
     ) -> tuple[StoredReservation, bool]:
-        """Commit all held units, or only ``lines`` (the rest is released)."""
+        """Commit all held units, or only ``lines`` (distinct skus; the rest is released)."""
         extra: list[Any] = ["0"]
         if lines is not None:
             extra = ["1"]
             for sku, qty in lines:
                 extra += [sku, qty]
-        return await self._on_reservation(self.scripts.commit, reservation_id, extra, actor, idem)
+        return await self._on_reservation(self.scripts.commit, doc, extra, actor, idem)
 
     async def release(
-        self, reservation_id: str, actor: str, idem: Idempotency | None
+        self, doc: StoredReservation, actor: str, idem: Idempotency | None
     ) -> tuple[StoredReservation, bool]:
-        return await self._on_reservation(self.scripts.release, reservation_id, [], actor, idem)
+        return await self._on_reservation(self.scripts.release, doc, [], actor, idem)
 
     async def extend(
-        self, reservation_id: str, ttl_seconds: int, actor: str, idem: Idempotency | None
+        self, doc: StoredReservation, ttl_seconds: int, actor: str, idem: Idempotency | None
     ) -> tuple[StoredReservation, bool]:
         return await self._on_reservation(
-            self.scripts.extend, reservation_id, [ttl_seconds * 1000], actor, idem
+            self.scripts.extend, doc, [ttl_seconds * 1000], actor, idem
         )
 
     async def expire(self, reservation_id: str, actor: str = "system:expiry") -> bool:
         """Expire a due reservation; False if it was not due or already ended (another sweeper)."""
         p = reservation_partition(reservation_id, self.partitions)
         doc = await self.get_reservation(reservation_id)
-        if doc is None:
+        if doc is None:  # gone (retention): nothing to release, forget the expiry entry
             await self.client.zrem(keys.expiries(p), reservation_id)
             return False
         reply = await self.scripts.expire(
-            self.client, self._reservation_keys(p, reservation_id, doc, None), [actor, "", 0, "", self._retention_ms]
+            self.client,
+            self._reservation_keys(doc, None),
+            [actor, *self._idem_args(None), self._retention_ms],
         )
         if reply.code in (NOT_DUE, NOT_ACTIVE):
             return False
@@ -322,34 +340,30 @@ class StockStore:
 
     async def _on_reservation(
         self,
-        script: Any,
-        reservation_id: str,
+        script: Script,
+        doc: StoredReservation,
         extra: list[Any],
         actor: str,
         idem: Idempotency | None,
     ) -> tuple[StoredReservation, bool]:
         await self._claim(idem)
-        p = reservation_partition(reservation_id, self.partitions)
-        doc = await self.get_reservation(reservation_id)
-        script_keys = self._reservation_keys(p, reservation_id, doc, idem)
         script_args = [actor, *self._idem_args(idem), self._retention_ms, *extra]
-        reply = check(await script(self.client, script_keys, script_args), reservation_id)
+        reply = check(
+            await script(self.client, self._reservation_keys(doc, idem), script_args), doc.id
+        )
         return _decode_reservation(reply.payload), reply.replayed
 
-    def _reservation_keys(
-        self, p: int, reservation_id: str, doc: StoredReservation | None, idem: Idempotency | None
-    ) -> list[str]:
-        # Without the document (gone, or never there) the script can still replay a recorded
-        # reply or say "not found"; the location keys are then same-slot placeholders.
-        location = doc.location if doc is not None else "-"
+    def _reservation_keys(self, doc: StoredReservation, idem: Idempotency | None) -> list[str]:
+        """The KEYS layout shared by the scripts acting on an existing reservation."""
+        p = reservation_partition(doc.id, self.partitions)
         return [
             keys.stream(p),
             self._idem_key(p, idem),
-            keys.reservation(p, reservation_id),
+            keys.reservation(p, doc.id),
             keys.expiries(p),
-            keys.location_meta(p, location),
-            keys.sku_index(p, location),
-            *(keys.position(p, location, line[0]) for line in (doc.lines if doc else [])),
+            keys.location_meta(p, doc.location),
+            keys.sku_index(p, doc.location),
+            *(keys.position(p, doc.location, line[0]) for line in doc.lines),
         ]
 
     # -- idempotency ----------------------------------------------------------------------------
@@ -359,7 +373,11 @@ class StockStore:
         if idem is None:
             return
         first = await self.client.set(
-            keys.idempotency_claim(idem.digest), idem.body_hash, nx=True, get=True, px=self._idem_ttl_ms
+            keys.idempotency_claim(idem.digest),
+            idem.body_hash,
+            nx=True,
+            get=True,
+            px=self._idem_ttl_ms,
         )
         if first is not None and first.decode() != idem.body_hash:
             raise IdempotencyMismatch(
@@ -375,6 +393,3 @@ class StockStore:
         if idem is None:
             return ["", self._idem_ttl_ms, ""]
         return [idem.body_hash, self._idem_ttl_ms, idem.key]
-
-
-__all__ = ["OK", "Adjustment", "Count", "Idempotency", "NotFound", "StockStore"]

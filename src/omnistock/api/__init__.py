@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket API (Litestar): one controller module per resource."""

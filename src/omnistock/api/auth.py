@@ -1,0 +1,44 @@
+"""Bearer API keys on every /v1 call (WebSocket: the header or ``?api_key=``)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.exceptions import NotAuthorizedException
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from omnistock.domain.roles import Principal
+from omnistock.services import Services
+
+
+def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
+    """The process's services (opened by the lifespan)."""
+    return cast(Services, connection.app.state.services)
+
+
+def principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The caller, set by :class:`ApiKeyAuth`."""
+    return cast(Principal, connection.scope["user"])
+
+
+class ApiKeyAuth(AbstractAuthenticationMiddleware):
+    """Resolves the API key to a principal; 401 when it is missing or unknown."""
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            secret = ""
+            if connection.scope["type"] == ScopeType.WEBSOCKET:
+                secret = connection.query_params.get("api_key", "")
+        secret = secret.strip()
+        if not secret:
+            raise NotAuthorizedException("missing API key: send 'Authorization: Bearer <key>'")
+        found = await services(connection).keys.principal(secret)
+        if found is None:
+            raise NotAuthorizedException("unknown or deleted API key")
+        return AuthenticationResult(user=found, auth=None)

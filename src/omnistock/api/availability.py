@@ -1,0 +1,135 @@
+"""Availability: where a sku can be promised (one sku across locations, or a sku x location matrix)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, get, post
+from litestar.params import JSONBody, QueryParameter
+
+from omnistock.api.auth import services
+from omnistock.api.schemas import AvailabilityQuery, SkuPath
+from omnistock.domain.errors import ValidationFailed
+from omnistock.domain.ids import IDENTIFIER_PATTERN, check_identifier
+from omnistock.domain.locations import Location, nearest
+from omnistock.domain.stock import Status
+
+MAX_CELLS = 10_000
+
+
+class LocationAvailability(msgspec.Struct, kw_only=True, omit_defaults=True):
+    location: str
+    available: int
+    status: Status
+    on_hand: int
+    reserved: int
+    pickup: bool
+    distance_km: float | None = None
+
+
+class SkuAvailability(msgspec.Struct, kw_only=True):
+    sku: str
+    total_available: int
+    locations: list[LocationAvailability]
+
+
+class Cell(msgspec.Struct, kw_only=True):
+    sku: str
+    location: str
+    available: int
+    status: Status
+
+
+class Matrix(msgspec.Struct, kw_only=True):
+    items: list[Cell]
+
+
+def parse_near(near: str | None, radius_km: float | None) -> tuple[float, float] | None:
+    """``lat,lon`` -> floats, or None without ``near``; 422 naming the parameter when bad."""
+    if near is None:
+        if radius_km is not None:
+            raise ValidationFailed("radius_km", "only meaningful with near=lat,lon")
+        return None
+    parts = near.split(",")
+    try:
+        lat, lon = (float(p) for p in parts)
+    except ValueError:
+        raise ValidationFailed("near", "must be 'lat,lon' in decimal degrees") from None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValidationFailed("near", "latitude must be within ±90 and longitude within ±180")
+    return lat, lon
+
+
+Radius = Annotated[float | None, QueryParameter(gt=0, le=20_000, description="km, with near")]
+Near = Annotated[str | None, QueryParameter(description="lat,lon: nearest locations first")]
+Group = Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)]
+
+
+@get("/availability/{sku:str}", summary="Availability of one sku across locations")
+async def sku_availability(
+    request: Request[Any, Any, Any],
+    sku: SkuPath,
+    location: Annotated[list[str] | None, QueryParameter(description="repeatable")] = None,
+    group: Group = None,
+    near: Near = None,
+    radius_km: Radius = None,
+) -> SkuAvailability:
+    svc = services(request)
+    point = parse_near(near, radius_km)
+    filtered = location is not None or group is not None or point is not None
+    candidates: list[Location]
+    if location is not None:
+        for i, loc_id in enumerate(location):
+            check_identifier(f"location[{i}]", loc_id)
+        candidates = [await svc.locations.require(loc_id) for loc_id in dict.fromkeys(location)]
+    else:
+        candidates = svc.locations.all()
+    if group is not None:
+        candidates = [loc for loc in candidates if group in loc.groups]
+    distances: dict[str, float] = {}
+    if point is not None:
+        ranked = nearest(candidates, point[0], point[1], radius_km)
+        candidates = [loc for loc, _ in ranked]
+        distances = {loc.id: d for loc, d in ranked}
+    positions = await svc.store.get_positions([(loc, sku) for loc in candidates])
+    rows = [
+        LocationAvailability(
+            location=loc.id,
+            available=pos.available,
+            status=pos.status,
+            on_hand=pos.on_hand,
+            reserved=pos.reserved,
+            pickup=loc.pickup,
+            distance_km=round(distances[loc.id], 3) if loc.id in distances else None,
+        )
+        for loc, pos in zip(candidates, positions, strict=True)
+        if filtered or pos.version > 0
+    ]
+    return SkuAvailability(sku=sku, total_available=sum(r.available for r in rows), locations=rows)
+
+
+@post("/availability", summary="Availability matrix: skus x locations", status_code=200)
+async def availability_matrix(
+    request: Request[Any, Any, Any], data: JSONBody[AvailabilityQuery]
+) -> Matrix:
+    svc = services(request)
+    if len(data.skus) * len(data.locations) > MAX_CELLS:
+        raise ValidationFailed(
+            "skus",
+            f"{len(data.skus)} skus x {len(data.locations)} locations exceeds {MAX_CELLS} cells",
+        )
+    locations = [await svc.locations.require(loc_id) for loc_id in data.locations]
+    cells = [(loc, sku) for sku in data.skus for loc in locations]
+    positions = await svc.store.get_positions(cells)
+    return Matrix(
+        items=[
+            Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)
+            for p in positions
+        ]
+    )
+
+
+availability_router = Router(
+    "/v1", route_handlers=[sku_availability, availability_matrix], tags=["availability"]
+)

@@ -1,0 +1,144 @@
+"""Every error leaves as RFC 9457 problem+json; no input, however malformed, gives a 5xx."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import RedisError
+
+from omnistock.domain.errors import DomainError
+
+log = logging.getLogger("omnistock.api")
+
+PROBLEM_JSON = "application/problem+json"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_encode = msgspec.json.Encoder().encode
+_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Missing or unknown API key"),
+    403: ("forbidden", "This API key may not do that"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+    429: ("too-many-requests", "Too many requests"),
+    503: ("unavailable", "Service unavailable"),
+}
+_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[bytes]:
+    """A problem+json response."""
+    body: dict[str, Any] = {
+        "type": f"urn:omnistock:problem:{slug}",
+        "title": title,
+        "status": status,
+    }
+    body["detail"] = detail
+    body.update(extra)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="omnistock"'}
+    return Response(_encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def validation_problem(
+    field: str, message: str, errors: list[dict[str, str]] | None = None
+) -> Response[bytes]:
+    errors = errors or [{"field": field, "message": message}]
+    return problem(
+        422, "validation", "Validation failed", f"{field}: {message}", field=field, errors=errors
+    )
+
+
+def on_domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
+    headers = {REPLAYED_HEADER: "true"} if exc.replayed else None
+    return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
+
+
+def on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """Litestar's parameter and body validation, reported as 422 naming each field."""
+    errors: list[dict[str, str]] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if not isinstance(item, dict):
+            continue
+        key = str(item.get("key") or "body")
+        message = str(item.get("message", "invalid"))
+        if key == "data":
+            key = "body"
+            if message == "'data'":
+                message = "a JSON body is required"
+        errors.append({"field": key, "message": message})
+    if not errors:
+        errors.append({"field": "body", "message": str(exc.detail)})
+    return validation_problem(errors[0]["field"], errors[0]["message"], errors)
+
+
+def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status >= 500:
+        log.error("server error: %s", exc.detail)
+        return problem(status, "server-error", "Internal error", "the server failed; see its log")
+    if status == 400:
+        # Litestar raises a 400 for bodies it cannot parse (malformed JSON, wrong content).
+        return validation_problem("body", f"malformed JSON: {exc.detail}")
+    slug, title = _SLUGS.get(status, ("error", "Error"))
+    return problem(status, slug, title, str(exc.detail))
+
+
+def on_redis_error(_: Request[Any, Any, Any], exc: RedisError) -> Response[bytes]:
+    log.warning("redis unavailable: %s", exc)
+    return problem(
+        503, "redis-unavailable", "Redis unavailable", f"the live store does not answer: {exc}"
+    )
+
+
+def on_postgres_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.warning("postgres unavailable: %s", exc)
+    return problem(
+        503, "postgres-unavailable", "Postgres unavailable", f"the database does not answer: {exc}"
+    )
+
+
+def on_os_error(_: Request[Any, Any, Any], exc: OSError) -> Response[bytes]:
+    log.warning("backing store unreachable: %s", exc)
+    return problem(
+        503, "unavailable", "Service unavailable", f"a backing store does not answer: {exc}"
+    )
+
+
+def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unexpected error", exc_info=exc)
+    return problem(500, "server-error", "Internal error", "the server failed; see its log")
+
+
+def msgspec_problem(exc: msgspec.ValidationError | msgspec.DecodeError) -> Response[bytes]:
+    """For bodies decoded by hand (msgspec errors end with `` - at `$.path` ``)."""
+    text = str(exc)
+    match = _AT_PATH.search(text)
+    field = match.group(1) if match and match.group(1) else "body"
+    return validation_problem(field, _AT_PATH.sub("", text))
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    DomainError: on_domain_error,
+    ValidationException: on_validation,
+    HTTPException: on_http_error,
+    RedisError: on_redis_error,
+    asyncpg.PostgresError: on_postgres_error,
+    asyncpg.InterfaceError: on_postgres_error,
+    OSError: on_os_error,
+    Exception: on_unexpected,
+}

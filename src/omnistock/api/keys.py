@@ -1,0 +1,60 @@
+"""API keys (admin only): create (the secret is shown once), list, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, post
+from litestar.params import FromPath, JSONBody
+
+from omnistock.api.auth import principal, services
+from omnistock.api.schemas import KeyCreate
+from omnistock.cache import publish
+from omnistock.domain.errors import NotFound, ValidationFailed
+from omnistock.domain.roles import Role, require_admin
+from omnistock.postgres import catalog
+from omnistock.postgres.catalog import ApiKey
+
+
+class KeyList(msgspec.Struct):
+    items: list[ApiKey]
+
+
+@post("/", summary="Create an API key (its secret is in this response only)", status_code=201)
+async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate]) -> ApiKey:
+    svc = services(request)
+    require_admin(principal(request))
+    if data.role is Role.STORE and not data.locations:
+        raise ValidationFailed("locations", "a store key needs the locations it may write at")
+    for i, loc_id in enumerate(data.locations):
+        if await svc.locations.get(loc_id) is None:
+            raise ValidationFailed(f"locations[{i}]", f"unknown location {loc_id!r}")
+    return await catalog.create_key(
+        svc.db, data.name, data.role, list(dict.fromkeys(data.locations))
+    )
+
+
+@get("/", summary="List API keys (without secrets)")
+async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
+    svc = services(request)
+    require_admin(principal(request))
+    return KeyList(items=await catalog.list_keys(svc.db))
+
+
+@delete(
+    "/{key_id:str}",
+    summary="Delete an API key: it stops working at once, everywhere",
+    status_code=204,
+)
+async def delete_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[None]:
+    svc = services(request)
+    require_admin(principal(request))
+    if not await catalog.revoke_key(svc.db, key_id):
+        raise NotFound(f"API key {key_id!r} not found")
+    svc.keys.clear()
+    await publish(svc.redis, "keys")
+    return Response(None, status_code=204)
+
+
+keys_router = Router("/v1/keys", route_handlers=[create_key, list_keys, delete_key], tags=["keys"])

@@ -1,0 +1,100 @@
+"""Locations: stores, warehouses and the like (admin writes; every role reads)."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, Router, get, put
+from litestar.params import JSONBody, QueryParameter
+
+from omnistock.api.auth import principal, services
+from omnistock.api.availability import Near, Radius, parse_near
+from omnistock.api.schemas import LocationPath, LocationPut
+from omnistock.cache import publish
+from omnistock.domain.errors import ValidationFailed
+from omnistock.domain.ids import IDENTIFIER_PATTERN
+from omnistock.domain.locations import Location, default_pickup, default_ship_from, nearest
+from omnistock.domain.roles import require_admin
+from omnistock.postgres import catalog
+
+
+class NearbyLocation(Location, kw_only=True):
+    distance_km: float
+
+
+class LocationList(msgspec.Struct):
+    items: list[Location] | list[NearbyLocation]
+
+
+def _check_timezone(name: str | None) -> None:
+    if name is None:
+        return
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationFailed("timezone", f"unknown IANA time zone {name!r}") from None
+
+
+@put("/{location_id:str}", summary="Create or replace a location (admin)")
+async def put_location(
+    request: Request[Any, Any, Any], location_id: LocationPath, data: JSONBody[LocationPut]
+) -> Response[Location]:
+    svc = services(request)
+    require_admin(principal(request))
+    if (data.lat is None) != (data.lon is None):
+        raise ValidationFailed("lat" if data.lat is None else "lon", "lat and lon go together")
+    _check_timezone(data.timezone)
+    wanted = Location(
+        id=location_id,
+        name=data.name,
+        kind=data.kind,
+        lat=data.lat,
+        lon=data.lon,
+        pickup=default_pickup(data.kind) if data.pickup is None else data.pickup,
+        ship_from=default_ship_from(data.kind) if data.ship_from is None else data.ship_from,
+        groups=list(dict.fromkeys(data.groups)),
+        safety_stock=data.safety_stock,
+        limited_threshold=data.limited_threshold,
+        timezone=data.timezone,
+    )
+    stored, created = await catalog.upsert_location(svc.db, wanted)
+    await svc.store.put_location_meta([stored])
+    svc.locations.put(stored)
+    await publish(svc.redis, "locations")
+    return Response(stored, status_code=201 if created else 200)
+
+
+@get("/{location_id:str}", summary="Read a location")
+async def get_location(request: Request[Any, Any, Any], location_id: LocationPath) -> Location:
+    return await services(request).locations.require(location_id)
+
+
+@get("/", summary="List locations, by group and/or nearest first")
+async def list_locations(
+    request: Request[Any, Any, Any],
+    group: Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)] = None,
+    near: Near = None,
+    radius_km: Radius = None,
+) -> LocationList:
+    svc = services(request)
+    point = parse_near(near, radius_km)
+    found = (
+        svc.locations.all()
+        if group is None
+        else sorted(svc.locations.by_group.get(group, []), key=lambda x: x.id)
+    )
+    if point is None:
+        return LocationList(items=found)
+    return LocationList(
+        items=[
+            NearbyLocation(**msgspec.structs.asdict(loc), distance_km=round(d, 3))
+            for loc, d in nearest(found, point[0], point[1], radius_km)
+        ]
+    )
+
+
+locations_router = Router(
+    "/v1/locations", route_handlers=[put_location, get_location, list_locations], tags=["locations"]
+)

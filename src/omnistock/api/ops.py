@@ -1,0 +1,64 @@
+"""Operations endpoints (no auth): liveness, readiness, Prometheus metrics, the docs page."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from litestar import MediaType, Request, Response, get
+
+from omnistock.api.auth import services
+from omnistock.api.errors import problem
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+async def _check(what: str, probe: Any) -> str | None:
+    try:
+        await asyncio.wait_for(probe, timeout=2.0)
+    except Exception as exc:
+        return f"{what}: {type(exc).__name__} {exc}".strip()
+    return None
+
+
+@get("/readyz", include_in_schema=False)
+async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+    svc = services(request)
+    down = [
+        reason
+        for reason in await asyncio.gather(
+            _check("redis", svc.redis.ping()), _check("postgres", svc.db.fetchval("SELECT 1"))
+        )
+        if reason
+    ]
+    if down:
+        names = " and ".join(reason.split(":")[0] for reason in down)
+        return problem(
+            503, "not-ready", "Not ready", f"{names} down: " + "; ".join(down), down=down
+        )
+    return Response({"status": "ready", "redis": "ok", "postgres": "ok"})
+
+
+@get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
+async def metrics(request: Request[Any, Any, Any]) -> str:
+    return services(request).metrics.render()
+
+
+DOCS_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>omnistock API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/schema/openapi.json", dom_id: "#swagger-ui",
+  persistAuthorization: true});</script>
+</body></html>"""
+
+
+@get("/docs", include_in_schema=False, media_type=MediaType.HTML)
+async def docs() -> str:
+    """Interactive API docs (Swagger UI served from the package, no CDN needed)."""
+    return DOCS_HTML

@@ -1,0 +1,114 @@
+"""Reservations: hold stock, then commit (a sale), release, or extend; expiry is automatic."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, Router, get, post
+from litestar.params import JSONBody, PathParameter
+
+from omnistock.api.auth import principal, services
+from omnistock.api.idempotency import idempotency
+from omnistock.api.responses import replayable
+from omnistock.api.schemas import CommitIn, ExtendIn, ReservationCreate
+from omnistock.domain.errors import NotFound
+from omnistock.domain.ids import new_reservation_id
+from omnistock.domain.reservations import Reservation, StoredReservation, present, sum_lines
+from omnistock.domain.roles import require_reserve
+from omnistock.services import Services
+
+ReservationId = Annotated[str, PathParameter(max_length=64, description="reservation id")]
+
+
+@post(
+    "/", summary="Create a reservation (all lines or none, unless allow_partial)", status_code=201
+)
+async def create_reservation(
+    request: Request[Any, Any, Any], data: JSONBody[ReservationCreate]
+) -> Response[Reservation]:
+    svc, who = services(request), principal(request)
+    require_reserve(who, data.location)
+    await svc.locations.require(data.location)
+    idem = idempotency(request, who, data)
+    doc, replayed = await svc.store.reserve(
+        reservation_id=new_reservation_id(svc.store.partition(data.location)),
+        location=data.location,
+        lines=sum_lines((line.sku, line.qty) for line in data.lines),
+        ttl_seconds=data.ttl_seconds or svc.settings.default_ttl_seconds,
+        channel=data.channel,
+        ref=data.ref,
+        allow_partial=data.allow_partial,
+        actor=who.name,
+        idem=idem,
+    )
+    svc.metrics.reservations.inc(outcome="held")
+    return replayable(present(doc), 201, replayed)
+
+
+async def _find(svc: Services, reservation_id: str) -> StoredReservation:
+    doc = await svc.store.get_reservation(reservation_id)
+    if doc is None:
+        raise NotFound(f"reservation {reservation_id!r} not found")
+    return doc
+
+
+@get("/{reservation_id:str}", summary="Read a reservation")
+async def get_reservation(
+    request: Request[Any, Any, Any], reservation_id: ReservationId
+) -> Reservation:
+    return present(await _find(services(request), reservation_id))
+
+
+@post("/{reservation_id:str}/commit", summary="Commit: held units leave on_hand", status_code=200)
+async def commit_reservation(
+    request: Request[Any, Any, Any],
+    reservation_id: ReservationId,
+    data: JSONBody[CommitIn | None] = None,
+) -> Response[Reservation]:
+    svc, who = services(request), principal(request)
+    doc = await _find(svc, reservation_id)
+    require_reserve(who, doc.location)
+    lines = sum_lines((line.sku, line.qty) for line in data.lines) if data and data.lines else None
+    doc, replayed = await svc.store.commit(
+        doc, lines, who.name, idempotency(request, who, data or CommitIn())
+    )
+    return replayable(present(doc), 200, replayed)
+
+
+@post("/{reservation_id:str}/release", summary="Release everything held", status_code=200)
+async def release_reservation(
+    request: Request[Any, Any, Any], reservation_id: ReservationId
+) -> Response[Reservation]:
+    svc, who = services(request), principal(request)
+    doc = await _find(svc, reservation_id)
+    require_reserve(who, doc.location)
+    doc, replayed = await svc.store.release(doc, who.name, idempotency(request, who, None))
+    return replayable(present(doc), 200, replayed)
+
+
+@post(
+    "/{reservation_id:str}/extend", summary="Move expires_at to now + ttl_seconds", status_code=200
+)
+async def extend_reservation(
+    request: Request[Any, Any, Any], reservation_id: ReservationId, data: JSONBody[ExtendIn]
+) -> Response[Reservation]:
+    svc, who = services(request), principal(request)
+    doc = await _find(svc, reservation_id)
+    require_reserve(who, doc.location)
+    doc, replayed = await svc.store.extend(
+        doc, data.ttl_seconds, who.name, idempotency(request, who, data)
+    )
+    return replayable(present(doc), 200, replayed)
+
+
+reservations_router = Router(
+    "/v1/reservations",
+    route_handlers=[
+        create_reservation,
+        get_reservation,
+        commit_reservation,
+        release_reservation,
+        extend_reservation,
+    ],
+    tags=["reservations"],
+)

@@ -1,0 +1,98 @@
+"""Request bodies (msgspec Structs): the constraints here are the contract's, checked on decode."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from litestar.params import PathParameter
+from msgspec import UNSET, Meta, UnsetType
+
+from omnistock.domain.ids import IDENTIFIER_PATTERN
+from omnistock.domain.locations import LocationKind
+from omnistock.domain.reservations import MAX_LINE_QTY, Channel
+from omnistock.domain.roles import Role
+from omnistock.domain.stock import AdjustmentReason
+
+MAX_QUANTITY = 10**12  # scripts keep numbers as doubles: exact far beyond this
+Identifier = Annotated[
+    str, Meta(pattern=IDENTIFIER_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")
+]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Ref = Annotated[str, Meta(max_length=256)]
+Quantity = Annotated[int, Meta(ge=0, le=MAX_QUANTITY)]
+Ttl = Annotated[int, Meta(ge=1, le=604_800)]
+
+
+class KeyCreate(msgspec.Struct, kw_only=True):
+    name: Name
+    role: Role
+    locations: list[Identifier] = msgspec.field(default_factory=list)
+
+
+class LocationPut(msgspec.Struct, kw_only=True):
+    name: Name
+    kind: LocationKind
+    lat: Annotated[float, Meta(ge=-90, le=90)] | None = None
+    lon: Annotated[float, Meta(ge=-180, le=180)] | None = None
+    pickup: bool | None = None
+    ship_from: bool | None = None
+    groups: Annotated[list[Identifier], Meta(max_length=100)] = msgspec.field(default_factory=list)
+    safety_stock: Quantity = 0
+    limited_threshold: Quantity = 2
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+
+
+class StockPut(msgspec.Struct, kw_only=True):
+    on_hand: Quantity
+    # Absent: keep the position's own safety stock; null: drop it (use the location's).
+    safety_stock: Quantity | UnsetType | None = UNSET
+    reason: Literal["count", "correction"] = "count"
+    ref: Ref | None = None
+
+
+class AdjustmentIn(msgspec.Struct, kw_only=True):
+    sku: Identifier
+    location: Identifier
+    delta: Annotated[int, Meta(ge=-(10**9), le=10**9, description="not 0")]
+    reason: AdjustmentReason
+    ref: Ref | None = None
+
+
+class AdjustmentsIn(msgspec.Struct, kw_only=True):
+    adjustments: Annotated[list[AdjustmentIn], Meta(min_length=1, max_length=1000)]
+
+
+class AvailabilityQuery(msgspec.Struct, kw_only=True):
+    skus: Annotated[list[Identifier], Meta(min_length=1, max_length=500)]
+    locations: Annotated[list[Identifier], Meta(min_length=1, max_length=500)]
+
+
+class LineIn(msgspec.Struct, kw_only=True):
+    sku: Identifier
+    qty: Annotated[int, Meta(ge=1, le=MAX_LINE_QTY)]
+
+
+Lines = Annotated[list[LineIn], Meta(min_length=1, max_length=100)]
+
+
+class ReservationCreate(msgspec.Struct, kw_only=True):
+    location: Identifier
+    lines: Lines
+    ttl_seconds: Ttl | None = None
+    channel: Channel | None = None
+    ref: Ref | None = None
+    allow_partial: bool = False
+
+
+class CommitIn(msgspec.Struct, kw_only=True):
+    lines: Lines | None = None
+
+
+class ExtendIn(msgspec.Struct, kw_only=True):
+    ttl_seconds: Ttl
+
+
+# Path parameters (checked by Litestar: a bad one is a 422 naming it).
+LocationPath = Annotated[str, PathParameter(pattern=IDENTIFIER_PATTERN, description="location id")]
+SkuPath = Annotated[str, PathParameter(pattern=IDENTIFIER_PATTERN, description="sku")]

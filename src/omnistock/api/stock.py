@@ -1,0 +1,100 @@
+"""Stock positions: read one, set one absolutely (cycle count), apply adjustments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Request, Response, Router, get, post, put
+from litestar.params import HeaderParameter, JSONBody
+from msgspec import UNSET
+
+from omnistock.api.auth import principal, services
+from omnistock.api.idempotency import idempotency
+from omnistock.api.responses import replayable
+from omnistock.api.schemas import AdjustmentsIn, LocationPath, SkuPath, StockPut
+from omnistock.domain.errors import ValidationFailed
+from omnistock.domain.roles import require_stock_write
+from omnistock.domain.stock import Position
+from omnistock.redis.store import Adjustment, Count
+
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match", description="the version the position must be at (412 if not)"
+    ),
+]
+
+
+def _expected_version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise ValidationFailed("If-Match", 'must be a position version, e.g. 3 or "3"')
+    return int(value)
+
+
+@get("/{location_id:str}/{sku:str}", summary="Read one position")
+async def get_position(
+    request: Request[Any, Any, Any], location_id: LocationPath, sku: SkuPath
+) -> Response[Position]:
+    svc = services(request)
+    loc = await svc.locations.require(location_id)
+    pos = await svc.store.get_position(loc, sku)
+    return Response(pos, headers={"ETag": f'"{pos.version}"'})
+
+
+@put("/{location_id:str}/{sku:str}", summary="Set on_hand absolutely (cycle count)")
+async def put_position(
+    request: Request[Any, Any, Any],
+    location_id: LocationPath,
+    sku: SkuPath,
+    data: JSONBody[StockPut],
+    if_match: IfMatch = None,
+) -> Response[Position]:
+    svc, who = services(request), principal(request)
+    require_stock_write(who, location_id)
+    expected = _expected_version(if_match)
+    await svc.locations.require(location_id)
+    # Count.safety_stock: None keeps the position's own value, -1 drops it.
+    own: int | None = None
+    if data.safety_stock is None:
+        own = -1
+    elif data.safety_stock is not UNSET:
+        own = data.safety_stock
+    count = Count(
+        location=location_id,
+        sku=sku,
+        on_hand=data.on_hand,
+        safety_stock=own,
+        expected_version=expected,
+        reason=data.reason,
+        ref=data.ref,
+    )
+    (pos,), replayed = await svc.store.set_counts(
+        [count], who.name, idempotency(request, who, (data, expected))
+    )
+    response = replayable(pos, 200, replayed)
+    response.headers["ETag"] = f'"{pos.version}"'
+    return response
+
+
+@post("/adjustments", summary="Apply stock deltas (receipts, sales, returns...)", status_code=200)
+async def post_adjustments(
+    request: Request[Any, Any, Any], data: JSONBody[AdjustmentsIn]
+) -> Response[dict[str, list[Position]]]:
+    svc, who = services(request), principal(request)
+    for i, item in enumerate(data.adjustments):
+        if item.delta == 0:
+            raise ValidationFailed(f"adjustments[{i}].delta", "must not be 0")
+    for item in data.adjustments:
+        require_stock_write(who, item.location)
+    for item in data.adjustments:
+        await svc.locations.require(item.location)
+    items = [Adjustment(a.location, a.sku, a.delta, a.reason, a.ref) for a in data.adjustments]
+    positions, replayed = await svc.store.adjust(items, who.name, idempotency(request, who, data))
+    return replayable({"results": positions}, 200, replayed)
+
+
+stock_router = Router("/v1/stock", route_handlers=[get_position, put_position], tags=["stock"])
+adjustments_router = Router("/v1", route_handlers=[post_adjustments], tags=["stock"])

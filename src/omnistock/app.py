@@ -1,0 +1,117 @@
+"""``create_app(settings)``: the Litestar application."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from omnistock import __version__
+from omnistock.api.auth import ApiKeyAuth
+from omnistock.api.availability import availability_router
+from omnistock.api.errors import EXCEPTION_HANDLERS
+from omnistock.api.keys import keys_router
+from omnistock.api.locations import locations_router
+from omnistock.api.ops import docs, healthz, metrics, readyz
+from omnistock.api.reservations import reservations_router
+from omnistock.api.stock import adjustments_router, stock_router
+from omnistock.services import Services, open_services
+from omnistock.settings import Settings
+
+# Only /v1 needs a key: health, metrics, docs, the schema and the board page are open.
+_OPEN = ["^/$", "^/healthz$", "^/readyz$", "^/metrics$", "^/docs", "^/schema", "^/board"]
+
+
+def _metrics_middleware(app: ASGIApp) -> ASGIApp:
+    """Counts requests by route template and status, and observes their latency."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        method = scope["method"]
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Rendered further out (e.g. a 401 from the auth middleware): count its status.
+            status = getattr(exc, "status_code", 500)
+            raise
+        finally:
+            svc: Services | None = getattr(scope["app"].state, "services", None)
+            if svc is not None:
+                route = scope.get("path_template") or "unmatched"
+                svc.metrics.requests.inc(route=route, method=method, status=str(status))
+                svc.metrics.latency.observe(time.perf_counter() - start, route=route)
+
+    return middleware
+
+
+def create_app(settings: Settings) -> Litestar:
+    """The app for ``settings`` (both store URLs must be set: ``serve`` sets them when embedded)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_services(settings) as svc:
+            app.state.services = svc
+            yield
+
+    return Litestar(
+        route_handlers=[
+            stock_router,
+            adjustments_router,
+            availability_router,
+            reservations_router,
+            locations_router,
+            keys_router,
+            healthz,
+            readyz,
+            metrics,
+            docs,
+            create_static_files_router(
+                "/docs/assets",
+                [Path(swagger_ui_bundle.swagger_ui_path)],
+                include_in_schema=False,
+            ),
+        ],
+        lifespan=[lifespan],
+        middleware=[_metrics_middleware, DefineMiddleware(ApiKeyAuth, exclude=_OPEN)],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(
+            title="omnistock",
+            version=__version__,
+            description="Real-time inventory visibility: stock, availability, reservations, change stream.",
+            path="/schema",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+            security=[{"bearer": []}],
+        ),
+        debug=False,
+    )
+
+
+def app_from_env() -> Litestar:
+    """The uvicorn factory: settings from ``OMNISTOCK_*`` (``serve`` sets the store URLs)."""
+    from omnistock.settings import load_settings
+
+    return create_app(load_settings())

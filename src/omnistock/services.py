@@ -1,0 +1,136 @@
+"""The runtime of one process: clients, caches and background tasks, opened in the app lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from omnistock.cache import KeyCache, LocationCache, follow_invalidations
+from omnistock.metrics import Metrics
+from omnistock.redis import keys
+from omnistock.redis.scripts import Scripts
+from omnistock.redis.store import StockStore
+from omnistock.redis.sweeper import run_sweeper
+from omnistock.settings import Settings
+
+log = logging.getLogger("omnistock")
+
+
+class StartupError(RuntimeError):
+    """The service cannot start (a store unreachable, or data made with other settings)."""
+
+
+def redis_client(url: str, max_connections: int) -> aredis.Redis:
+    """One pool per process; callers wait for a free connection rather than fail."""
+    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
+    return aredis.Redis(connection_pool=pool)
+
+
+async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: float = 30.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await attempt()
+        except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise StartupError(f"{what} unreachable after {seconds:.0f}s: {exc}") from exc
+            log.warning("%s not reachable yet (%s); retrying", what, exc)
+            await asyncio.sleep(0.5)
+
+
+async def check_partitions(redis: aredis.Redis, partitions: int) -> None:
+    """P is fixed once data exists: refuse to run with another value."""
+    await redis.hsetnx(keys.META, "partitions", partitions)
+    stored = int(await redis.hget(keys.META, "partitions") or partitions)
+    if stored != partitions:
+        raise StartupError(
+            f"OMNISTOCK_PARTITIONS={partitions} but this Redis holds data made with {stored}; "
+            f"set OMNISTOCK_PARTITIONS={stored}"
+        )
+
+
+class Services:
+    """Everything a request handler needs, shared by the whole process."""
+
+    def __init__(self, settings: Settings, redis: aredis.Redis, db: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.db = db
+        self.metrics = Metrics()
+        self.store = StockStore(
+            redis,
+            Scripts.load(),
+            partitions=settings.partitions,
+            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+            retention_seconds=settings.finished_reservation_retention_seconds,
+        )
+        self.locations = LocationCache(db)
+        self.keys = KeyCache(db, settings.admin_key)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run a background task for the life of the process; a crash is logged, not silent."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task %s failed", name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: Settings) -> AsyncIterator[tuple[aredis.Redis, asyncpg.Pool]]:
+    """The process's Redis pool and Postgres pool, waiting (a while) for either to come up."""
+    if settings.redis_url is None or settings.database_url is None:
+        raise StartupError("OMNISTOCK_REDIS_URL and OMNISTOCK_DATABASE_URL must be set here")
+    redis = redis_client(settings.redis_url, settings.redis_max_connections)
+    try:
+        await _retry("redis", redis.ping)
+        db: asyncpg.Pool = await _retry(
+            "postgres",
+            lambda: asyncpg.create_pool(
+                settings.database_url, min_size=1, max_size=settings.database_pool_size
+            ),
+        )
+        try:
+            yield redis, db
+        finally:
+            await db.close()
+    finally:
+        await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    """Connect, warm caches, start background work; undo all of it on exit."""
+    async with connect(settings) as (redis, db):
+        await check_partitions(redis, settings.partitions)
+        svc = Services(settings, redis, db)
+        for script in svc.store.scripts.all():
+            await redis.script_load(script.source)
+        await svc.locations.reload()
+        await svc.store.put_location_meta(svc.locations.all())
+        svc.spawn(follow_invalidations(redis, svc.keys, svc.locations), "invalidations")
+        svc.spawn(run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics), "sweeper")
+        try:
+            yield svc
+        finally:
+            await svc.stop()
