@@ -5,6 +5,7 @@ Tests share the servers and stay apart by using random ids (``uid``) for locatio
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,9 +29,9 @@ class Servers:
         self.database_url = postgres.url
 
 
-@pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    base: Path = tmp_path_factory.mktemp("servers")
+@contextlib.contextmanager
+def running_servers(base: Path) -> Iterator[Servers]:
+    """A Valkey and a Postgres of their own under ``base``, stopped on exit."""
     valkey = EmbeddedValkey(base / "valkey")
     postgres = EmbeddedPostgres(base / "postgres", settings=TEST_PG_SETTINGS)
     valkey.start()
@@ -42,6 +43,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             postgres.stop()
     finally:
         valkey.stop()
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """The servers every test shares (tests stay apart by ``uid``)."""
+    with running_servers(tmp_path_factory.mktemp("servers")) as found:
+        yield found
 
 
 @pytest.fixture(scope="session")

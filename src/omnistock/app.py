@@ -20,12 +20,19 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from omnistock import __version__
 from omnistock.api.auth import ApiKeyAuth
 from omnistock.api.availability import availability_router
+from omnistock.api.board import board_assets, board_page
 from omnistock.api.errors import EXCEPTION_HANDLERS
+from omnistock.api.feeds import feeds_router
+from omnistock.api.history import history_router
+from omnistock.api.imports import import_stock
 from omnistock.api.keys import keys_router
 from omnistock.api.locations import locations_router
 from omnistock.api.ops import docs, healthz, metrics, readyz
+from omnistock.api.paths import keep_encoded_slashes
+from omnistock.api.positions import positions_router
 from omnistock.api.reservations import reservations_router
 from omnistock.api.stock import adjustments_router, stock_router
+from omnistock.api.stream import stream_socket, websocket_denials
 from omnistock.services import Services, open_services
 from omnistock.settings import Settings
 
@@ -66,6 +73,15 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+class OmnistockApp(Litestar):
+    """Litestar, with the request path fixed up before routing (see ``keep_encoded_slashes``)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            keep_encoded_slashes(scope)
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings) -> Litestar:
     """The app for ``settings`` (both store URLs must be set: ``serve`` sets them when embedded)."""
 
@@ -75,14 +91,21 @@ def create_app(settings: Settings) -> Litestar:
             app.state.services = svc
             yield
 
-    return Litestar(
+    return OmnistockApp(
         route_handlers=[
             stock_router,
+            history_router,
+            import_stock,
             adjustments_router,
             availability_router,
             reservations_router,
             locations_router,
             keys_router,
+            positions_router,
+            feeds_router,
+            stream_socket,
+            board_page,
+            board_assets,
             healthz,
             readyz,
             metrics,
@@ -94,7 +117,11 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ],
         lifespan=[lifespan],
-        middleware=[_metrics_middleware, DefineMiddleware(ApiKeyAuth, exclude=_OPEN)],
+        middleware=[
+            _metrics_middleware,
+            websocket_denials,
+            DefineMiddleware(ApiKeyAuth, exclude=_OPEN),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="omnistock",

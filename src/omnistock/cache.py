@@ -1,8 +1,9 @@
 """In-process caches of locations and API keys for the hot path, invalidated across instances.
 
 Postgres holds locations and keys; every instance serves them from memory. A change is published
-on a Redis channel and every instance drops what it cached; after any gap in the subscription the
-caches are dropped too, since a message may have been missed.
+on a Redis channel and every instance drops what it cached, then acknowledges; the writer waits for
+every acknowledgement, so when a key deletion answers, no instance accepts that key any more. After
+any gap in the subscription the caches are dropped too, since a message may have been missed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import secrets
 import time
 from collections import defaultdict
 from typing import Any
@@ -22,6 +24,7 @@ from omnistock.domain.locations import Location
 from omnistock.domain.roles import Principal, Role
 from omnistock.postgres import catalog
 from omnistock.redis import keys
+from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.cache")
 
@@ -57,6 +60,7 @@ class KeyCache:
         self._admin_hash = catalog.hash_key(admin_key) if admin_key else None
         self._known: dict[bytes, Principal] = {}
         self._unknown = _Negative()
+        self._generation = 0  # bumped by clear(): a lookup that spans a clear is not cached
 
     async def principal(self, secret: str) -> Principal | None:
         digest = catalog.hash_key(secret)
@@ -67,7 +71,10 @@ class KeyCache:
             return Principal(id=BOOTSTRAP_ID, name="bootstrap-admin", role=Role.ADMIN)
         if digest.hex() in self._unknown:
             return None
+        generation = self._generation
         found = await catalog.principal_for(self._db, secret)
+        if generation != self._generation:
+            return found  # keys changed meanwhile: answer this request, remember nothing
         if found is None:
             self._unknown.add(digest.hex())
             return None
@@ -75,6 +82,7 @@ class KeyCache:
         return found
 
     def clear(self) -> None:
+        self._generation += 1
         self._known.clear()
         self._unknown.clear()
 
@@ -87,9 +95,13 @@ class LocationCache:
         self.by_id: dict[str, Location] = {}
         self.by_group: dict[str, list[Location]] = {}
         self._unknown = _Negative()
+        self._reloading = asyncio.Lock()
 
     async def reload(self) -> None:
-        self._set(await catalog.all_locations(self._db))
+        """Read every location again. One at a time: a slow reload must not finish after (and
+        overwrite) one that started later and saw newer rows."""
+        async with self._reloading:
+            self._set(await catalog.all_locations(self._db))
 
     def _set(self, locations: list[Location]) -> None:
         by_group: dict[str, list[Location]] = defaultdict(list)
@@ -125,9 +137,35 @@ class LocationCache:
         return sorted(self.by_id.values(), key=lambda x: x.id)
 
 
-async def publish(redis: Any, what: str) -> None:
-    """Tell every instance that ``what`` (``keys`` or ``locations``) changed."""
-    await redis.publish(keys.INVALIDATE_CHANNEL, what)
+async def publish(redis: Any, what: str, ack_within: float = 2.0) -> None:
+    """Tell every instance that ``what`` (``keys`` or ``locations``) changed, and wait (at most
+    ``ack_within`` seconds) until each one that heard it has applied it."""
+    nonce = secrets.token_hex(8)
+    listeners = int(await redis.publish(keys.INVALIDATE_CHANNEL, f"{what} {nonce}"))
+    ack = keys.invalidation_ack(nonce)
+    deadline = time.monotonic() + ack_within
+    try:
+        for _ in range(listeners):
+            left = deadline - time.monotonic()
+            if left <= 0 or await redis.blpop([ack], timeout=left) is None:
+                log.warning("invalidation %s: not every instance acknowledged in time", what)
+                return
+    finally:
+        await redis.delete(ack)
+
+
+async def _apply(redis: Any, message: bytes, key_cache: KeyCache, locations: LocationCache) -> None:
+    what, _, nonce = message.decode().partition(" ")
+    if what == "keys":
+        key_cache.clear()
+    elif what == "locations":
+        await locations.reload()
+    if nonce:
+        ack = keys.invalidation_ack(nonce)
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.rpush(ack, 1)
+            pipe.expire(ack, 60)
+            await pipe.execute()
 
 
 async def follow_invalidations(redis: Any, key_cache: KeyCache, locations: LocationCache) -> None:
@@ -140,15 +178,12 @@ async def follow_invalidations(redis: Any, key_cache: KeyCache, locations: Locat
             await locations.reload()
             while True:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                if msg is None:
-                    continue
-                if msg["data"] == b"keys":
-                    key_cache.clear()
-                elif msg["data"] == b"locations":
-                    await locations.reload()
+                if msg is not None:
+                    await _apply(redis, msg["data"], key_cache, locations)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            reraise_if_cancelled()
             log.warning("invalidation subscription lost (%s); retrying", exc)
             key_cache.clear()
             await asyncio.sleep(0.5)

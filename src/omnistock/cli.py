@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import msgspec
 
@@ -44,22 +46,10 @@ async def _migrate(settings: Settings) -> list[str]:
         await conn.close()
 
 
-async def _demo(settings: Settings) -> None:
-    from omnistock.demo import load_demo
-    from omnistock.redis.scripts import Scripts
-    from omnistock.redis.store import StockStore
-    from omnistock.services import check_partitions, connect
+def _demo(settings: Settings) -> None:
+    from omnistock import admin
 
-    async with connect(settings) as (redis, db):
-        await check_partitions(redis, settings.partitions)
-        store = StockStore(
-            redis,
-            Scripts.load(),
-            partitions=settings.partitions,
-            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-            retention_seconds=settings.finished_reservation_retention_seconds,
-        )
-        secret, loaded = await load_demo(db, store)
+    secret, loaded = asyncio.run(admin.demo(settings))
     print(f"demo: Northwind Outfitters loaded ({loaded} positions set now)", file=sys.stderr)
     print(f"demo admin key: {secret}", flush=True)
 
@@ -73,13 +63,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         if applied:
             print(f"migrated: {', '.join(applied)}", file=sys.stderr)
         if args.demo:
-            asyncio.run(_demo(settings))
+            _demo(settings)
         # Workers (and a --workers > 1 reload) read settings from the environment.
         os.environ["OMNISTOCK_REDIS_URL"] = settings.redis_url
         os.environ["OMNISTOCK_DATABASE_URL"] = settings.database_url
         print(
             f"omnistock serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr
         )
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: with these
+        # handlers it returns instead, so the embedded servers are stopped in order and the exit
+        # status is 0.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         uvicorn.run(
             "omnistock.app:app_from_env",
             factory=True,
@@ -128,6 +123,92 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    from omnistock import admin
+    from omnistock.domain.errors import DomainError
+    from omnistock.imports import format_for
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"omnistock import: no such file {path}", file=sys.stderr)
+        return 2
+    try:
+        fmt = format_for(
+            None
+            if args.format is None
+            else f"text/{args.format}".replace("text/ndjson", "application/x-ndjson"),
+            path.name,
+        )
+    except DomainError:
+        print("omnistock import: say --format csv or --format ndjson", file=sys.stderr)
+        return 2
+    with stores(settings) as settings:
+        asyncio.run(_migrate(settings))
+        try:
+            result, seconds = asyncio.run(
+                admin.import_file(settings, path, path.stat().st_size, fmt, args.actor)
+            )
+        except DomainError as exc:
+            print(f"omnistock import: {exc.detail}", file=sys.stderr)
+            return 1
+    print(
+        f"imported {result.rows:,} rows in {seconds:.2f}s ({result.rows / max(seconds, 1e-9):,.0f} rows/s)"
+    )
+    for item in result.rejected[:50]:
+        print(f"  line {item.line}: {item.error}")
+    if result.rejected_total:
+        more = result.rejected_total - min(50, len(result.rejected))
+        print(
+            f"rejected {result.rejected_total:,} lines" + (f" ({more:,} not shown)" if more else "")
+        )
+        return 1
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from omnistock import admin
+
+    with stores(settings) as settings:
+        asyncio.run(_migrate(settings))
+        done = asyncio.run(admin.rebuild(settings))
+    print(
+        f"rebuilt Redis from Postgres in {done.seconds:.2f}s: {done.positions:,} positions, "
+        f"{done.reservations:,} active reservations, {done.idempotency:,} idempotency records"
+    )
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from omnistock import admin
+    from omnistock.postgres.reconcile import drift_table
+
+    with stores(settings) as settings:
+        asyncio.run(_migrate(settings))
+        drift = asyncio.run(admin.reconcile(settings, args.fix))
+    if not drift:
+        print("no drift: Redis and Postgres agree")
+        return 0
+    print(drift_table(drift))
+    if args.fix:
+        print(f"{len(drift)} differences repaired in Redis from Postgres")
+        return 0
+    print(f"{len(drift)} differences (run with --fix to repair Redis from Postgres)")
+    return 1
+
+
+def cmd_feed_follow(args: argparse.Namespace, settings: Settings) -> int:
+    from omnistock.feeds.follow import follow_main
+
+    return follow_main(
+        args.url,
+        args.key,
+        Path(args.out),
+        location=args.location,
+        group=args.group,
+        debounce=args.debounce,
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="omnistock", description="Real-time inventory visibility server."
@@ -159,6 +240,35 @@ def parser() -> argparse.ArgumentParser:
     )
     create.add_argument("name")
     create.set_defaults(run=cmd_keys_create)
+
+    imp = sub.add_parser("import", help="bulk-set on_hand from a CSV or NDJSON file")
+    imp.add_argument("file")
+    imp.add_argument("--format", choices=["csv", "ndjson"], help="default: from the file name")
+    imp.add_argument("--actor", default="import", help="who the ledger names (default: import)")
+    imp.set_defaults(run=cmd_import)
+
+    rebuild = sub.add_parser("rebuild", help="reload Redis from Postgres")
+    rebuild.set_defaults(run=cmd_rebuild)
+
+    reconcile = sub.add_parser("reconcile", help="compare Redis with Postgres; exit 1 on drift")
+    reconcile.add_argument("--fix", action="store_true", help="repair Redis from Postgres")
+    reconcile.set_defaults(run=cmd_reconcile)
+
+    feed = sub.add_parser("feed", help="local inventory feeds")
+    feed_sub = feed.add_subparsers(dest="feed_command", required=True)
+    follow = feed_sub.add_parser(
+        "follow", help="keep a local-inventory TSV file current from a server's change stream"
+    )
+    follow.add_argument("--url", required=True, help="the server, e.g. http://127.0.0.1:8000")
+    follow.add_argument("--key", required=True, help="an admin, integration or feed API key")
+    follow.add_argument("--out", required=True, help="the TSV file to keep (cursor: FILE.cursor)")
+    where = follow.add_mutually_exclusive_group()
+    where.add_argument("--location", help="only this location")
+    where.add_argument("--group", help="only the locations of this group")
+    follow.add_argument(
+        "--debounce", type=float, default=0.5, help="seconds to gather changes before a rewrite"
+    )
+    follow.set_defaults(run=cmd_feed_follow)
     return top
 
 

@@ -13,24 +13,22 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from omnistock.cache import KeyCache, LocationCache, follow_invalidations
+from omnistock.durability import WriteGate, run_backlog_monitor, run_trimmer, run_watchdog
 from omnistock.metrics import Metrics
-from omnistock.redis import keys
+from omnistock.postgres.persister import Persister
+from omnistock.postgres.rebuild import ensure_ready
+from omnistock.redis.client import redis_client
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.sweeper import run_sweeper
 from omnistock.settings import Settings
+from omnistock.stream.fanout import Fanout
 
 log = logging.getLogger("omnistock")
 
 
 class StartupError(RuntimeError):
     """The service cannot start (a store unreachable, or data made with other settings)."""
-
-
-def redis_client(url: str, max_connections: int) -> aredis.Redis:
-    """One pool per process; callers wait for a free connection rather than fail."""
-    pool = aredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
-    return aredis.Redis(connection_pool=pool)
 
 
 async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: float = 30.0) -> Any:
@@ -43,17 +41,6 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: floa
                 raise StartupError(f"{what} unreachable after {seconds:.0f}s: {exc}") from exc
             log.warning("%s not reachable yet (%s); retrying", what, exc)
             await asyncio.sleep(0.5)
-
-
-async def check_partitions(redis: aredis.Redis, partitions: int) -> None:
-    """P is fixed once data exists: refuse to run with another value."""
-    await redis.hsetnx(keys.META, "partitions", partitions)
-    stored = int(await redis.hget(keys.META, "partitions") or partitions)
-    if stored != partitions:
-        raise StartupError(
-            f"OMNISTOCK_PARTITIONS={partitions} but this Redis holds data made with {stored}; "
-            f"set OMNISTOCK_PARTITIONS={stored}"
-        )
 
 
 class Services:
@@ -73,6 +60,18 @@ class Services:
         )
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
+        self.fanout = Fanout(settings, redis, self.locations, self.metrics)
+        self.persister = Persister(
+            redis,
+            db,
+            settings.partitions,
+            batch=settings.persister_batch,
+            claim_idle_ms=settings.persister_claim_idle_ms,
+        )
+        self.gate = WriteGate(settings, self.persister)
+        self.store.gate = self.gate.check
+        if settings.ack == "postgres":
+            self.store.on_written = self.persister.persist_range
         self._tasks: list[asyncio.Task[None]] = []
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -89,11 +88,16 @@ class Services:
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop the background tasks and wait until each has ended. The persister is asked to
+        stop (it then finishes its batch); the others are cancelled. A task can swallow a
+        cancellation (a client library may turn it into an error that the task's retry loop
+        catches), so what is still running after a second is cancelled again."""
+        self.persister.stop()
+        pending = {task for task in self._tasks if not task.done()}
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 @contextlib.asynccontextmanager
@@ -122,14 +126,26 @@ async def connect(settings: Settings) -> AsyncIterator[tuple[aredis.Redis, async
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Connect, warm caches, start background work; undo all of it on exit."""
     async with connect(settings) as (redis, db):
-        await check_partitions(redis, settings.partitions)
         svc = Services(settings, redis, db)
-        for script in svc.store.scripts.all():
+        scripts = svc.store.scripts
+        for script in scripts.all():
             await redis.script_load(script.source)
+        try:
+            done = await ensure_ready(redis, db, scripts, settings.partitions)
+        except ValueError as exc:  # data made with another partition count
+            raise StartupError(str(exc)) from exc
+        if done != "ready":
+            log.warning("redis: %s", done)
         await svc.locations.reload()
         await svc.store.put_location_meta(svc.locations.all())
         svc.spawn(follow_invalidations(redis, svc.keys, svc.locations), "invalidations")
         svc.spawn(run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics), "sweeper")
+        svc.spawn(svc.persister.run(), "persister")
+        svc.spawn(run_backlog_monitor(svc.gate, redis, settings.partitions), "backlog")
+        svc.spawn(run_trimmer(redis, db, scripts, settings), "trimmer")
+        svc.spawn(run_watchdog(redis, db, scripts, settings.partitions), "watchdog")
+        await svc.fanout.start()
+        svc.spawn(svc.fanout.run(), "stream")
         try:
             yield svc
         finally:

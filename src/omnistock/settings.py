@@ -32,8 +32,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_pool_size: int = 10
     ack: AckMode = "redis"
     backlog_limit: int = 1_000_000
-    stream_retention_seconds: int = 24 * 3600
+    stream_retention_seconds: int = 3600
     persister_batch: int = 2000
+    persister_claim_idle_ms: int = 5000
     ws_outbox_limit: int = 10_000
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
@@ -55,6 +56,7 @@ _INT_FIELDS = {
     "backlog_limit": (1, 10**9),
     "stream_retention_seconds": (0, 30 * 24 * 3600),
     "persister_batch": (1, 100_000),
+    "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
 }
 _FLOAT_FIELDS = {

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aredis
 import uvicorn
 
 from omnistock.app import create_app
@@ -28,7 +29,11 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None
@@ -46,9 +51,15 @@ class AppServer:
             await self.task
 
 
+def app_redis_url(servers: Servers) -> str:
+    """Apps get their own Valkey database: their sweepers and stream readers must not act on what
+    the script tests (database 0) set up, nor those tests see the apps' events."""
+    return servers.redis_url.rsplit("/", 1)[0] + "/1"
+
+
 def app_settings(servers: Servers, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
-        "redis_url": servers.redis_url,
+        "redis_url": app_redis_url(servers),
         "database_url": servers.database_url,
         "admin_key": ADMIN_KEY,
         "sweeper_interval_seconds": 0.1,
@@ -64,6 +75,14 @@ async def app(servers: Servers, db: asyncpg.Pool) -> AsyncIterator[AppServer]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def app_redis(servers: Servers) -> AsyncIterator[aredis.Redis]:
+    """A client on the apps' Valkey database, to look at what they stored and streamed."""
+    client = aredis.Redis.from_url(app_redis_url(servers))
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")
@@ -89,12 +108,16 @@ async def client_for(app: AppServer, admin: httpx.AsyncClient) -> AsyncIterator[
     """``await client_for("store", locations=[...])``: a client with a fresh key of that role."""
     made: list[httpx.AsyncClient] = []
 
-    async def make(role: str, locations: list[str] | None = None, name: str | None = None) -> httpx.AsyncClient:
+    async def make(
+        role: str, locations: list[str] | None = None, name: str | None = None
+    ) -> httpx.AsyncClient:
         body = {"name": name or f"test-{role}", "role": role, "locations": locations or []}
         created = await admin.post("/v1/keys", json=body)
         assert created.status_code == 201, created.text
         client = httpx.AsyncClient(
-            base_url=app.url, headers={"Authorization": f"Bearer {created.json()['key']}"}, timeout=30
+            base_url=app.url,
+            headers={"Authorization": f"Bearer {created.json()['key']}"},
+            timeout=30,
         )
         made.append(client)
         return client
@@ -113,7 +136,9 @@ async def put_location(admin: httpx.AsyncClient, loc_id: str, **fields: Any) -> 
 
 async def stock(admin: httpx.AsyncClient, loc_id: str, **skus: int) -> None:
     """Receive ``skus`` (sku=qty) at ``loc_id``."""
-    items = [{"sku": s, "location": loc_id, "delta": q, "reason": "receipt"} for s, q in skus.items()]
+    items = [
+        {"sku": s, "location": loc_id, "delta": q, "reason": "receipt"} for s, q in skus.items()
+    ]
     resp = await admin.post("/v1/adjustments", json={"adjustments": items})
     assert resp.status_code == 200, resp.text
 
@@ -128,3 +153,9 @@ def assert_problem(resp: httpx.Response, status: int, field: str | None = None) 
     if field is not None:
         assert body["field"] == field, body
     return body
+
+
+@pytest.fixture
+def store(app: AppServer) -> Any:
+    """The running app's StockStore (to look at Redis directly)."""
+    return app.server.config.app.state.services.store  # type: ignore[attr-defined]

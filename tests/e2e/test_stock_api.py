@@ -55,7 +55,9 @@ async def test_put_own_safety_stock_and_clear_it(admin: httpx.AsyncClient, uid: 
     assert (body["safety_stock"], body["available"]) == (5, 5)
     body = (await admin.put(f"/v1/stock/{uid}/s", json={"on_hand": 10})).json()
     assert body["safety_stock"] == 5
-    body = (await admin.put(f"/v1/stock/{uid}/s", json={"on_hand": 10, "safety_stock": None})).json()
+    body = (
+        await admin.put(f"/v1/stock/{uid}/s", json={"on_hand": 10, "safety_stock": None})
+    ).json()
     assert (body["safety_stock"], body["available"]) == (2, 8)
 
 
@@ -71,13 +73,21 @@ async def test_adjustments_in_input_order(admin: httpx.AsyncClient, uid: str) ->
     resp = await admin.post("/v1/adjustments", json={"adjustments": items})
     assert resp.status_code == 200
     results = resp.json()["results"]
-    assert [(r["location"], r["on_hand"], r["version"]) for r in results] == [(a, 10, 1), (b, 4, 1), (a, 7, 2)]
+    assert [(r["location"], r["on_hand"], r["version"]) for r in results] == [
+        (a, 10, 1),
+        (b, 4, 1),
+        (a, 7, 2),
+    ]
 
 
-async def test_sale_below_reserved_is_reported_not_refused(admin: httpx.AsyncClient, uid: str) -> None:
+async def test_sale_below_reserved_is_reported_not_refused(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
     await put_location(admin, uid)
     await stock(admin, uid, s=2)
-    held = await admin.post("/v1/reservations", json={"location": uid, "lines": [{"sku": "s", "qty": 2}]})
+    held = await admin.post(
+        "/v1/reservations", json={"location": uid, "lines": [{"sku": "s", "qty": 2}]}
+    )
     assert held.status_code == 201
     sale = {"adjustments": [{"sku": "s", "location": uid, "delta": -2, "reason": "sale"}]}
     resp = await admin.post("/v1/adjustments", json=sale)

@@ -12,6 +12,7 @@ from omnistock.domain.reservations import StoredReservation
 from omnistock.redis import keys
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
+from omnistock.redis.streams import ensure_streams
 
 PARTITIONS = 64
 
@@ -21,10 +22,22 @@ def scripts() -> Scripts:
     return Scripts.load()
 
 
+@pytest.fixture(scope="session")
+async def ready_redis(redis: aredis.Redis) -> aredis.Redis:
+    """The session's Valkey (database 0, no Postgres behind it) with its streams created, as a
+    fresh install has them."""
+    await ensure_streams(redis, PARTITIONS)
+    return redis
+
+
 @pytest.fixture
-def store(redis: aredis.Redis, scripts: Scripts) -> StockStore:
+def store(ready_redis: aredis.Redis, scripts: Scripts) -> StockStore:
     return StockStore(
-        redis, scripts, partitions=PARTITIONS, idempotency_ttl_seconds=3600, retention_seconds=3600
+        ready_redis,
+        scripts,
+        partitions=PARTITIONS,
+        idempotency_ttl_seconds=3600,
+        retention_seconds=3600,
     )
 
 
@@ -62,7 +75,7 @@ class Probe:
         out = []
         for _id, fields in entries:
             ev = {k.decode(): v.decode() for k, v in fields.items()}
-            if ev["loc"] == loc_id:
+            if ev.get("loc") == loc_id:  # (t=i idempotency events carry no location)
                 out.append(ev)
         return out
 

@@ -155,7 +155,7 @@ async def test_commit_all(store: StockStore, probe: Probe, uid: str) -> None:
     assert 0 < await store.client.ttl(keys.reservation(p, rid)) <= 3600
     with pytest.raises(NotActive) as err:
         await store.commit(await doc_of(store, rid), None, "till", None)
-    assert err.value.extra["status"] == "committed"
+    assert err.value.extra["reservation_status"] == "committed"
 
 
 async def test_commit_partial_releases_the_rest(store: StockStore, probe: Probe, uid: str) -> None:
@@ -247,5 +247,5 @@ async def test_commit_of_overdue_reservation_expires_it(
     await asyncio.sleep(1.05)
     with pytest.raises(NotActive) as err:
         await store.commit(await doc_of(store, rid), None, "till", None)
-    assert err.value.extra["status"] == "expired"
+    assert err.value.extra["reservation_status"] == "expired"
     assert await state(probe, uid, "a") == (5, 0, 3)

@@ -169,7 +169,7 @@ async def test_set_version_check(store: StockStore, probe: Probe, uid: str) -> N
         store.client,
         [keys.stream(p), keys.unused_idempotency_record(p),
          keys.position(p, uid, "s"), keys.sku_index(p, uid), keys.location_meta(p, uid)],
-        ["c", "", 1000, "", "set", uid, "s", 5, "", 7, "count", ""],
+        ["c", "", 1000, "", "set", "1", uid, "s", 5, "", 7, "count", ""],
     )  # fmt: skip
     assert reply.code == VERSION
     assert (await probe.position(uid, "s"))["oh"] == "1"

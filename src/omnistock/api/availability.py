@@ -9,6 +9,7 @@ from litestar import Request, Router, get, post
 from litestar.params import JSONBody, QueryParameter
 
 from omnistock.api.auth import services
+from omnistock.api.body import StrictBody
 from omnistock.api.schemas import AvailabilityQuery, SkuPath
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN, check_identifier
@@ -131,5 +132,8 @@ async def availability_matrix(
 
 
 availability_router = Router(
-    "/v1", route_handlers=[sku_availability, availability_matrix], tags=["availability"]
+    "/v1",
+    route_handlers=[sku_availability, availability_matrix],
+    tags=["availability"],
+    dto=StrictBody,
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import asyncpg
@@ -12,6 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from redis.exceptions import RedisError
 
+from omnistock.api.body import humane, validation_error
 from omnistock.domain.errors import DomainError
 
 log = logging.getLogger("omnistock.api")
@@ -30,7 +30,6 @@ _SLUGS = {
     429: ("too-many-requests", "Too many requests"),
     503: ("unavailable", "Service unavailable"),
 }
-_AT_PATH = re.compile(r" - at `\$\.?(.*)`$")
 
 
 def problem(
@@ -75,7 +74,7 @@ def on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Respon
         if not isinstance(item, dict):
             continue
         key = str(item.get("key") or "body")
-        message = str(item.get("message", "invalid"))
+        message = humane(str(item.get("message", "invalid")))
         if key == "data":
             key = "body"
             if message == "'data'":
@@ -95,7 +94,7 @@ def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[byt
         # Litestar raises a 400 for bodies it cannot parse (malformed JSON, wrong content).
         return validation_problem("body", f"malformed JSON: {exc.detail}")
     slug, title = _SLUGS.get(status, ("error", "Error"))
-    return problem(status, slug, title, str(exc.detail))
+    return problem(status, slug, title, str(exc.detail), dict(exc.headers or {}) or None)
 
 
 def on_redis_error(_: Request[Any, Any, Any], exc: RedisError) -> Response[bytes]:
@@ -103,6 +102,12 @@ def on_redis_error(_: Request[Any, Any, Any], exc: RedisError) -> Response[bytes
     return problem(
         503, "redis-unavailable", "Redis unavailable", f"the live store does not answer: {exc}"
     )
+
+
+def on_postgres_data_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """A value the database refused (input validation should have caught it first)."""
+    log.warning("postgres refused a value: %s", exc)
+    return problem(422, "invalid-value", "Invalid value", f"the database refused a value: {exc}")
 
 
 def on_postgres_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -124,12 +129,10 @@ def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     return problem(500, "server-error", "Internal error", "the server failed; see its log")
 
 
-def msgspec_problem(exc: msgspec.ValidationError | msgspec.DecodeError) -> Response[bytes]:
-    """For bodies decoded by hand (msgspec errors end with `` - at `$.path` ``)."""
-    text = str(exc)
-    match = _AT_PATH.search(text)
-    field = match.group(1) if match and match.group(1) else "body"
-    return validation_problem(field, _AT_PATH.sub("", text))
+def msgspec_problem(exc: msgspec.MsgspecError) -> Response[bytes]:
+    """For bodies decoded by hand: a 422 naming the field."""
+    error = validation_error(exc)
+    return problem(error.status, error.slug, error.title, error.detail, **error.extra)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
@@ -137,6 +140,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ValidationException: on_validation,
     HTTPException: on_http_error,
     RedisError: on_redis_error,
+    asyncpg.DataError: on_postgres_data_error,
     asyncpg.PostgresError: on_postgres_error,
     asyncpg.InterfaceError: on_postgres_error,
     OSError: on_os_error,

@@ -9,9 +9,11 @@ from litestar import Request, Response, Router, delete, get, post
 from litestar.params import FromPath, JSONBody
 
 from omnistock.api.auth import principal, services
+from omnistock.api.body import StrictBody
 from omnistock.api.schemas import KeyCreate
 from omnistock.cache import publish
 from omnistock.domain.errors import NotFound, ValidationFailed
+from omnistock.domain.ids import is_identifier
 from omnistock.domain.roles import Role, require_admin
 from omnistock.postgres import catalog
 from omnistock.postgres.catalog import ApiKey
@@ -50,11 +52,13 @@ async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
 async def delete_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[None]:
     svc = services(request)
     require_admin(principal(request))
-    if not await catalog.revoke_key(svc.db, key_id):
+    if not is_identifier(key_id) or not await catalog.revoke_key(svc.db, key_id):
         raise NotFound(f"API key {key_id!r} not found")
     svc.keys.clear()
     await publish(svc.redis, "keys")
     return Response(None, status_code=204)
 
 
-keys_router = Router("/v1/keys", route_handlers=[create_key, list_keys, delete_key], tags=["keys"])
+keys_router = Router(
+    "/v1/keys", route_handlers=[create_key, list_keys, delete_key], tags=["keys"], dto=StrictBody
+)

@@ -8,9 +8,11 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, Router, get, put
 from litestar.params import JSONBody, QueryParameter
+from msgspec import UNSET, UnsetType
 
 from omnistock.api.auth import principal, services
 from omnistock.api.availability import Near, Radius, parse_near
+from omnistock.api.body import StrictBody
 from omnistock.api.schemas import LocationPath, LocationPut
 from omnistock.cache import publish
 from omnistock.domain.errors import ValidationFailed
@@ -20,12 +22,14 @@ from omnistock.domain.roles import require_admin
 from omnistock.postgres import catalog
 
 
-class NearbyLocation(Location, kw_only=True):
-    distance_km: float
+class ListedLocation(Location, kw_only=True):
+    """A location in a list; with ``near``, its distance from that point."""
+
+    distance_km: float | UnsetType = UNSET
 
 
 class LocationList(msgspec.Struct):
-    items: list[Location] | list[NearbyLocation]
+    items: list[ListedLocation]
 
 
 def _check_timezone(name: str | None) -> None:
@@ -86,15 +90,18 @@ async def list_locations(
         else sorted(svc.locations.by_group.get(group, []), key=lambda x: x.id)
     )
     if point is None:
-        return LocationList(items=found)
+        return LocationList(items=[ListedLocation(**msgspec.structs.asdict(loc)) for loc in found])
     return LocationList(
         items=[
-            NearbyLocation(**msgspec.structs.asdict(loc), distance_km=round(d, 3))
+            ListedLocation(**msgspec.structs.asdict(loc), distance_km=round(d, 3))
             for loc, d in nearest(found, point[0], point[1], radius_km)
         ]
     )
 
 
 locations_router = Router(
-    "/v1/locations", route_handlers=[put_location, get_location, list_locations], tags=["locations"]
+    "/v1/locations",
+    route_handlers=[put_location, get_location, list_locations],
+    tags=["locations"],
+    dto=StrictBody,
 )

@@ -8,15 +8,24 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import JSONBody, PathParameter
 
 from omnistock.api.auth import principal, services
+from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import CommitIn, ExtendIn, ReservationCreate
-from omnistock.domain.errors import NotFound
+from omnistock.domain.errors import NotActive, NotFound
 from omnistock.domain.ids import new_reservation_id
-from omnistock.domain.reservations import Reservation, StoredReservation, present, sum_lines
+from omnistock.domain.reservations import (
+    Reservation,
+    StoredReservation,
+    decode_reservation,
+    present,
+    sum_lines,
+)
 from omnistock.domain.roles import require_reserve
+from omnistock.postgres.sql import load_queries
 from omnistock.services import Services
 
+LEDGER = load_queries("ledger.sql")
 ReservationId = Annotated[str, PathParameter(max_length=64, description="reservation id")]
 
 
@@ -45,11 +54,31 @@ async def create_reservation(
     return replayable(present(doc), 201, replayed)
 
 
+async def _from_postgres(svc: Services, reservation_id: str) -> StoredReservation:
+    """A reservation Redis no longer keeps (finished past retention, or not restored by a
+    rebuild) comes from Postgres, the record."""
+    raw = await svc.db.fetchval(LEDGER["reservation_doc"], reservation_id)
+    if raw is None:
+        raise NotFound(f"reservation {reservation_id!r} not found")
+    return decode_reservation(raw)
+
+
 async def _find(svc: Services, reservation_id: str) -> StoredReservation:
     doc = await svc.store.get_reservation(reservation_id)
-    if doc is None:
-        raise NotFound(f"reservation {reservation_id!r} not found")
-    return doc
+    return doc if doc is not None else await _from_postgres(svc, reservation_id)
+
+
+async def _find_live(svc: Services, reservation_id: str) -> StoredReservation:
+    """For commit, release and extend: the reservation in Redis, where its scripts act (and
+    replay); one only Postgres still has is no longer active."""
+    doc = await svc.store.get_reservation(reservation_id)
+    if doc is not None:
+        return doc
+    doc = await _from_postgres(svc, reservation_id)
+    raise NotActive(
+        f"reservation {reservation_id} is {doc.status}, no longer active",
+        reservation_status=doc.status,
+    )
 
 
 @get("/{reservation_id:str}", summary="Read a reservation")
@@ -66,7 +95,7 @@ async def commit_reservation(
     data: JSONBody[CommitIn | None] = None,
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
-    doc = await _find(svc, reservation_id)
+    doc = await _find_live(svc, reservation_id)
     require_reserve(who, doc.location)
     lines = sum_lines((line.sku, line.qty) for line in data.lines) if data and data.lines else None
     doc, replayed = await svc.store.commit(
@@ -80,7 +109,7 @@ async def release_reservation(
     request: Request[Any, Any, Any], reservation_id: ReservationId
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
-    doc = await _find(svc, reservation_id)
+    doc = await _find_live(svc, reservation_id)
     require_reserve(who, doc.location)
     doc, replayed = await svc.store.release(doc, who.name, idempotency(request, who, None))
     return replayable(present(doc), 200, replayed)
@@ -93,7 +122,7 @@ async def extend_reservation(
     request: Request[Any, Any, Any], reservation_id: ReservationId, data: JSONBody[ExtendIn]
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
-    doc = await _find(svc, reservation_id)
+    doc = await _find_live(svc, reservation_id)
     require_reserve(who, doc.location)
     doc, replayed = await svc.store.extend(
         doc, data.ttl_seconds, who.name, idempotency(request, who, data)
@@ -111,4 +140,5 @@ reservations_router = Router(
         extend_reservation,
     ],
     tags=["reservations"],
+    dto=StrictBody,
 )

@@ -8,7 +8,7 @@ import msgspec
 from litestar.params import PathParameter
 from msgspec import UNSET, Meta, UnsetType
 
-from omnistock.domain.ids import IDENTIFIER_PATTERN
+from omnistock.domain.ids import IDENTIFIER_PATTERN, TEXT_PATTERN
 from omnistock.domain.locations import LocationKind
 from omnistock.domain.reservations import MAX_LINE_QTY, Channel
 from omnistock.domain.roles import Role
@@ -18,8 +18,8 @@ MAX_QUANTITY = 10**12  # scripts keep numbers as doubles: exact far beyond this
 Identifier = Annotated[
     str, Meta(pattern=IDENTIFIER_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Ref = Annotated[str, Meta(max_length=256)]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+Ref = Annotated[str, Meta(max_length=256, pattern=TEXT_PATTERN)]
 Quantity = Annotated[int, Meta(ge=0, le=MAX_QUANTITY)]
 Ttl = Annotated[int, Meta(ge=1, le=604_800)]
 

@@ -9,6 +9,7 @@ from litestar.params import HeaderParameter, JSONBody
 from msgspec import UNSET
 
 from omnistock.api.auth import principal, services
+from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import AdjustmentsIn, LocationPath, SkuPath, StockPut
@@ -96,5 +97,9 @@ async def post_adjustments(
     return replayable({"results": positions}, 200, replayed)
 
 
-stock_router = Router("/v1/stock", route_handlers=[get_position, put_position], tags=["stock"])
-adjustments_router = Router("/v1", route_handlers=[post_adjustments], tags=["stock"])
+stock_router = Router(
+    "/v1/stock", route_handlers=[get_position, put_position], tags=["stock"], dto=StrictBody
+)
+adjustments_router = Router(
+    "/v1", route_handlers=[post_adjustments], tags=["stock"], dto=StrictBody
+)

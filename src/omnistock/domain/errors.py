@@ -27,6 +27,7 @@ class ValidationFailed(DomainError):
     title = "Validation failed"
 
     def __init__(self, field: str, message: str, **extra: Any) -> None:
+        extra.setdefault("errors", [{"field": field, "message": message}])
         super().__init__(f"{field}: {message}", field=field, **extra)
         self.field = field
 

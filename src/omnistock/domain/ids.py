@@ -9,6 +9,8 @@ import zlib
 from omnistock.domain.errors import NotFound, ValidationFailed
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Free text (names, refs) goes to Postgres, which refuses NUL, and into logs: no control characters.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _RESERVATION_ID = re.compile(r"^r([0-9]{1,5})-([a-z2-7]{20})$")
 _B32 = "abcdefghijklmnopqrstuvwxyz234567"

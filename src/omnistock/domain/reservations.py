@@ -39,6 +39,10 @@ class StoredReservation(msgspec.Struct, kw_only=True):
     finished_at: int | None = None
 
 
+decode_reservation = msgspec.json.Decoder(StoredReservation).decode
+"""A reservation document as the scripts write it (JSON) -> :class:`StoredReservation`."""
+
+
 class ReservationLine(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One sku of a reservation: ``qty`` asked, ``reserved`` held, ``committed`` taken on commit."""
 

@@ -39,10 +39,15 @@ def require_admin(who: Principal) -> None:
         raise Forbidden(f"role {who.role} may not manage keys or locations; admin only")
 
 
-def require_stock_write(who: Principal, location: str) -> None:
-    """Stock writes: admin and integration anywhere, store keys at their own locations."""
+def require_stock_writer(who: Principal) -> None:
+    """Roles that may change stock somewhere (store keys: at their own locations)."""
     if who.role not in _STOCK_WRITERS:
         raise Forbidden(f"role {who.role} may not change stock")
+
+
+def require_stock_write(who: Principal, location: str) -> None:
+    """Stock writes: admin and integration anywhere, store keys at their own locations."""
+    require_stock_writer(who)
     if who.role is Role.STORE and location not in who.locations:
         raise Forbidden(f"this store key may not change stock at location {location!r}")
 

@@ -16,6 +16,11 @@ META = f"{PREFIX}:meta"
 PERSISTER_GROUP = "persister"
 
 
+def invalidation_ack(nonce: str) -> str:
+    """A list every instance pushes to once it has applied invalidation ``nonce``."""
+    return f"{INVALIDATE_CHANNEL}:ack:{nonce}"
+
+
 def tag(partition: int) -> str:
     return f"{{p{partition}}}"
 
@@ -27,6 +32,14 @@ def position(partition: int, location: str, sku: str) -> str:
 def sku_index(partition: int, location: str) -> str:
     """Set of the skus that have a position at ``location``."""
     return f"{PREFIX}:{{p{partition}}}:skus:{location}"
+
+
+SKU_INDEX_PATTERN = f"{PREFIX}:{{p*}}:skus:*"
+
+
+def location_of_sku_index(key: str) -> str:
+    """The location a sku index key belongs to (inverse of :func:`sku_index`)."""
+    return key.split(":skus:", 1)[1]
 
 
 def location_meta(partition: int, location: str) -> str:
@@ -46,6 +59,11 @@ def expiries(partition: int) -> str:
 def stream(partition: int) -> str:
     """The partition's event stream: the outbox feeding Postgres and subscribers."""
     return f"{PREFIX}:{{p{partition}}}:ev"
+
+
+def stream_aside(partition: int) -> str:
+    """Where a rebuild sets a partition's stream while it reloads (see postgres/rebuild.py)."""
+    return f"{PREFIX}:{{p{partition}}}:ev:aside"
 
 
 def idempotency_digest(principal_id: str, idempotency_key: str) -> str:

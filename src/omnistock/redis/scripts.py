@@ -17,24 +17,39 @@ from omnistock.domain.errors import (
     NotActive,
     NotFound,
     PreconditionFailed,
+    Unavailable,
     ValidationFailed,
 )
 from omnistock.domain.reservations import shortage
 
 OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
 IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
+NOT_READY = 10
 
-SCRIPT_NAMES = ("adjust", "set", "reserve", "commit", "release", "extend", "expire")
+SCRIPT_NAMES = (
+    "adjust",
+    "set",
+    "reserve",
+    "commit",
+    "release",
+    "extend",
+    "expire",
+    "restore",
+    "trim",
+)
 
 _decode_list = msgspec.json.Decoder(list[Any]).decode
 
 
 class Reply(NamedTuple):
-    """What a script answered: its code, its payload, and whether it replayed a recorded reply."""
+    """What a script answered: its code and payload, whether it replayed a recorded reply, and the
+    ids of the first and last events it appended (empty when none)."""
 
     code: int
     payload: bytes
     replayed: bool
+    first_id: bytes
+    last_id: bytes
 
 
 class Script:
@@ -51,7 +66,7 @@ class Script:
         except NoScriptError:
             await client.script_load(self.source)
             raw = await client.evalsha(self.sha, len(keys), *keys, *args)
-        return Reply(int(raw[0]), raw[1], len(raw) > 2)
+        return Reply(int(raw[0]), raw[1], raw[2] == 1, raw[3], raw[4])
 
 
 class Scripts(msgspec.Struct, frozen=True):
@@ -64,6 +79,8 @@ class Scripts(msgspec.Struct, frozen=True):
     release: Script
     extend: Script
     expire: Script
+    restore: Script
+    trim: Script
 
     @classmethod
     def load(cls) -> Scripts:
@@ -108,7 +125,7 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     VERSION: _version_mismatch,
     NO_RESERVATION: lambda p, s: NotFound(f"reservation {s!r} not found"),
     NOT_ACTIVE: lambda p, s: NotActive(
-        f"reservation {s} is {_text(p)}, no longer active", status=_text(p)
+        f"reservation {s} is {_text(p)}, no longer active", reservation_status=_text(p)
     ),
     IDEMPOTENCY: lambda p, s: IdempotencyMismatch(
         "this Idempotency-Key was first used with a different request; use a new key"
@@ -116,6 +133,9 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     NO_LOCATION: lambda p, s: NotFound(f"location {_text(p)!r} not found"),
     BAD_COMMIT: _bad_commit,
     STALE: lambda p, s: Conflict(f"reservation {s} changed while being read; retry"),
+    NOT_READY: lambda p, s: Unavailable(
+        "the live store is empty or being rebuilt from Postgres; retry in a moment"
+    ),
 }
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -13,9 +14,9 @@ from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import partition_of, reservation_partition
 from omnistock.domain.locations import Location
-from omnistock.domain.reservations import StoredReservation
+from omnistock.domain.reservations import StoredReservation, decode_reservation
 from omnistock.redis import keys
-from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, Script, Scripts, check
+from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Script, Scripts, check
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
 
@@ -76,7 +77,6 @@ class PositionRow(msgspec.Struct, array_like=True):
 
 
 _decode_rows = msgspec.json.Decoder(list[PositionRow]).decode
-_decode_reservation = msgspec.json.Decoder(StoredReservation).decode
 
 
 def _int(raw: bytes | None) -> int:
@@ -115,6 +115,11 @@ class StockStore:
         self.partitions = partitions
         self._idem_ttl_ms = idempotency_ttl_seconds * 1000
         self._retention_ms = retention_seconds * 1000
+        # Called with (partition, first id, last id) of the events each script appended; with
+        # OMNISTOCK_ACK=postgres it writes them to Postgres before the caller answers.
+        self.on_written: Callable[[int, bytes, bytes], Awaitable[None]] | None = None
+        # Called before every mutation but expiry; raises to refuse it (back-pressure).
+        self.gate: Callable[[], None] | None = None
 
     def partition(self, location_id: str) -> int:
         return partition_of(location_id, self.partitions)
@@ -164,7 +169,7 @@ class StockStore:
     async def get_reservation(self, reservation_id: str) -> StoredReservation | None:
         p = reservation_partition(reservation_id, self.partitions)
         raw = await self.client.hget(keys.reservation(p, reservation_id), "doc")
-        return _decode_reservation(raw) if raw is not None else None
+        return decode_reservation(raw) if raw is not None else None
 
     # -- stock mutations ------------------------------------------------------------------------
 
@@ -177,14 +182,19 @@ class StockStore:
         def args(item: Adjustment) -> list[Any]:
             return [item.location, item.sku, item.delta, item.reason, item.ref or ""]
 
-        return await self._per_partition(
-            self.scripts.adjust, items, actor, idem, args, [], lambda i: (i.location, i.sku)
-        )
+        return await self._per_partition(self.scripts.adjust, items, actor, idem, args, [])
 
     async def set_counts(
-        self, items: Sequence[Count], actor: str, idem: Idempotency | None, kind: str = "set"
+        self,
+        items: Sequence[Count],
+        actor: str,
+        idem: Idempotency | None,
+        kind: str = "set",
+        *,
+        positions: bool = True,
     ) -> tuple[list[stock.Position], bool]:
-        """Set absolute on_hand (and own safety stock); unchanged positions emit nothing."""
+        """Set absolute on_hand (and own safety stock); unchanged positions emit nothing.
+        Without ``positions`` (bulk imports) the resulting positions are not returned."""
         await self._claim(idem)
 
         def args(item: Count) -> list[Any]:
@@ -204,41 +214,46 @@ class StockStore:
                 item.ref or "",
             ]
 
-        return await self._per_partition(
-            self.scripts.set, items, actor, idem, args, [kind], lambda i: (i.location, i.sku)
-        )
+        extra = [kind, "1" if positions else "0"]
+        return await self._per_partition(self.scripts.set, items, actor, idem, args, extra)
 
     async def _per_partition(
         self,
-        script: Any,
-        items: Sequence[Any],
+        script: Script,
+        items: Sequence[Adjustment | Count],
         actor: str,
         idem: Idempotency | None,
-        item_args: Any,
+        item_args: Callable[[Any], list[Any]],
         extra_args: list[Any],
-        cell: Any,
     ) -> tuple[list[stock.Position], bool]:
+        """One script call per partition the items touch (concurrently); items of a partition
+        are applied in input order, all at once."""
         groups: dict[int, list[int]] = defaultdict(list)
         for index, item in enumerate(items):
-            groups[self.partition(cell(item)[0])].append(index)
-        out: list[stock.Position | None] = [None] * len(items)
-        replayed = True
-        for p, indexes in groups.items():
+            groups[self.partition(item.location)].append(index)
+
+        async def run(p: int, indexes: list[int]) -> Reply:
             script_keys = [keys.stream(p), self._idem_key(p, idem)]
             script_args = [actor, *self._idem_args(idem), *extra_args]
             for index in indexes:
-                location, sku = cell(items[index])
+                item = items[index]
                 script_keys += [
-                    keys.position(p, location, sku),
-                    keys.sku_index(p, location),
-                    keys.location_meta(p, location),
+                    keys.position(p, item.location, item.sku),
+                    keys.sku_index(p, item.location),
+                    keys.location_meta(p, item.location),
                 ]
-                script_args += item_args(items[index])
-            reply = check(await script(self.client, script_keys, script_args), "")
-            replayed = replayed and reply.replayed
+                script_args += item_args(item)
+            return await self._run(script, p, script_keys, script_args, "")
+
+        replies = await asyncio.gather(*(run(p, indexes) for p, indexes in groups.items()))
+        replayed = all(reply.replayed for reply in replies)
+        if not replies[0].payload:  # positions not asked for
+            return [], replayed
+        out: list[stock.Position] = [None] * len(items)  # type: ignore[list-item]
+        for indexes, reply in zip(groups.values(), replies, strict=True):
             for index, row in zip(indexes, _decode_rows(reply.payload), strict=True):
                 out[index] = row.public()
-        return [p for p in out if p is not None], replayed
+        return out, replayed
 
     # -- reservations ---------------------------------------------------------------------------
 
@@ -279,10 +294,8 @@ class StockStore:
         ]
         for sku, qty in lines:
             script_args += [sku, qty]
-        reply = check(
-            await self.scripts.reserve(self.client, script_keys, script_args), reservation_id
-        )
-        return _decode_reservation(reply.payload), reply.replayed
+        reply = await self._run(self.scripts.reserve, p, script_keys, script_args, reservation_id)
+        return decode_reservation(reply.payload), reply.replayed
 
     async def commit(
         self,
@@ -318,15 +331,16 @@ class StockStore:
         if doc is None:  # gone (retention): nothing to release, forget the expiry entry
             await self.client.zrem(keys.expiries(p), reservation_id)
             return False
-        reply = await self.scripts.expire(
-            self.client,
+        reply = await self._run(
+            self.scripts.expire,
+            p,
             self._reservation_keys(doc, None),
             [actor, *self._idem_args(None), self._retention_ms],
+            reservation_id,
+            tolerate=(NOT_DUE, NOT_ACTIVE),
+            gated=False,  # expiry returns stock: never held back
         )
-        if reply.code in (NOT_DUE, NOT_ACTIVE):
-            return False
-        check(reply, reservation_id)
-        return True
+        return reply.code == OK
 
     async def due_reservations(self, limit_per_partition: int = 200) -> list[str]:
         """Ids of active reservations whose expiry has passed (by the Redis clock)."""
@@ -348,10 +362,9 @@ class StockStore:
     ) -> tuple[StoredReservation, bool]:
         await self._claim(idem)
         script_args = [actor, *self._idem_args(idem), self._retention_ms, *extra]
-        reply = check(
-            await script(self.client, self._reservation_keys(doc, idem), script_args), doc.id
-        )
-        return _decode_reservation(reply.payload), reply.replayed
+        p = reservation_partition(doc.id, self.partitions)
+        reply = await self._run(script, p, self._reservation_keys(doc, idem), script_args, doc.id)
+        return decode_reservation(reply.payload), reply.replayed
 
     def _reservation_keys(self, doc: StoredReservation, idem: Idempotency | None) -> list[str]:
         """The KEYS layout shared by the scripts acting on an existing reservation."""
@@ -365,6 +378,27 @@ class StockStore:
             keys.sku_index(p, doc.location),
             *(keys.position(p, doc.location, line[0]) for line in doc.lines),
         ]
+
+    async def _run(
+        self,
+        script: Script,
+        p: int,
+        script_keys: list[str],
+        script_args: list[Any],
+        subject: str,
+        tolerate: tuple[int, ...] = (),
+        gated: bool = True,
+    ) -> Reply:
+        """Run a script; report the events it appended (see ``on_written``); raise on failure codes
+        not in ``tolerate``."""
+        if gated and self.gate is not None:
+            self.gate()
+        reply = await script(self.client, script_keys, script_args)
+        if reply.first_id and self.on_written is not None:
+            await self.on_written(p, reply.first_id, reply.last_id)
+        if reply.code in tolerate:
+            return reply
+        return check(reply, subject)
 
     # -- idempotency ----------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from omnistock.metrics import Metrics
 from omnistock.redis.store import StockStore
+from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.sweeper")
 
@@ -34,5 +35,6 @@ async def run_sweeper(store: StockStore, interval: float, metrics: Metrics) -> N
             if n:
                 metrics.expired.inc(n)
         except RedisError as exc:
+            reraise_if_cancelled()
             log.warning("sweeper: redis unavailable (%s)", exc)
         await asyncio.sleep(interval)

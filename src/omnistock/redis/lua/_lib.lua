@@ -2,10 +2,16 @@
 -- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
 -- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
 -- hash holds ss (safety stock) and lt (limited threshold). Every changed position appends one
--- event (t=p) to the partition stream; every reservation change appends one event (t=r).
+-- event (t=p) to the partition stream; every reservation change appends one event (t=r); every
+-- recorded idempotent reply appends one (t=i), so Postgres can keep it for a rebuild.
+-- Every script replies {code, payload, replayed (0|1), first event id, last event id}; the ids
+-- span the events this call appended ('' when none), for acks that wait for Postgres.
+-- A partition whose stream does not exist is not ready (Redis empty or being rebuilt): every
+-- script then returns C_NOT_READY instead of acting on missing state.
 
 local C_OK, C_SHORTAGE, C_VERSION, C_NO_RESERVATION, C_NOT_ACTIVE = 0, 1, 2, 3, 4
 local C_IDEMPOTENCY, C_NO_LOCATION, C_BAD_COMMIT, C_STALE, C_NOT_DUE = 5, 6, 7, 8, 9
+local C_NOT_READY = 10
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -31,6 +37,16 @@ local function load_loc(key)
   return { ss = tonumber(f[1]), lt = tonumber(f[2]) }
 end
 
+-- load_loc, remembering each location's meta for the rest of the call.
+local function load_loc_cached(cache, key)
+  local loc = cache[key]
+  if loc == nil then
+    loc = load_loc(key) or false
+    cache[key] = loc
+  end
+  return loc or nil
+end
+
 local function load_pos(key, loc)
   local f = redis.call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts')
   local own = tonumber(f[3])
@@ -44,6 +60,13 @@ local function view(loc_id, sku, p, loc, ts)
   return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts }
 end
 
+-- Appends an event to the partition stream, remembering the ids this call wrote.
+local function append(ctx, ...)
+  local id = redis.call('XADD', ctx.stream, '*', ...)
+  ctx.first = ctx.first or id
+  ctx.last = id
+end
+
 -- Writes position `new` {oh, r, ss (effective), own} (changed from `old`), bumps its version
 -- and appends its event.
 -- ctx: stream, actor, now, idem; ev: kind, reason, ref, rid.
@@ -53,7 +76,7 @@ local function save_pos(ctx, key, index_key, loc_id, sku, loc, old, new, ev)
   if old.v == 0 then redis.call('SADD', index_key, sku) end
   local a = avail_of(new.oh, new.r, new.ss)
   local st = status_of(a, loc.lt)
-  redis.call('XADD', ctx.stream, '*', 't', 'p', 'loc', loc_id, 'sku', sku,
+  append(ctx, 't', 'p', 'loc', loc_id, 'sku', sku,
     'kind', ev.kind, 'reason', ev.reason, 'ref', ev.ref or '', 'actor', ctx.actor,
     'doh', new.oh - old.oh, 'dr', new.r - old.r, 'oh', new.oh, 'r', new.r, 'ss', new.ss,
     'oss', new.own or '',
@@ -64,35 +87,47 @@ end
 
 -- Appends the reservation event carrying the whole reservation document.
 local function emit_reservation(ctx, doc, json, kind)
-  redis.call('XADD', ctx.stream, '*', 't', 'r', 'rid', doc.id, 'loc', doc.location,
+  append(ctx, 't', 'r', 'rid', doc.id, 'loc', doc.location,
     'kind', kind, 'st', doc.status, 'actor', ctx.actor, 'idem', ctx.idem, 'doc', json,
     'ts', ctx.now)
 end
 
--- Idempotency: a stored record is "hash\ncode\npayload". Returns the reply to give instead of
--- running (a replay, or the mismatch code), or nil to run.
+-- Idempotency: a stored record is "hash\ncode\nfirst\nlast\npayload". Returns the reply to give
+-- instead of running (a replay, or the mismatch code), or nil to run.
 local function idem_check(key, hash)
   if hash == '' then return nil end
   local rec = redis.call('GET', key)
   if not rec then return nil end
-  local a = string.find(rec, '\n', 1, true)
-  if string.sub(rec, 1, a - 1) ~= hash then return { C_IDEMPOTENCY, '' } end
-  local b = string.find(rec, '\n', a + 1, true)
-  return { tonumber(string.sub(rec, a + 1, b - 1)), string.sub(rec, b + 1), 1 }
+  local parts, from = {}, 1
+  for i = 1, 4 do
+    local nl = string.find(rec, '\n', from, true)
+    parts[i] = string.sub(rec, from, nl - 1)
+    from = nl + 1
+  end
+  if parts[1] ~= hash then return { C_IDEMPOTENCY, '', 0, '', '' } end
+  return { tonumber(parts[2]), string.sub(rec, from), 1, parts[3], parts[4] }
 end
 
--- The script's reply, recorded for replays when the request carried an Idempotency-Key.
+-- The script's reply; recorded (and appended as a t=i event) when the request carried an
+-- Idempotency-Key.
 local function reply(ctx, code, payload)
   if ctx.hash ~= '' then
-    redis.call('SET', ctx.idem_key, ctx.hash .. '\n' .. code .. '\n' .. payload, 'PX', ctx.idem_ttl)
+    append(ctx, 't', 'i', 'key', ctx.idem_key, 'hash', ctx.hash, 'code', code,
+      'payload', payload, 'first', ctx.first or '', 'ttl', ctx.idem_ttl, 'ts', ctx.now)
+    local rec = ctx.hash .. '\n' .. code .. '\n' .. (ctx.first or '') .. '\n' ..
+      (ctx.last or '') .. '\n' .. payload
+    redis.call('SET', ctx.idem_key, rec, 'PX', ctx.idem_ttl)
   end
-  return { code, payload }
+  return { code, payload, 0, ctx.first or '', ctx.last or '' }
 end
 
--- ctx from the shared leading KEYS (stream, idempotency record) and ARGV (actor, hash, ttl, idem).
-local function context(keys, argv)
-  return { stream = keys[1], idem_key = keys[2], actor = argv[1], hash = argv[2],
-           idem_ttl = tonumber(argv[3]), idem = argv[4], now = now_ms() }
+-- Every script starts here: ctx from the shared leading KEYS (stream, idempotency record) and
+-- ARGV (actor, hash, ttl, idempotency key), or a reply to give at once (not ready, or a replay).
+local function begin(keys, argv)
+  if redis.call('EXISTS', keys[1]) == 0 then return nil, { C_NOT_READY, '', 0, '', '' } end
+  local ctx = { stream = keys[1], idem_key = keys[2], actor = argv[1], hash = argv[2],
+                idem_ttl = tonumber(argv[3]), idem = argv[4], now = now_ms() }
+  return ctx, idem_check(ctx.idem_key, ctx.hash)
 end
 
 -- Scripts that act on an existing reservation share one KEYS layout:
@@ -104,9 +139,9 @@ local K_RES, K_EXP, K_LOC, K_INDEX, K_LINES = 3, 4, 5, 6, 7
 -- The reservation document, or a reply to give instead (not found, or keys not matching its lines).
 local function load_reservation(keys)
   local json = redis.call('HGET', keys[K_RES], 'doc')
-  if not json then return nil, { C_NO_RESERVATION, '' } end
+  if not json then return nil, { C_NO_RESERVATION, '', 0, '', '' } end
   local doc = cjson.decode(json)
-  if #keys - K_LINES + 1 ~= #doc.lines then return nil, { C_STALE, '' } end
+  if #keys - K_LINES + 1 ~= #doc.lines then return nil, { C_STALE, '', 0, '', '' } end
   return doc, nil
 end
 

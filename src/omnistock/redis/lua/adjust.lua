@@ -8,15 +8,14 @@
 --   reason, ref
 -- Returns {C_OK, json [position view, ...]} | {C_NO_LOCATION, location} | {C_IDEMPOTENCY, ''};
 --   a replay returns the recorded reply with a third element 1.
-local ctx = context(KEYS, ARGV)
-local replay = idem_check(ctx.idem_key, ctx.hash)
-if replay then return replay end
+local ctx, stop = begin(KEYS, ARGV)
+if stop then return stop end
 
 local n = (#KEYS - 2) / 3
-local locs = {}
+local locs, metas = {}, {}
 for i = 0, n - 1 do
   local loc_id = ARGV[5 + 5 * i]
-  local loc = load_loc(KEYS[5 + 3 * i])
+  local loc = load_loc_cached(metas, KEYS[5 + 3 * i])
   if not loc then return reply(ctx, C_NO_LOCATION, loc_id) end
   locs[i] = loc
 end

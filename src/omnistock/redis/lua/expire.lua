@@ -7,12 +7,13 @@
 -- Returns {C_OK, reservation json} | {C_NOT_DUE, ''} (extended meanwhile)
 --   | {C_NOT_ACTIVE, status} (already ended; its expiry entry is dropped)
 --   | {C_NO_RESERVATION, ''} | {C_STALE, ''}
-local ctx = context(KEYS, ARGV)
+local ctx, stop = begin(KEYS, ARGV)
+if stop then return stop end
 local doc, err = load_reservation(KEYS)
 if err then return err end
 if doc.status ~= 'active' then
   redis.call('ZREM', KEYS[4], doc.id)
-  return { C_NOT_ACTIVE, doc.status }
+  return reply(ctx, C_NOT_ACTIVE, doc.status)
 end
-if doc.expires_at > ctx.now then return { C_NOT_DUE, '' } end
-return { C_OK, settle(ctx, KEYS, doc, 'expired', 'expire', {}, tonumber(ARGV[5])) }
+if doc.expires_at > ctx.now then return reply(ctx, C_NOT_DUE, '') end
+return reply(ctx, C_OK, settle(ctx, KEYS, doc, 'expired', 'expire', {}, tonumber(ARGV[5])))

@@ -5,9 +5,8 @@
 -- Returns {C_OK, reservation json} | {C_NO_RESERVATION, ''} | {C_NOT_ACTIVE, status}
 --   | {C_STALE, ''} | {C_IDEMPOTENCY, ''}; a replay adds a third element 1.
 --   A reservation found past its expiry is expired instead (and C_NOT_ACTIVE 'expired' returned).
-local ctx = context(KEYS, ARGV)
-local replay = idem_check(ctx.idem_key, ctx.hash)
-if replay then return replay end
+local ctx, stop = begin(KEYS, ARGV)
+if stop then return stop end
 local doc, err = load_reservation(KEYS)
 if err then return err end
 local retention = tonumber(ARGV[5])

@@ -8,9 +8,8 @@
 --   then per line i (from 0): ARGV[11+2i] sku, ARGV[12+2i] qty (skus distinct)
 -- Returns {C_OK, reservation json} | {C_SHORTAGE, json [[sku, requested, available], ...]}
 --   | {C_NO_LOCATION, location} | {C_IDEMPOTENCY, ''}; a replay adds a third element 1.
-local ctx = context(KEYS, ARGV)
-local replay = idem_check(ctx.idem_key, ctx.hash)
-if replay then return replay end
+local ctx, stop = begin(KEYS, ARGV)
+if stop then return stop end
 
 local loc_id = ARGV[6]
 local loc = load_loc(KEYS[5])

@@ -1,0 +1,1 @@
+"""Baselines that omnistock's benchmarks compare against (same semantics, another design)."""

@@ -1,0 +1,76 @@
+"""The audit ledger of a position, from Postgres: every movement, newest first, with who did it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, get
+from litestar.params import QueryParameter
+
+from omnistock.api.auth import services
+from omnistock.api.schemas import LocationPath, SkuPath
+from omnistock.domain.clock import rfc3339
+from omnistock.domain.errors import ValidationFailed
+from omnistock.postgres.sql import load_queries
+
+Q = load_queries("ledger.sql")
+
+
+class HistoryItem(msgspec.Struct, kw_only=True):
+    event_id: str
+    ts: str
+    kind: str
+    reason: str
+    ref: str | None
+    actor: str
+    delta_on_hand: int
+    delta_reserved: int
+    on_hand: int
+    reserved: int
+    version: int
+    reservation_id: str | None
+
+
+class History(msgspec.Struct, kw_only=True):
+    items: list[HistoryItem]
+    next: str | None
+
+
+@get("/{location_id:str}/{sku:str}/history", summary="Audit ledger of a position (newest first)")
+async def position_history(
+    request: Request[Any, Any, Any],
+    location_id: LocationPath,
+    sku: SkuPath,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
+    before: Annotated[str | None, QueryParameter(max_length=64, description="an event_id")] = None,
+) -> History:
+    svc = services(request)
+    await svc.locations.require(location_id)
+    below: int | None = None
+    if before is not None:
+        below = await svc.db.fetchval(Q["event_version"], before, location_id, sku)
+        if below is None:
+            raise ValidationFailed("before", f"no event {before!r} in this position's history")
+    rows = await svc.db.fetch(Q["history"], location_id, sku, below, limit + 1)
+    items = [
+        HistoryItem(
+            event_id=r["event_id"],
+            ts=rfc3339(r["ts_ms"]),
+            kind=r["kind"],
+            reason=r["reason"],
+            ref=r["ref"],
+            actor=r["actor"],
+            delta_on_hand=r["delta_on_hand"],
+            delta_reserved=r["delta_reserved"],
+            on_hand=r["on_hand"],
+            reserved=r["reserved"],
+            version=r["version"],
+            reservation_id=r["reservation_id"],
+        )
+        for r in rows[:limit]
+    ]
+    return History(items=items, next=items[-1].event_id if len(rows) > limit else None)
+
+
+history_router = Router("/v1/stock", route_handlers=[position_history], tags=["stock"])

@@ -1,0 +1,58 @@
+"""``GET /v1/stock/{location_id}``: the positions of a location, a page at a time."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Router, get
+from litestar.params import QueryParameter
+
+from omnistock.api.auth import services
+from omnistock.api.schemas import LocationPath
+from omnistock.domain.ids import IDENTIFIER_PATTERN
+from omnistock.domain.stock import Position
+from omnistock.redis.scan import position_page
+
+
+class PositionPage(msgspec.Struct):
+    items: list[Position]
+    next: str | None
+
+
+def _case_insensitive_glob(text: str) -> str:
+    """``Ab-1`` -> ``*[aA][bB]-1*`` (identifiers hold no glob metacharacters)."""
+    return "*" + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text) + "*"
+
+
+@get("/{location_id:str}", summary="List the positions of a location (paged, sku search)")
+async def list_positions(
+    request: Request[Any, Any, Any],
+    location_id: LocationPath,
+    q: Annotated[
+        str | None,
+        QueryParameter(pattern=IDENTIFIER_PATTERN, description="case-insensitive sku substring"),
+    ] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000, description="about this many")] = 200,
+    page: Annotated[
+        str | None, QueryParameter(pattern=r"^[0-9]{1,20}$", description="`next` of a page")
+    ] = None,
+) -> PositionPage:
+    """Positions sorted by sku within a page; pages are in no particular order. Follow ``next``
+    until it is null."""
+    svc = services(request)
+    location = await svc.locations.require(location_id)
+    match = _case_insensitive_glob(q) if q else None
+    cursor, items = int(page or 0), list[Position]()
+    while True:
+        cursor, found = await position_page(
+            svc.store, location, cursor, max(limit, 1000) if match else limit, match
+        )
+        items += found
+        if cursor == 0 or len(items) >= limit:
+            break
+    items.sort(key=lambda p: p.sku)
+    return PositionPage(items=items, next=str(cursor) if cursor else None)
+
+
+positions_router = Router("/v1/stock", route_handlers=[list_positions], tags=["stock"])

@@ -1,0 +1,209 @@
+"""WebSocket ``/v1/stream``: subscribe to position changes, resume with cursors (API.md).
+
+One handler per client runs two tasks: the receiver applies ``subscribe``/``unsubscribe``
+messages (a bad one gets an ``error`` message, the connection stays open) and the sender drains
+the client's outbox. When the fan-out drops a client (too slow), the socket is closed with 1008
+and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Annotated, Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.enums import ScopeType
+from litestar.exceptions import NotAuthorizedException
+from litestar.types import ASGIApp, Receive, Scope, Send
+from msgspec import Meta
+from redis.exceptions import RedisError
+
+from omnistock.api.auth import principal, services
+from omnistock.api.errors import PROBLEM_JSON
+from omnistock.api.schemas import Identifier
+from omnistock.domain.errors import Forbidden
+from omnistock.domain.roles import require_stream
+from omnistock.stream import cursor
+from omnistock.stream.connection import Connection, Subscription
+from omnistock.stream.fanout import Fanout
+
+MAX_SUBSCRIPTIONS = 100
+MAX_MESSAGE_CHARS = 1 << 20
+POLICY_VIOLATION = 1008
+
+
+class SubscribeOp(msgspec.Struct, tag="subscribe", tag_field="op", kw_only=True):
+    id: Identifier
+    skus: Annotated[list[Identifier], Meta(max_length=10_000)] | None = None
+    locations: Annotated[list[Identifier], Meta(max_length=10_000)] | None = None
+    groups: Annotated[list[Identifier], Meta(max_length=1000)] | None = None
+    status_only: bool = False
+    since: str | None = None
+
+
+class UnsubscribeOp(msgspec.Struct, tag="unsubscribe", tag_field="op"):
+    id: Identifier
+
+
+class _IdProbe(msgspec.Struct):
+    id: Any = None
+
+
+_decode_op = msgspec.json.Decoder(SubscribeOp | UnsubscribeOp).decode
+_decode_probe = msgspec.json.Decoder(_IdProbe).decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _validation_detail(exc: msgspec.ValidationError) -> str:
+    """msgspec's ``... - at `$.skus[0]``` as ``skus[0]: ...``."""
+    text, _, path = str(exc).rpartition(" - at `$")
+    if not text:
+        return str(exc)
+    field = path.rstrip("`").lstrip(".")
+    if field == "op":
+        return "op: must be 'subscribe' or 'unsubscribe'"
+    return f"{field}: {text}"
+
+
+def _id_of(raw: str | bytes) -> dict[str, str]:
+    """The ``id`` of a message that failed validation, when it has a usable one."""
+    try:
+        found = _decode_probe(raw).id
+    except msgspec.DecodeError:
+        return {}
+    return {"id": found} if isinstance(found, str) else {}
+
+
+async def handle_message(fanout: Fanout, conn: Connection, raw: str | bytes) -> None:
+    """Apply one client message; anything wrong with it becomes an ``error`` message."""
+    if len(raw) > MAX_MESSAGE_CHARS:
+        conn.push_control("error", detail=f"message longer than {MAX_MESSAGE_CHARS} characters")
+        return
+    try:
+        op = _decode_op(raw)
+    except msgspec.ValidationError as exc:  # (a DecodeError too: test it first)
+        conn.push_control("error", detail=_validation_detail(exc), **_id_of(raw))
+        return
+    except msgspec.DecodeError as exc:
+        conn.push_control("error", detail=f"malformed JSON: {exc}")
+        return
+    if isinstance(op, UnsubscribeOp):
+        if not fanout.unsubscribe(conn, op.id):
+            conn.push_control("error", detail=f"no subscription with id {op.id!r}", id=op.id)
+        return
+    try:
+        since = _accept(fanout, conn, op)
+    except _Refused as exc:
+        conn.push_control("error", detail=str(exc), id=op.id)
+        return
+    sub = Subscription(conn, op.id, op.skus, op.locations, op.groups, op.status_only)
+    try:
+        await fanout.subscribe(sub, since)
+    except (RedisError, OSError) as exc:
+        conn.subs.pop(op.id, None)
+        conn.push_control("error", detail=f"the stream is unavailable: {exc}", id=op.id)
+
+
+class _Refused(Exception):
+    """A subscribe that cannot be accepted; the message is the client's error detail."""
+
+
+def _accept(fanout: Fanout, conn: Connection, op: SubscribeOp) -> list[int] | None:
+    """Check ``op`` against the connection and the key's role; its decoded ``since``."""
+    if op.id in conn.subs:
+        raise _Refused(f"subscription id {op.id!r} is already in use on this connection")
+    if len(conn.subs) >= MAX_SUBSCRIPTIONS:
+        raise _Refused(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection")
+    try:
+        require_stream(conn.principal, not (op.skus or op.locations or op.groups))
+    except Forbidden as exc:
+        raise _Refused(exc.detail) from None
+    if op.since is None:
+        return None
+    try:
+        return cursor.decode(op.since, fanout.partitions)
+    except cursor.CursorError as exc:
+        raise _Refused(f"since: {exc}") from None
+
+
+async def _receive(socket: WebSocket[Any, Any, Any], fanout: Fanout, conn: Connection) -> None:
+    while True:
+        event = await socket.receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        if event["type"] == "websocket.receive":
+            text = event.get("text")
+            await handle_message(
+                fanout, conn, text if text is not None else event.get("bytes") or b""
+            )
+
+
+async def _send(socket: WebSocket[Any, Any, Any], conn: Connection) -> None:
+    loop = asyncio.get_running_loop()
+    while (message := await conn.next_message()) is not None:
+        conn.sending_since = loop.time()
+        await socket.send_data(message)
+        conn.sending_since = 0.0
+        conn.sent += 1
+
+
+@websocket("/v1/stream")
+async def stream_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    """Position changes as they happen (see API.md, "Change stream")."""
+    svc = services(socket)
+    fanout = svc.fanout
+    await socket.accept()
+    conn = fanout.connect(principal(socket))
+    tasks = [
+        asyncio.create_task(_receive(socket, fanout, conn)),
+        asyncio.create_task(_send(socket, conn)),
+        asyncio.create_task(conn.closed.wait()),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        reason = conn.close_reason
+        fanout.disconnect(conn)
+    if reason is not None:
+        # A slow client gets the close frame (and its reason) after what it still has to read;
+        # a frozen one never takes it: give up after the stall limit (its outbox is freed).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                socket.close(POLICY_VIOLATION, reason), svc.settings.ws_stall_seconds
+            )
+
+
+def websocket_denials(app: ASGIApp) -> ASGIApp:
+    """A WebSocket handshake without a valid API key gets a real HTTP 401 problem (the ASGI
+    ``websocket.http.response`` extension) instead of the server's bare 403."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.WEBSOCKET or "websocket.http.response" not in (
+            scope.get("extensions") or {}
+        ):
+            await app(scope, receive, send)
+            return
+        try:
+            await app(scope, receive, send)
+        except NotAuthorizedException as exc:
+            body = _encode(
+                {
+                    "type": "urn:omnistock:problem:unauthorized",
+                    "title": "Missing or unknown API key",
+                    "status": 401,
+                    "detail": exc.detail,
+                }
+            )
+            headers = [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"www-authenticate", b'Bearer realm="omnistock"'),
+            ]
+            await send({"type": "websocket.http.response.start", "status": 401, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+    return middleware

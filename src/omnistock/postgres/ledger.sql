@@ -1,0 +1,101 @@
+-- name: insert_ledger
+-- One row per position event; replays of an event are ignored.
+INSERT INTO ledger (event_id, partition, ts, location, sku, kind, reason, ref, actor,
+                    idempotency_key, delta_on_hand, delta_reserved, on_hand, reserved,
+                    safety_stock, version, reservation_id)
+SELECT e.event_id, e.partition, to_timestamp(e.ts / 1000.0), e.location, e.sku, e.kind, e.reason,
+       NULLIF(e.ref, ''), e.actor, NULLIF(e.idem, ''), e.doh, e.dr, e.oh, e.r, e.ss, e.v,
+       NULLIF(e.rid, '')
+FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
+            $14::bigint[], $15::bigint[], $16::bigint[], $17::text[])
+     AS e(event_id, partition, ts, location, sku, kind, reason, ref, actor, idem, doh, dr, oh, r,
+          ss, v, rid)
+ON CONFLICT (event_id) DO NOTHING;
+
+-- name: upsert_positions
+-- The newest state per position; an older version never overwrites a newer one.
+INSERT INTO positions (location, sku, on_hand, reserved, safety_stock, version, updated_at)
+SELECT p.location, p.sku, p.oh, p.r, p.oss, p.v, to_timestamp(p.ts / 1000.0)
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+            $7::bigint[]) AS p(location, sku, oh, r, oss, v, ts)
+ON CONFLICT (location, sku) DO UPDATE SET
+    on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
+    safety_stock = EXCLUDED.safety_stock, version = EXCLUDED.version,
+    updated_at = EXCLUDED.updated_at
+WHERE positions.version < EXCLUDED.version;
+
+-- name: upsert_reservations
+INSERT INTO reservations (id, location, status, created_at, expires_at, doc, event_ms, event_seq)
+SELECT r.id, r.location, r.status, to_timestamp(r.created / 1000.0),
+       to_timestamp(r.expires / 1000.0), r.doc::jsonb, r.ms, r.seq
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[],
+            $7::bigint[], $8::bigint[]) AS r(id, location, status, created, expires, doc, ms, seq)
+ON CONFLICT (id) DO UPDATE SET
+    status = EXCLUDED.status, expires_at = EXCLUDED.expires_at, doc = EXCLUDED.doc,
+    event_ms = EXCLUDED.event_ms, event_seq = EXCLUDED.event_seq
+WHERE (reservations.event_ms, reservations.event_seq) < (EXCLUDED.event_ms, EXCLUDED.event_seq);
+
+-- name: insert_idempotency
+INSERT INTO idempotency (key, record, expires_at)
+SELECT i.key, i.record, to_timestamp(i.expires / 1000.0)
+FROM unnest($1::text[], $2::bytea[], $3::bigint[]) AS i(key, record, expires)
+ON CONFLICT (key) DO NOTHING;
+
+-- name: advance_offsets
+INSERT INTO stream_offsets (partition, last_ms, last_seq)
+SELECT o.partition, o.ms, o.seq FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS o(partition, ms, seq)
+ON CONFLICT (partition) DO UPDATE SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq
+WHERE (stream_offsets.last_ms, stream_offsets.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq);
+
+-- name: offsets
+SELECT partition, last_ms, last_seq FROM stream_offsets;
+
+-- name: history
+-- A position's ledger, newest first; $3 = the version to page below (NULL: from the newest).
+SELECT event_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, kind, reason, ref, actor,
+       delta_on_hand, delta_reserved, on_hand, reserved, version, reservation_id
+FROM ledger
+WHERE location = $1 AND sku = $2 AND ($3::bigint IS NULL OR version < $3)
+ORDER BY version DESC
+LIMIT $4;
+
+-- name: event_version
+SELECT version FROM ledger WHERE event_id = $1 AND location = $2 AND sku = $3;
+
+-- name: reservation_doc
+SELECT doc::text FROM reservations WHERE id = $1;
+
+-- name: has_state
+SELECT EXISTS (SELECT 1 FROM positions) OR EXISTS (SELECT 1 FROM reservations)
+    OR EXISTS (SELECT 1 FROM stream_offsets);
+
+-- name: all_positions
+SELECT location, sku, on_hand, reserved, safety_stock, version,
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+FROM positions;
+
+-- name: active_reservations
+SELECT id, doc::text AS doc FROM reservations WHERE status = 'active';
+
+-- name: live_idempotency
+SELECT key, record, (extract(epoch FROM expires_at - now()) * 1000)::bigint AS ttl_ms
+FROM idempotency WHERE expires_at > now() + interval '1 second';
+
+-- name: positions_of
+SELECT location, sku, on_hand, reserved, safety_stock, version,
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+FROM positions WHERE (location, sku) IN (SELECT * FROM unnest($1::text[], $2::text[]));
+
+-- name: expire_idempotency
+DELETE FROM idempotency WHERE expires_at < now();
+
+-- name: positions_chunk
+-- Positions in key order, after ($1, $2), for walking every position in chunks.
+SELECT location, sku, on_hand, reserved, safety_stock, version,
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+FROM positions WHERE (location, sku) > ($1, $2)
+ORDER BY location, sku LIMIT $3;
+
+-- name: position_keys_of_location
+SELECT sku FROM positions WHERE location = $1;

@@ -1,0 +1,225 @@
+"""The persister: partition streams -> Postgres, exactly once in effect.
+
+Every ``serve`` process runs one; together they read all partition streams as one consumer group.
+Each batch is written in one transaction (ledger rows ignore replays; positions and reservations
+only move forward), then acknowledged. Killed at any instant, nothing is lost (unacked entries are
+claimed again) and nothing is doubled (writes are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from omnistock.domain.reservations import decode_reservation
+from omnistock.postgres.sql import load_queries
+from omnistock.redis import keys
+from omnistock.redis.streams import GROUP, parse_id
+from omnistock.tasks import reraise_if_cancelled
+
+log = logging.getLogger("omnistock.persister")
+Q = load_queries("ledger.sql")
+
+Entry = tuple[int, bytes, dict[bytes, bytes]]  # partition, stream id, fields
+# Test seam: called at "before_commit" and "after_commit"; raising there simulates a crash.
+FaultHook = Callable[[str], Awaitable[None]]
+
+
+def _s(fields: dict[bytes, bytes], name: bytes) -> str:
+    return fields.get(name, b"").decode()
+
+
+def _i(fields: dict[bytes, bytes], name: bytes) -> int:
+    return int(fields.get(name) or 0)
+
+
+class Batch:
+    """One batch of stream entries, shaped as the column arrays the SQL takes."""
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self.ledger: list[list[Any]] = [[] for _ in range(17)]
+        positions: dict[tuple[str, str], tuple[Any, ...]] = {}
+        reservations: dict[str, tuple[Any, ...]] = {}
+        idem: dict[str, tuple[str, bytes, int]] = {}
+        offsets: dict[int, tuple[int, int]] = {}
+        for p, raw_id, f in entries:
+            ms, seq = parse_id(raw_id)
+            offsets[p] = max(offsets.get(p, (0, 0)), (ms, seq))
+            kind = f.get(b"t")
+            if kind == b"p":
+                loc, sku, v = _s(f, b"loc"), _s(f, b"sku"), _i(f, b"v")
+                row = (f"{p}:{raw_id.decode()}", p, _i(f, b"ts"), loc, sku, _s(f, b"kind"),
+                       _s(f, b"reason"), _s(f, b"ref"), _s(f, b"actor"), _s(f, b"idem"),
+                       _i(f, b"doh"), _i(f, b"dr"), _i(f, b"oh"), _i(f, b"r"), _i(f, b"ss"), v,
+                       _s(f, b"rid"))  # fmt: skip
+                for column, value in zip(self.ledger, row, strict=True):
+                    column.append(value)
+                current = positions.get((loc, sku))
+                if current is None or current[5] < v:
+                    oss = f.get(b"oss")
+                    positions[(loc, sku)] = (loc, sku, _i(f, b"oh"), _i(f, b"r"),
+                                             int(oss) if oss else None, v, _i(f, b"ts"))  # fmt: skip
+            elif kind == b"r":
+                doc = f[b"doc"].decode()
+                parsed = decode_reservation(doc)
+                reservations[parsed.id] = (parsed.id, parsed.location, parsed.status,
+                                           parsed.created_at, parsed.expires_at, doc, ms, seq)  # fmt: skip
+            elif kind == b"i":
+                first = f.get(b"first") or raw_id
+                record = b"\n".join((f[b"hash"], f[b"code"], first, raw_id, f.get(b"payload", b"")))
+                idem[_s(f, b"key")] = (_s(f, b"key"), record, _i(f, b"ts") + _i(f, b"ttl"))
+        self.positions = _columns(list(positions.values()), 7)
+        self.reservations = _columns(list(reservations.values()), 8)
+        self.idempotency = _columns(list(idem.values()), 3)
+        self.offsets = _columns([(p, ms, seq) for p, (ms, seq) in offsets.items()], 3)
+        self.size = len(entries)
+
+    async def write(self, conn: Any) -> None:
+        """Write everything in the caller's transaction."""
+        if self.ledger[0]:
+            await conn.execute(Q["insert_ledger"], *self.ledger)
+            await conn.execute(Q["upsert_positions"], *self.positions)
+        if self.reservations[0]:
+            await conn.execute(Q["upsert_reservations"], *self.reservations)
+        if self.idempotency[0]:
+            await conn.execute(Q["insert_idempotency"], *self.idempotency)
+        if self.offsets[0]:
+            await conn.execute(Q["advance_offsets"], *self.offsets)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+class Persister:
+    """Reads every partition stream as consumer ``name`` of the persister group."""
+
+    def __init__(
+        self,
+        redis: Any,
+        db: asyncpg.Pool,
+        partitions: int,
+        *,
+        batch: int = 2000,
+        claim_idle_ms: int = 5000,
+        fault: FaultHook | None = None,
+        streams: dict[bytes, int] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.db = db
+        self.partitions = partitions
+        self.count = max(1, batch // 8)  # per stream per read
+        self.claim_idle_ms = claim_idle_ms
+        self.fault = fault
+        self.name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        # stream name -> partition: every partition's stream unless told otherwise (a rebuild
+        # drains streams it has set aside)
+        self.streams = streams or {keys.stream(p).encode(): p for p in range(partitions)}
+        self.persisted = 0
+        self.stopping = False
+        self.healthy = True
+        self.last_error = ""
+
+    async def run(self, block_ms: int = 1000) -> None:
+        """Persist until :meth:`stop`; outages of Redis or Postgres are waited out."""
+        claim_every, since_claim = 5.0, 5.0
+        delay = 0.1
+        while not self.stopping:
+            try:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                if since_claim >= claim_every:
+                    await self.claim_stale()
+                    since_claim = 0.0
+                await self.step(block_ms)
+                since_claim += loop.time() - started
+                self.healthy, self.last_error, delay = True, "", 0.1
+            except (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                reraise_if_cancelled()
+                self.healthy, self.last_error = False, f"{type(exc).__name__}: {exc}"
+                log.warning("persister: %s; retrying", self.last_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current read (at most ``block_ms``). Cancelling
+        it instead can leave redis-py waiting on a blocking read that swallowed the cancel."""
+        self.stopping = True
+
+    async def step(self, block_ms: int | None = None) -> int:
+        """Read new entries (waiting up to ``block_ms``), persist and ack them."""
+        reply = await self.redis.xreadgroup(
+            GROUP, self.name, dict.fromkeys(self.streams, ">"), count=self.count, block=block_ms
+        )
+        entries = [
+            (self.streams[name], entry_id, fields)
+            for name, items in (reply or [])
+            for entry_id, fields in items
+            if fields  # a deleted entry comes back empty; it cannot be persisted
+        ]
+        await self.persist(entries)
+        return len(entries)
+
+    async def claim_stale(self) -> int:
+        """Take over what dead (or stuck) consumers were given but never acked, and persist it."""
+        claimed = 0
+        for name, p in self.streams.items():
+            cursor = b"0-0"
+            while True:
+                reply = await self.redis.xautoclaim(
+                    name, GROUP, self.name, self.claim_idle_ms, start_id=cursor, count=500
+                )
+                cursor, items = reply[0], reply[1]
+                entries = [(p, entry_id, fields) for entry_id, fields in items if fields]
+                await self.persist(entries)
+                claimed += len(entries)
+                if cursor in (b"0-0", "0-0"):
+                    break
+        return claimed
+
+    async def persist(self, entries: Sequence[Entry]) -> None:
+        """Write ``entries`` in one transaction, then ack them."""
+        if not entries:
+            return
+        batch = Batch(entries)
+        async with self.db.acquire() as conn, conn.transaction():
+            await batch.write(conn)
+            if self.fault is not None:
+                await self.fault("before_commit")
+        if self.fault is not None:
+            await self.fault("after_commit")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in {e[0] for e in entries}:
+                pipe.xack(keys.stream(p), GROUP, *(e[1] for e in entries if e[0] == p))
+            await pipe.execute()
+        self.persisted += len(entries)
+
+    async def persist_range(self, partition: int, first: bytes, last: bytes) -> None:
+        """Write the events one script appended, now (OMNISTOCK_ACK=postgres). Not acked here:
+        the group delivers them too, and writing them twice changes nothing."""
+        items = await self.redis.xrange(keys.stream(partition), min=first, max=last)
+        batch = Batch([(partition, entry_id, fields) for entry_id, fields in items])
+        async with self.db.acquire() as conn, conn.transaction():
+            await batch.write(conn)
+
+    async def drain(self) -> int:
+        """Persist everything pending or new, until nothing is left (reconcile, tests, shutdown)."""
+        total = await self.claim_stale_now()
+        while n := await self.step(None):
+            total += n
+        return total
+
+    async def claim_stale_now(self) -> int:
+        idle, self.claim_idle_ms = self.claim_idle_ms, 0
+        try:
+            return await self.claim_stale()
+        finally:
+            self.claim_idle_ms = idle

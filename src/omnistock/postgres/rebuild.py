@@ -1,0 +1,226 @@
+"""Rebuild: load Redis from Postgres, the record. Runs by itself when Redis is empty (or lost
+persisted changes) and by ``omnistock rebuild``; several instances at once are serialised."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from omnistock.domain.ids import partition_of
+from omnistock.domain.locations import Location
+from omnistock.domain.reservations import decode_reservation
+from omnistock.postgres import catalog
+from omnistock.postgres.persister import Persister
+from omnistock.postgres.sql import load_queries
+from omnistock.redis import keys
+from omnistock.redis.scripts import Scripts
+from omnistock.redis.streams import ensure_streams, parse_id
+
+log = logging.getLogger("omnistock.rebuild")
+Q = load_queries("ledger.sql")
+_LOCK = 0x72656275  # pg advisory lock: one rebuild at a time across instances
+_CHUNK = 1000  # positions per restore.lua call
+
+
+class Restored(msgspec.Struct):
+    positions: int = 0
+    reservations: int = 0
+    idempotency: int = 0
+    seconds: float = 0.0
+
+
+async def redis_state(redis: Any, db: asyncpg.Pool, partitions: int) -> str:
+    """``ready``; ``empty`` (no marker: nothing there, or wiped); ``behind`` (a stream is older than
+    what Postgres already persisted from it: Redis lost acknowledged changes)."""
+    meta = await redis.hgetall(keys.META)
+    if not meta.get(b"ready"):
+        return "empty"
+    stored = int(meta.get(b"partitions", partitions))
+    if stored != partitions:
+        raise ValueError(
+            f"OMNISTOCK_PARTITIONS={partitions} but the data was made with {stored}; "
+            f"set OMNISTOCK_PARTITIONS={stored}"
+        )
+    offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in await db.fetch(Q["offsets"])}
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in offsets:
+            pipe.xinfo_stream(keys.stream(p))
+        infos = await pipe.execute(raise_on_error=False)
+    for persisted, info in zip(offsets.values(), infos, strict=True):
+        if isinstance(info, Exception) or parse_id(info["last-generated-id"]) < persisted:
+            return "behind"
+    return "ready"
+
+
+async def ensure_ready(redis: Any, db: asyncpg.Pool, scripts: Scripts, partitions: int) -> str:
+    """Make Redis servable: initialise a fresh install, or rebuild from Postgres when Redis is
+    empty but Postgres has state, or Redis is behind. Returns what was done."""
+    if await redis_state(redis, db, partitions) == "ready":
+        return "ready"
+    async with db.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+        try:
+            state = await redis_state(redis, db, partitions)
+            if state == "ready":
+                return "ready"  # another instance did it while we waited
+            if state == "empty" and not await conn.fetchval(Q["has_state"]):
+                await _restore_location_meta(redis, partitions, await catalog.all_locations(db))
+                await ensure_streams(redis, partitions)
+                await _mark_ready(redis, partitions)
+                log.info("initialised an empty Redis")
+                return "initialised"
+            log.warning("Redis is %s; rebuilding it from Postgres", state)
+            restored = await rebuild(redis, db, scripts, partitions)
+            log.warning("rebuilt: %s", restored)
+            return "rebuilt"
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+
+
+async def rebuild_locked(
+    redis: Any, db: asyncpg.Pool, scripts: Scripts, partitions: int
+) -> Restored:
+    """``omnistock rebuild``: a full rebuild, serialised with any other."""
+    async with db.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK)
+        try:
+            return await rebuild(redis, db, scripts, partitions)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK)
+
+
+async def rebuild(
+    redis: Any,
+    db: asyncpg.Pool,
+    scripts: Scripts,
+    partitions: int,
+    progress: Callable[[str], None] | None = None,
+) -> Restored:
+    """Stop writes (streams set aside), persist what they held, then load Redis from Postgres."""
+    started = time.perf_counter()
+    say = progress or log.info
+    await redis.hdel(keys.META, "ready")
+    aside = await _set_streams_aside(redis, db, partitions)
+    if aside:
+        drained = await Persister(redis, db, partitions, streams=aside).drain()
+        say(f"persisted {drained} pending events before rebuilding")
+    out = Restored()
+    out.positions = await _load_positions(redis, db, scripts, partitions)
+    say(f"restored {out.positions} positions")
+    out.reservations = await _restore_reservations(redis, db, partitions)
+    out.idempotency = await _restore_idempotency(redis, db)
+    locations = await catalog.all_locations(db)
+    await _restore_location_meta(redis, partitions, locations)
+    offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in await db.fetch(Q["offsets"])}
+    await ensure_streams(redis, partitions, after=offsets)
+    if aside:
+        await redis.delete(*aside)
+    await _mark_ready(redis, partitions)
+    out.seconds = round(time.perf_counter() - started, 3)
+    return out
+
+
+async def _mark_ready(redis: Any, partitions: int) -> None:
+    await redis.hset(
+        keys.META, mapping={"partitions": partitions, "ready": int(time.time() * 1000)}
+    )
+
+
+async def _set_streams_aside(redis: Any, db: asyncpg.Pool, partitions: int) -> dict[bytes, int]:
+    """Rename every stream: scripts see the partition not ready, so no write lands during the
+    rebuild; the renamed streams are persisted, then dropped."""
+    aside: dict[bytes, int] = {}
+    for p in range(partitions):
+        stream, old = keys.stream(p), keys.stream_aside(p)
+        if await redis.exists(stream):
+            if await redis.exists(old):  # left by an interrupted rebuild: persist it first
+                await Persister(redis, db, partitions, streams={old.encode(): p}).drain()
+            await redis.rename(stream, old)
+        if await redis.exists(old):
+            aside[old.encode()] = p
+    return aside
+
+
+async def _load_positions(redis: Any, db: asyncpg.Pool, scripts: Scripts, partitions: int) -> int:
+    total = 0
+    calls: list[Any] = []
+    async with db.acquire() as conn, conn.transaction():
+        groups: dict[int, list[asyncpg.Record]] = defaultdict(list)
+        async for row in conn.cursor(Q["all_positions"], prefetch=20_000):
+            p = partition_of(row["location"], partitions)
+            group = groups[p]
+            group.append(row)
+            if len(group) >= _CHUNK:
+                calls.append(restore_positions(redis, scripts, p, group))
+                groups[p] = []
+                total += len(group)
+            if len(calls) >= 16:
+                await asyncio.gather(*calls)
+                calls = []
+        for p, group in groups.items():
+            if group:
+                calls.append(restore_positions(redis, scripts, p, group))
+                total += len(group)
+        await asyncio.gather(*calls)
+    return total
+
+
+async def restore_positions(
+    redis: Any, scripts: Scripts, p: int, rows: list[asyncpg.Record]
+) -> None:
+    """Write positions of partition ``p`` as Postgres rows have them (restore.lua)."""
+    script_keys = [keys.stream(p), keys.unused_idempotency_record(p)]
+    args: list[Any] = []
+    for r in rows:
+        script_keys += [keys.position(p, r["location"], r["sku"]), keys.sku_index(p, r["location"])]
+        ss = r["safety_stock"]
+        args += [
+            r["sku"],
+            r["on_hand"],
+            r["reserved"],
+            "" if ss is None else ss,
+            r["version"],
+            r["ts"],
+        ]
+    await scripts.restore(redis, script_keys, args)
+
+
+async def _restore_reservations(redis: Any, db: asyncpg.Pool, partitions: int) -> int:
+    rows = await db.fetch(Q["active_reservations"])
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in range(partitions):
+            pipe.delete(keys.expiries(p))
+        for row in rows:
+            doc = decode_reservation(row["doc"])
+            p = partition_of(doc.location, partitions)
+            pipe.hset(keys.reservation(p, doc.id), mapping={"doc": row["doc"], "st": doc.status})
+            pipe.zadd(keys.expiries(p), {doc.id: doc.expires_at})
+        await pipe.execute()
+    return len(rows)
+
+
+async def _restore_idempotency(redis: Any, db: asyncpg.Pool) -> int:
+    rows = await db.fetch(Q["live_idempotency"])
+    async with redis.pipeline(transaction=False) as pipe:
+        for row in rows:
+            key, record, ttl = row["key"], bytes(row["record"]), max(1000, row["ttl_ms"])
+            pipe.set(key, record, px=ttl)
+            digest = key.rsplit(":", 1)[1]
+            pipe.set(keys.idempotency_claim(digest), record.split(b"\n", 1)[0], px=ttl)
+        await pipe.execute()
+    return len(rows)
+
+
+async def _restore_location_meta(redis: Any, partitions: int, locations: list[Location]) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        for loc in locations:
+            key = keys.location_meta(partition_of(loc.id, partitions), loc.id)
+            pipe.hset(key, mapping={"ss": loc.safety_stock, "lt": loc.limited_threshold})
+        await pipe.execute()

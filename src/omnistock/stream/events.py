@@ -1,0 +1,100 @@
+"""Position events read from the partition streams, and the messages sent for them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from omnistock.domain.clock import rfc3339
+from omnistock.stream import cursor
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Change:
+    """One position event (``t=p``), as subscribers see it.
+
+    ``vector`` is the reader's position in every partition just after this event: the cursor
+    of a message about it. The JSON body and the cursor are rendered once, on first use, and
+    shared by every subscriber that receives the event.
+    """
+
+    __slots__ = (
+        "_body",
+        "_cursor",
+        "available",
+        "location",
+        "on_hand",
+        "position",
+        "prev_status",
+        "reason",
+        "reserved",
+        "safety_stock",
+        "sku",
+        "status",
+        "ts",
+        "vector",
+        "version",
+    )
+
+    def __init__(
+        self, location: str, sku: str, fields: Mapping[bytes, bytes], vector: tuple[int, ...]
+    ) -> None:
+        self.location = location
+        self.sku = sku
+        self.on_hand = int(fields[b"oh"])
+        self.reserved = int(fields[b"r"])
+        self.safety_stock = int(fields[b"ss"])
+        self.available = int(fields[b"a"])
+        self.status = fields[b"st"].decode()
+        self.prev_status = fields[b"pst"].decode()
+        self.version = int(fields[b"v"])
+        self.reason = fields[b"reason"].decode()
+        self.ts = int(fields[b"ts"])
+        self.vector = vector
+        self._body: str | None = None
+        self._cursor: str | None = None
+
+    @property
+    def status_changed(self) -> bool:
+        return self.status != self.prev_status
+
+    def cursor(self) -> str:
+        if self._cursor is None:
+            self._cursor = cursor.encode(self.vector)
+        return self._cursor
+
+    def message(self, sub_json: str, vector: tuple[int, ...] | None = None) -> str:
+        """The ``change`` message for subscription ``sub_json`` (already JSON-encoded); with
+        ``vector``, under that cursor instead of the event's own."""
+        if self._body is None:
+            self._body = (
+                _encode(
+                    {
+                        "sku": self.sku,
+                        "location": self.location,
+                        "on_hand": self.on_hand,
+                        "reserved": self.reserved,
+                        "safety_stock": self.safety_stock,
+                        "available": self.available,
+                        "status": self.status,
+                        "version": self.version,
+                        "reason": self.reason,
+                        "ts": rfc3339(self.ts),
+                    }
+                )
+                .decode()
+                .removeprefix("{")
+            )
+        token = self.cursor() if vector is None else cursor.encode(vector)
+        return f'{{"type":"change","sub":{sub_json},"cursor":"{token}",{self._body}'
+
+
+def json_string(value: str) -> str:
+    return _encode(value).decode()
+
+
+def control(kind: str, **fields: object) -> str:
+    """A non-change message: ``subscribed``, ``heartbeat``, ``resync``, ``error``."""
+    return _encode({"type": kind, **fields}).decode()

@@ -1,0 +1,385 @@
+"""The change stream of one process: one reader over every partition stream, fanned out to this
+process's WebSocket clients through an index (location, group, sku) -> subscriptions.
+
+Every instance runs its own reader, so a change made through any instance reaches the clients
+of all. The reader never waits for a client: it only appends to their outboxes (see
+``connection.py``); a clock task sends heartbeats and drops clients stalled in a send.
+
+A subscription with ``since`` first replays the streams from its cursor (XRANGE, at the client's
+pace), then joins the live index in the same step as it sees it has reached the reader's
+position, so there is no gap between the replay and the live flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aredis
+from redis.exceptions import RedisError, ResponseError
+
+from omnistock.cache import LocationCache
+from omnistock.domain.roles import Principal
+from omnistock.metrics import Metrics
+from omnistock.redis import keys
+from omnistock.settings import Settings
+from omnistock.stream.connection import Connection, Subscription
+from omnistock.stream.cursor import encode, format_id, parse_id
+from omnistock.stream.events import Change
+
+log = logging.getLogger("omnistock.stream")
+
+_BLOCK_MS = 5000
+_READ_COUNT = 1000
+_REPLAY_CHUNK = 500
+_DELETIONS_EVERY = 2.0  # seconds between checks for rebuilt or trimmed-past streams
+
+
+class Fanout:
+    """Reader, subscription index and client registry of one process."""
+
+    def __init__(
+        self, settings: Settings, redis: Any, locations: LocationCache, metrics: Metrics
+    ) -> None:
+        self.partitions = settings.partitions
+        self._redis_url = settings.redis_url
+        self._stall = settings.ws_stall_seconds
+        self._heartbeat = settings.heartbeat_seconds
+        self._outbox_limit = settings.ws_outbox_limit
+        self._redis = redis
+        self._locations = locations
+        self._streams = [keys.stream(p) for p in range(self.partitions)]
+        self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
+        self.positions = [0] * self.partitions
+        self.connections: set[Connection] = set()
+        self._firehose: set[Subscription] = set()
+        self._by_location: dict[str, set[Subscription]] = {}
+        self._by_group: dict[str, set[Subscription]] = {}
+        self._by_sku: dict[str, set[Subscription]] = {}
+        metrics.gauge(
+            "omnistock_stream_connections",
+            "WebSocket stream clients of this process",
+            lambda: len(self.connections),
+        )
+        metrics.gauge(
+            "omnistock_stream_pending_messages",
+            "Messages waiting in the outboxes of this process's stream clients",
+            lambda: sum(len(c) for c in self.connections),
+        )
+
+    # -- reader ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Begin at the end of every stream: clients see changes made from now on."""
+        infos = await self._stream_infos()
+        self.positions = [parse_id(i["last-generated-id"]) if i else 0 for i in infos]
+
+    def cursor(self) -> str:
+        """The cursor of everything this process has read so far."""
+        return encode(self.positions)
+
+    async def run(self) -> None:
+        """Read the streams forever on a dedicated connection (reconnecting after errors),
+        with the clock (heartbeats, stalled clients) and the deletion watch alongside."""
+        assert self._redis_url is not None
+        helpers = [
+            asyncio.create_task(self._clock(), name="stream-clock"),
+            asyncio.create_task(self._watch_deletions(), name="stream-deletions"),
+        ]
+        try:
+            while True:
+                # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
+                client = aredis.Redis.from_url(
+                    self._redis_url, socket_keepalive=True, socket_timeout=None
+                )
+                try:
+                    await self._read(client)
+                except (RedisError, OSError) as exc:
+                    log.warning("stream reader lost redis (%s); reconnecting", exc)
+                except Exception:
+                    log.exception("stream reader failed; restarting it")
+                finally:
+                    await client.aclose()
+                await asyncio.sleep(0.5)
+        finally:
+            for task in helpers:
+                task.cancel()
+
+    async def _read(self, client: aredis.Redis) -> None:
+        while True:
+            streams: dict[Any, Any] = {
+                name: format_id(pos)
+                for name, pos in zip(self._streams, self.positions, strict=True)
+            }
+            reply: list[Any] = await client.xread(  # type: ignore[assignment]
+                streams, count=_READ_COUNT, block=_BLOCK_MS
+            )
+            if not reply:
+                continue
+            if self._by_group:
+                await self._learn_locations(reply)
+            for name, entries in reply:
+                p = self._partition_of[name]
+                for entry_id, fields in entries:
+                    try:
+                        self._dispatch(p, entry_id, fields)
+                    except (KeyError, ValueError):  # one bad entry must not stop the stream
+                        log.exception("skipping malformed stream entry %s of %s", entry_id, name)
+
+    async def _learn_locations(self, reply: list[Any]) -> None:
+        """Group subscriptions need each location's groups: look up locations this instance has
+        not heard of yet (made on another instance a moment ago)."""
+        unknown = {
+            fields[b"loc"].decode()
+            for _, entries in reply
+            for _, fields in entries
+            if fields.get(b"t") == b"p"
+        } - self._locations.by_id.keys()
+        try:
+            for location in unknown:
+                await self._locations.get(location)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("stream reader cannot look up new locations (%s)", exc)
+
+    def _dispatch(self, p: int, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
+        self.positions[p] = parse_id(entry_id)
+        if fields.get(b"t") != b"p":
+            return  # reservation events are not position changes
+        location, sku = fields[b"loc"].decode(), fields[b"sku"].decode()
+        subs = self._matching(location, sku)
+        if not subs:
+            return
+        change = Change(location, sku, fields, tuple(self.positions))
+        for sub in subs:
+            if sub.accepts(change):
+                sub.conn.push_change(sub, change)
+
+    def _groups_of(self, location: str) -> list[str]:
+        loc = self._locations.by_id.get(location)
+        return loc.groups if loc is not None else []
+
+    def _matching(self, location: str, sku: str) -> list[Subscription]:
+        buckets = [
+            b for b in (self._firehose, self._by_location.get(location), self._by_sku.get(sku)) if b
+        ]
+        groups: list[str] = []
+        if self._by_group:
+            groups = self._groups_of(location)
+            buckets += [b for g in groups if (b := self._by_group.get(g))]
+        if not buckets:
+            return []
+        if len(buckets) == 1:
+            return [s for s in buckets[0] if s.wants(location, sku, groups)]
+        seen: set[Subscription] = set()
+        found: list[Subscription] = []
+        for bucket in buckets:
+            for sub in bucket:
+                if sub not in seen:
+                    seen.add(sub)
+                    if sub.wants(location, sku, groups):
+                        found.append(sub)
+        return found
+
+    async def _clock(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self._heartbeat / 2, self._stall / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            vector = tuple(self.positions)
+            for conn in list(self.connections):
+                if conn.sending_since and now - conn.sending_since > self._stall:
+                    conn.kill(f"stalled: nothing read for {self._stall:g}s; resume with since")
+                elif now - conn.last_heartbeat >= self._heartbeat:
+                    conn.push_heartbeat(vector, now)
+
+    # -- retention ------------------------------------------------------------------------------
+
+    async def _stream_infos(self) -> list[dict[str, Any] | None]:
+        """XINFO STREAM of every partition (None where the stream does not exist yet)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in self._streams:
+                pipe.xinfo_stream(name)
+            replies = await pipe.execute(raise_on_error=False)
+        infos: list[dict[str, Any] | None] = []
+        for reply in replies:
+            if isinstance(reply, ResponseError) and "no such key" in str(reply).lower():
+                infos.append(None)
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                infos.append(reply)
+        return infos
+
+    async def trimmed_past(self, positions: Sequence[int]) -> dict[int, int]:
+        """Partitions whose stream has lost entries after the given position, each with the
+        lowest position that is safe to resume from again. Entries are lost to retention
+        (XTRIM; omnistock's trimmer also records the last one dropped as max-deleted-entry-id)
+        and to a rebuild (XSETID ... MAXDELETEDID: what Redis no longer holds)."""
+        lost: dict[int, int] = {}
+        infos = await self._stream_infos()
+        for p, (pos, info) in enumerate(zip(positions, infos, strict=True)):
+            if info is None:
+                continue
+            floor = parse_id(info.get("max-deleted-entry-id") or b"0-0")
+            added = info.get("entries-added")
+            if added is None or added > info["length"]:  # trimmed: the first entry tells
+                first = info["first-entry"][0] if info["length"] else None
+                floor = max(
+                    floor, parse_id(first) - 1 if first else parse_id(info["last-generated-id"])
+                )
+            if pos < floor:
+                lost[p] = floor
+        return lost
+
+    async def _watch_deletions(self) -> None:
+        """Every few seconds: if a stream lost entries past the reader's position (a rebuild, or
+        a reader away longer than the retention), move the reader past the gap and tell every
+        subscription to resync; otherwise the cursors it hands out would all look too old."""
+        while True:
+            await asyncio.sleep(_DELETIONS_EVERY)
+            try:
+                lost = await self.trimmed_past(self.positions)
+            except (RedisError, OSError) as exc:
+                log.warning("stream deletion watch: %s", exc)
+                continue
+            if not lost:
+                continue
+            log.warning("stream entries of partitions %s are gone; sending resync", sorted(lost))
+            for p, floor in lost.items():
+                self.positions[p] = max(self.positions[p], floor)
+            for conn in self.connections:
+                for sub in conn.subs.values():
+                    conn.push_control("resync", sub=sub.id)
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def connect(self, principal: Principal) -> Connection:
+        conn = Connection(principal, self._outbox_limit, asyncio.get_running_loop().time())
+        self.connections.add(conn)
+        return conn
+
+    def disconnect(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        for task in conn.tasks.values():
+            task.cancel()
+        for sub in conn.subs.values():
+            self._unindex(sub)
+        conn.subs.clear()
+        conn.catching_up.clear()
+        conn.kill("disconnected")
+
+    async def subscribe(self, sub: Subscription, since: list[int] | None) -> None:
+        """Register ``sub`` (already validated) and queue its ``subscribed``; with ``since``,
+        replay from there first, or send ``resync`` when retention has dropped what it needs."""
+        conn = sub.conn
+        conn.subs[sub.id] = sub
+        resync = since is not None and bool(await self.trimmed_past(since))
+        if resync:
+            since = None
+        if conn not in self.connections or conn.subs.get(sub.id) is not sub:
+            return  # gone while we looked
+        if since is None:
+            self._index(sub)
+            conn.push_subscribed(sub.id, tuple(self.positions))
+            if resync:
+                conn.push_control("resync", sub=sub.id)
+            return
+        sub.progress = list(map(min, since, self.positions))
+        conn.catching_up.add(sub)
+        conn.push_subscribed(sub.id, tuple(self.positions))
+        conn.tasks[sub.id] = asyncio.create_task(self._catch_up(sub), name=f"catch-up {sub.id}")
+
+    def unsubscribe(self, conn: Connection, sub_id: str) -> bool:
+        sub = conn.subs.pop(sub_id, None)
+        if sub is None:
+            return False
+        task = conn.tasks.pop(sub_id, None)
+        if task is not None:
+            task.cancel()
+        conn.catching_up.discard(sub)
+        self._unindex(sub)
+        conn.drop_subscription(sub)
+        return True
+
+    def _buckets(self, sub: Subscription) -> list[tuple[dict[str, set[Subscription]], str]]:
+        if sub.locations is not None or sub.groups is not None:
+            return [(self._by_location, x) for x in sub.locations or ()] + [
+                (self._by_group, g) for g in sub.groups or ()
+            ]
+        if sub.skus is not None:
+            return [(self._by_sku, s) for s in sub.skus]
+        return []
+
+    def _index(self, sub: Subscription) -> None:
+        if sub.firehose:
+            self._firehose.add(sub)
+        for index, value in self._buckets(sub):
+            index.setdefault(value, set()).add(sub)
+
+    def _unindex(self, sub: Subscription) -> None:
+        self._firehose.discard(sub)
+        for index, value in self._buckets(sub):
+            bucket = index.get(value)
+            if bucket is not None:
+                bucket.discard(sub)
+                if not bucket:
+                    del index[value]
+
+    # -- catch-up -------------------------------------------------------------------------------
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        conn = sub.conn
+        try:
+            while conn.close_reason is None:
+                assert sub.progress is not None
+                target = list(self.positions)
+                if all(t <= v for t, v in zip(target, sub.progress, strict=True)):
+                    # No await since the check: nothing read by the reader is missed.
+                    sub.progress = None
+                    conn.catching_up.discard(sub)
+                    self._index(sub)
+                    return
+                for p, end in enumerate(target):
+                    await self._replay(sub, p, end)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("catch-up of subscription %r failed: %s", sub.id, exc)
+            conn.kill("catch-up failed; reconnect with since")
+        finally:
+            if conn.tasks.get(sub.id) is asyncio.current_task():
+                del conn.tasks[sub.id]
+
+    async def _replay(self, sub: Subscription, p: int, end: int) -> None:
+        """Queue ``sub``'s changes of partition ``p`` after its progress, up to ``end``."""
+        conn, progress = sub.conn, sub.progress
+        assert progress is not None
+        while progress[p] < end:
+            entries = await self._redis.xrange(
+                self._streams[p],
+                min=f"({format_id(progress[p])}",
+                max=format_id(end),
+                count=_REPLAY_CHUNK,
+            )
+            for entry_id, fields in entries:
+                pos = parse_id(entry_id)
+                if fields.get(b"t") == b"p":
+                    location, sku = fields[b"loc"].decode(), fields[b"sku"].decode()
+                    if sub.groups and location not in self._locations.by_id:
+                        await self._locations.get(location)
+                    if sub.wants(location, sku, self._groups_of(location)):
+                        await conn.room_for(sub.id, location, sku)
+                        if conn.close_reason is not None:
+                            return
+                        progress[p] = pos
+                        change = Change(location, sku, fields, tuple(progress))
+                        if sub.accepts(change):
+                            conn.push_change(sub, change)
+                        continue
+                progress[p] = pos
+            if len(entries) < _REPLAY_CHUNK:
+                progress[p] = end

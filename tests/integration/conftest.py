@@ -1,0 +1,62 @@
+"""Servers of their own for tests that crash, stop or wipe them, or need no other consumer on
+the streams (the shared app's persister would otherwise take entries)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aredis
+
+from omnistock.postgres.migrate import migrate
+from omnistock.postgres.rebuild import ensure_ready
+from omnistock.redis.scripts import Scripts
+from omnistock.redis.store import StockStore
+from tests.conftest import Servers, running_servers
+
+PARTITIONS = 16
+
+
+class Stack:
+    """Own servers with clients, migrated and initialised."""
+
+    def __init__(self, servers: Servers, redis: aredis.Redis, db: asyncpg.Pool) -> None:
+        self.servers = servers
+        self.redis = redis
+        self.db = db
+        self.scripts = Scripts.load()
+        self.partitions = PARTITIONS
+        self.store = StockStore(
+            redis,
+            self.scripts,
+            partitions=PARTITIONS,
+            idempotency_ttl_seconds=3600,
+            retention_seconds=3600,
+        )
+
+
+async def open_stack(servers: Servers) -> tuple[Stack, aredis.Redis, asyncpg.Pool]:
+    redis = aredis.Redis(
+        connection_pool=aredis.BlockingConnectionPool.from_url(
+            servers.redis_url, max_connections=64, timeout=20
+        )
+    )
+    db = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=10)
+    assert db is not None
+    async with db.acquire() as conn:
+        await migrate(conn)
+    stack = Stack(servers, redis, db)
+    await ensure_ready(redis, db, stack.scripts, PARTITIONS)
+    return stack, redis, db
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    base: Path = tmp_path_factory.mktemp("own")
+    with running_servers(base) as servers:
+        own, redis, db = await open_stack(servers)
+        yield own
+        await db.close()
+        await redis.aclose()

@@ -1,0 +1,109 @@
+"""What every script reports for durability: event id spans, idempotency events, readiness; and
+restore.lua (used by rebuild)."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import redis.asyncio as aredis
+
+from omnistock.domain.errors import Unavailable
+from omnistock.redis import keys
+from omnistock.redis.scripts import NOT_READY, OK, Scripts
+from omnistock.redis.store import Adjustment, Idempotency, StockStore
+from tests.lua.conftest import PARTITIONS, Probe
+
+
+async def test_reply_spans_the_events_appended(store: StockStore, probe: Probe, uid: str) -> None:
+    await probe.location(uid)
+    p = store.partition(uid)
+    reply = await store.scripts.adjust(
+        store.client,
+        [keys.stream(p), keys.unused_idempotency_record(p),
+         keys.position(p, uid, "a"), keys.sku_index(p, uid), keys.location_meta(p, uid),
+         keys.position(p, uid, "b"), keys.sku_index(p, uid), keys.location_meta(p, uid)],
+        ["erp", "", 1000, "", uid, "a", 1, "receipt", "", uid, "b", 2, "receipt", ""],
+    )  # fmt: skip
+    assert reply.code == OK and not reply.replayed
+    span = await store.client.xrange(keys.stream(p), min=reply.first_id, max=reply.last_id)
+    assert [(f[b"sku"], f[b"v"]) for _, f in span] == [(b"a", b"1"), (b"b", b"1")]
+
+
+async def test_idempotent_reply_is_appended_and_replayed_with_its_span(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    await probe.location(uid)
+    p = store.partition(uid)
+    digest = keys.idempotency_digest("k", uid)
+    args = ["erp", "h1", 60_000, uid, uid, "a", 3, "receipt", "PO"]
+    script_keys = [keys.stream(p), keys.idempotency_record(p, digest),
+                   keys.position(p, uid, "a"), keys.sku_index(p, uid), keys.location_meta(p, uid)]  # fmt: skip
+    first = await store.scripts.adjust(store.client, script_keys, args)
+    again = await store.scripts.adjust(store.client, script_keys, args)
+    assert (first.code, first.replayed, again.replayed) == (OK, False, True)
+    assert (again.payload, again.first_id, again.last_id) == (
+        first.payload,
+        first.first_id,
+        first.last_id,
+    )
+    span = await store.client.xrange(keys.stream(p), min=first.first_id, max=first.last_id)
+    assert [f[b"t"] for _, f in span] == [b"p", b"i"]
+    idem = span[1][1]
+    assert (idem[b"key"], idem[b"hash"], idem[b"code"], idem[b"payload"], idem[b"first"], idem[b"ttl"]) == (
+        keys.idempotency_record(p, digest).encode(), b"h1", b"0", first.payload, first.first_id, b"60000",
+    )  # fmt: skip
+    ttl = await store.client.pttl(keys.idempotency_record(p, digest))
+    assert 0 < ttl <= 60_000
+
+
+async def test_partition_without_stream_is_not_ready(
+    redis: aredis.Redis, scripts: Scripts, uid: str
+) -> None:
+    # A store with one more partition than the session's: its last partition has no stream.
+    store = StockStore(
+        redis, scripts, partitions=PARTITIONS + 1, idempotency_ttl_seconds=60, retention_seconds=60
+    )
+    loc = next(
+        f"{uid}-{i}"
+        for i in range(10_000)
+        if zlib.crc32(f"{uid}-{i}".encode()) % (PARTITIONS + 1) == PARTITIONS
+    )
+    p = PARTITIONS
+    await redis.hset(keys.location_meta(p, loc), mapping={"ss": 0, "lt": 2})
+    reply = await scripts.adjust(
+        redis,
+        [keys.stream(p), keys.unused_idempotency_record(p),
+         keys.position(p, loc, "a"), keys.sku_index(p, loc), keys.location_meta(p, loc)],
+        ["erp", "", 1000, "", loc, "a", 1, "receipt", ""],
+    )  # fmt: skip
+    assert reply.code == NOT_READY
+    assert await redis.exists(keys.position(p, loc, "a"), keys.stream(p)) == 0
+    with pytest.raises(Unavailable, match="rebuilt"):
+        await store.adjust(
+            [Adjustment(loc, "a", 1, "receipt")],
+            "erp",
+            Idempotency(key="x", digest="d", body_hash="h"),
+        )
+    await redis.delete(keys.location_meta(p, loc), keys.idempotency_claim("d"))
+
+
+async def test_restore_writes_positions_without_events(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    loc = await probe.location(uid, safety_stock=3)
+    p = store.partition(uid)
+    reply = await store.scripts.restore(
+        store.client,
+        [keys.stream(p), keys.unused_idempotency_record(p),
+         keys.position(p, uid, "a"), keys.sku_index(p, uid),
+         keys.position(p, uid, "b"), keys.sku_index(p, uid)],
+        ["a", 10, 2, "", 7, 1_700_000_000_000, "b", 5, 0, 1, 2, 1_700_000_000_001],
+    )  # fmt: skip
+    assert (reply.code, reply.payload) == (OK, 2)
+    a, b = await store.get_positions([(loc, "a"), (loc, "b")])
+    assert (a.on_hand, a.reserved, a.safety_stock, a.available, a.version) == (10, 2, 3, 5, 7)
+    assert (b.on_hand, b.safety_stock, b.available, b.version) == (5, 1, 4, 2)
+    assert a.updated_at == "2023-11-14T22:13:20.000Z"
+    assert await store.skus_at(loc) == ["a", "b"]
+    assert await probe.events(uid) == []
