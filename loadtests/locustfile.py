@@ -34,8 +34,7 @@ import requests
 from locust import FastHttpUser, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner
-from websockets.exceptions import WebSocketException
-from websockets.sync.client import ClientConnection, connect
+from websocket import WebSocket, WebSocketException, WebSocketTimeoutException, create_connection
 
 LISTING_SKUS = 24  # a category page of 24 products ...
 LISTING_STORES = 5  # ... with pickup availability at the shopper's 5 nearest stores
@@ -421,34 +420,39 @@ class StreamFollower(User):
 
     @task
     def follow(self) -> None:
+        # websocket-client: plain blocking sockets that gevent makes cooperative (a client with a
+        # reader thread breaks when locust kills the greenlet mid-read).
         w = world()
         url = w.url.replace("http", "ws", 1) + "/v1/stream"
         stores = random.sample(w.places, min(len(w.places), 3))
         started, phase = time.perf_counter(), "WS subscribe"
+        ws: WebSocket | None = None
         try:
-            with connect(
-                url,
-                additional_headers={"Authorization": f"Bearer {w.keys['storefront']}"},
-                open_timeout=10,
-            ) as ws:
-                ws.send(
-                    json.dumps({"op": "subscribe", "id": "s1", "locations": [p.id for p in stores]})
-                )
-                reply = json.loads(ws.recv(timeout=10))
-                if reply.get("type") != "subscribed":
-                    raise WebSocketException(f"subscribe answered {reply}")
-                self.report(phase, (time.perf_counter() - started) * 1000, 0)
-                started, phase = time.perf_counter(), "WS stream"  # a drop from here on
-                until = time.monotonic() + random.uniform(15, 45)
-                while time.monotonic() < until:
-                    self.receive(ws)
-        except (OSError, TimeoutError, WebSocketException) as exc:
+            ws = create_connection(
+                url, header=[f"Authorization: Bearer {w.keys['storefront']}"], timeout=10
+            )
+            ws.send(
+                json.dumps({"op": "subscribe", "id": "s1", "locations": [p.id for p in stores]})
+            )
+            reply = json.loads(ws.recv())
+            if reply.get("type") != "subscribed":
+                raise WebSocketException(f"subscribe answered {reply}")
+            self.report(phase, (time.perf_counter() - started) * 1000, 0)
+            started, phase = time.perf_counter(), "WS stream"  # a drop from here on
+            ws.settimeout(1)
+            until = time.monotonic() + random.uniform(15, 45)
+            while time.monotonic() < until:
+                self.receive(ws)
+        except (OSError, WebSocketException) as exc:
             self.report(phase, (time.perf_counter() - started) * 1000, 0, exc)
+        finally:
+            if ws is not None:
+                ws.close()
 
-    def receive(self, ws: ClientConnection) -> None:
+    def receive(self, ws: WebSocket) -> None:
         try:
-            raw = ws.recv(timeout=1)
-        except TimeoutError:
+            raw = ws.recv()
+        except WebSocketTimeoutException:
             return
         msg = json.loads(raw)
         TALLY[f"ws {msg.get('type')}"] += 1

@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     stock,
 )
 from tests.e2e.helpers import PARTITIONS, position, reserve, spread_ids
+from tests.events import event_fields
 
 
 async def expire_events(app_redis: aredis.Redis, loc: str) -> list[dict[str, str]]:
@@ -33,7 +34,7 @@ async def expire_events(app_redis: aredis.Redis, loc: str) -> list[dict[str, str
     entries = await app_redis.xrange(keys.stream(partition_of(loc, PARTITIONS)))
     found = []
     for _, fields in entries:
-        event = {k.decode(): v.decode() for k, v in fields.items()}
+        event = event_fields(fields)
         if event.get("loc") == loc and event.get("kind") == "expire":
             found.append(event)
     return found

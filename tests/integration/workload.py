@@ -10,6 +10,7 @@ from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.locations import Location
 from omnistock.redis import keys
 from omnistock.redis.store import Adjustment, Count, StockStore
+from tests.events import event_fields
 
 
 async def locations(store: StockStore, prefix: str, n: int = 4) -> list[Location]:
@@ -61,7 +62,8 @@ async def stream_event_ids(store: StockStore, locs: list[Location]) -> set[str]:
     found: set[str] = set()
     for p in {store.partition(loc.id) for loc in locs}:
         for entry_id, fields in await store.client.xrange(keys.stream(p)):
-            if fields.get(b"t") == b"p" and fields[b"loc"].decode() in wanted:
+            event = event_fields(fields)
+            if event["t"] == "p" and event["loc"] in wanted:
                 found.add(f"{p}:{entry_id.decode()}")
     return found
 

@@ -13,6 +13,7 @@ from omnistock.redis import keys
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.streams import ensure_streams
+from tests.events import event_fields
 
 PARTITIONS = 64
 
@@ -74,7 +75,7 @@ class Probe:
         entries = await self.redis.xrange(keys.stream(p), min=b"(" + start)
         out = []
         for _id, fields in entries:
-            ev = {k.decode(): v.decode() for k, v in fields.items()}
+            ev = event_fields(fields)
             if ev.get("loc") == loc_id:  # (t=i idempotency events carry no location)
                 out.append(ev)
         return out

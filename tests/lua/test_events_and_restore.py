@@ -12,6 +12,7 @@ from omnistock.domain.errors import Unavailable
 from omnistock.redis import keys
 from omnistock.redis.scripts import NOT_READY, OK, Scripts
 from omnistock.redis.store import Adjustment, Idempotency, StockStore
+from tests.events import event_fields
 from tests.lua.conftest import PARTITIONS, Probe
 
 
@@ -27,7 +28,10 @@ async def test_reply_spans_the_events_appended(store: StockStore, probe: Probe, 
     )  # fmt: skip
     assert reply.code == OK and not reply.replayed
     span = await store.client.xrange(keys.stream(p), min=reply.first_id, max=reply.last_id)
-    assert [(f[b"sku"], f[b"v"]) for _, f in span] == [(b"a", b"1"), (b"b", b"1")]
+    assert [(e["sku"], e["v"]) for e in (event_fields(f) for _, f in span)] == [
+        ("a", "1"),
+        ("b", "1"),
+    ]
 
 
 async def test_idempotent_reply_is_appended_and_replayed_with_its_span(
@@ -48,10 +52,10 @@ async def test_idempotent_reply_is_appended_and_replayed_with_its_span(
         first.last_id,
     )
     span = await store.client.xrange(keys.stream(p), min=first.first_id, max=first.last_id)
-    assert [f[b"t"] for _, f in span] == [b"p", b"i"]
-    idem = span[1][1]
-    assert (idem[b"key"], idem[b"hash"], idem[b"code"], idem[b"payload"], idem[b"first"], idem[b"ttl"]) == (
-        keys.idempotency_record(p, digest).encode(), b"h1", b"0", first.payload, first.first_id, b"60000",
+    assert [event_fields(f)["t"] for _, f in span] == ["p", "i"]
+    idem = event_fields(span[1][1])
+    assert (idem["key"], idem["hash"], idem["code"], idem["payload"], idem["first"], idem["ttl"]) == (
+        keys.idempotency_record(p, digest), "h1", "0", first.payload.decode(), first.first_id.decode(), "60000",
     )  # fmt: skip
     ttl = await store.client.pttl(keys.idempotency_record(p, digest))
     assert 0 < ttl <= 60_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from omnistock.domain.events import PositionEvent
 from omnistock.domain.roles import Principal, Role
 from omnistock.stream import cursor
 from omnistock.stream.connection import Connection, Subscription
@@ -13,12 +14,13 @@ WHO = Principal(id="k", name="k", role=Role.ADMIN)
 
 
 def change(loc: str, sku: str, version: int, vector: tuple[int, ...]) -> Change:
-    fields = {
-        b"oh": str(version).encode(), b"r": b"0", b"ss": b"0", b"a": str(version).encode(),
-        b"st": b"in_stock", b"pst": b"limited", b"v": str(version).encode(),
-        b"reason": b"receipt", b"ts": b"1795000000000",
-    }  # fmt: skip
-    return Change(loc, sku, fields, vector)
+    event = PositionEvent(
+        location=loc, sku=sku, kind="adjust", reason="receipt", ref="", actor="erp",
+        idempotency_key="", reservation_id="", delta_on_hand=1, delta_reserved=0,
+        on_hand=version, reserved=0, safety_stock=0, own_safety_stock=-1, version=version,
+        available=version, status="in_stock", prev_status="limited", ts=1795000000000,
+    )  # fmt: skip
+    return Change(event, vector)
 
 
 def vec(*ms: int) -> tuple[int, ...]:

@@ -19,6 +19,13 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
+from omnistock.domain.events import (
+    IDEMPOTENCY,
+    POSITION,
+    RESERVATION,
+    decode_idempotency,
+    decode_position,
+)
 from omnistock.domain.reservations import decode_reservation
 from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys
@@ -33,14 +40,6 @@ Entry = tuple[int, bytes, dict[bytes, bytes]]  # partition, stream id, fields
 FaultHook = Callable[[str], Awaitable[None]]
 
 
-def _s(fields: dict[bytes, bytes], name: bytes) -> str:
-    return fields.get(name, b"").decode()
-
-
-def _i(fields: dict[bytes, bytes], name: bytes) -> int:
-    return int(fields.get(name) or 0)
-
-
 class Batch:
     """One batch of stream entries, shaped as the column arrays the SQL takes."""
 
@@ -50,32 +49,41 @@ class Batch:
         reservations: dict[str, tuple[Any, ...]] = {}
         idem: dict[str, tuple[str, bytes, int]] = {}
         offsets: dict[int, tuple[int, int]] = {}
-        for p, raw_id, f in entries:
+        for p, raw_id, fields in entries:
             ms, seq = parse_id(raw_id)
             offsets[p] = max(offsets.get(p, (0, 0)), (ms, seq))
-            kind = f.get(b"t")
-            if kind == b"p":
-                loc, sku, v = _s(f, b"loc"), _s(f, b"sku"), _i(f, b"v")
-                row = (f"{p}:{raw_id.decode()}", p, _i(f, b"ts"), loc, sku, _s(f, b"kind"),
-                       _s(f, b"reason"), _s(f, b"ref"), _s(f, b"actor"), _s(f, b"idem"),
-                       _i(f, b"doh"), _i(f, b"dr"), _i(f, b"oh"), _i(f, b"r"), _i(f, b"ss"), v,
-                       _s(f, b"rid"))  # fmt: skip
+            if (raw := fields.get(POSITION)) is not None:
+                e = decode_position(raw)
+                row = (f"{p}:{raw_id.decode()}", p, e.ts, e.location, e.sku, e.kind, e.reason,
+                       e.ref, e.actor, e.idempotency_key, e.delta_on_hand, e.delta_reserved,
+                       e.on_hand, e.reserved, e.safety_stock, e.version, e.reservation_id)  # fmt: skip
                 for column, value in zip(self.ledger, row, strict=True):
                     column.append(value)
-                current = positions.get((loc, sku))
-                if current is None or current[5] < v:
-                    oss = f.get(b"oss")
-                    positions[(loc, sku)] = (loc, sku, _i(f, b"oh"), _i(f, b"r"),
-                                             int(oss) if oss else None, v, _i(f, b"ts"))  # fmt: skip
-            elif kind == b"r":
-                doc = f[b"doc"].decode()
-                parsed = decode_reservation(doc)
-                reservations[parsed.id] = (parsed.id, parsed.location, parsed.status,
-                                           parsed.created_at, parsed.expires_at, doc, ms, seq)  # fmt: skip
-            elif kind == b"i":
-                first = f.get(b"first") or raw_id
-                record = b"\n".join((f[b"hash"], f[b"code"], first, raw_id, f.get(b"payload", b"")))
-                idem[_s(f, b"key")] = (_s(f, b"key"), record, _i(f, b"ts") + _i(f, b"ttl"))
+                current = positions.get((e.location, e.sku))
+                if current is None or current[5] < e.version:
+                    own = e.own_safety_stock if e.own_safety_stock >= 0 else None
+                    positions[(e.location, e.sku)] = (e.location, e.sku, e.on_hand, e.reserved,
+                                                      own, e.version, e.ts)  # fmt: skip
+            elif (raw := fields.get(RESERVATION)) is not None:
+                doc = raw.decode()
+                r = decode_reservation(doc)
+                reservations[r.id] = (
+                    r.id,
+                    r.location,
+                    r.status,
+                    r.created_at,
+                    r.expires_at,
+                    doc,
+                    ms,
+                    seq,
+                )
+            elif (raw := fields.get(IDEMPOTENCY)) is not None:
+                i = decode_idempotency(raw)
+                # The record as Redis keeps it (see _lib.lua): hash, code, first, last, payload.
+                record = "\n".join(
+                    (i.hash, str(i.code), i.first or raw_id.decode(), raw_id.decode(), i.payload)
+                )
+                idem[i.key] = (i.key, record.encode(), i.ts + i.ttl_ms)
         self.positions = _columns(list(positions.values()), 7)
         self.reservations = _columns(list(reservations.values()), 8)
         self.idempotency = _columns(list(idem.values()), 3)

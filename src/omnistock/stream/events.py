@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import msgspec
 
 from omnistock.domain.clock import rfc3339
+from omnistock.domain.events import PositionEvent
 from omnistock.stream import cursor
 
 _encode = msgspec.json.Encoder().encode
 
 
 class Change:
-    """One position event (``t=p``), as subscribers see it.
+    """One position event, as subscribers see it.
 
     ``vector`` is the reader's position in every partition just after this event: the cursor
     of a message about it. The JSON body and the cursor are rendered once, on first use, and
@@ -38,20 +37,18 @@ class Change:
         "version",
     )
 
-    def __init__(
-        self, location: str, sku: str, fields: Mapping[bytes, bytes], vector: tuple[int, ...]
-    ) -> None:
-        self.location = location
-        self.sku = sku
-        self.on_hand = int(fields[b"oh"])
-        self.reserved = int(fields[b"r"])
-        self.safety_stock = int(fields[b"ss"])
-        self.available = int(fields[b"a"])
-        self.status = fields[b"st"].decode()
-        self.prev_status = fields[b"pst"].decode()
-        self.version = int(fields[b"v"])
-        self.reason = fields[b"reason"].decode()
-        self.ts = int(fields[b"ts"])
+    def __init__(self, event: PositionEvent, vector: tuple[int, ...]) -> None:
+        self.location = event.location
+        self.sku = event.sku
+        self.on_hand = event.on_hand
+        self.reserved = event.reserved
+        self.safety_stock = event.safety_stock
+        self.available = event.available
+        self.status = event.status
+        self.prev_status = event.prev_status
+        self.version = event.version
+        self.reason = event.reason
+        self.ts = event.ts
         self.vector = vector
         self._body: str | None = None
         self._cursor: str | None = None

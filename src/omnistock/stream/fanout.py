@@ -13,15 +13,18 @@ position, so there is no gap between the replay and the live flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
 from omnistock.cache import LocationCache
+from omnistock.domain.events import POSITION, decode_position
 from omnistock.domain.roles import Principal
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
@@ -126,18 +129,23 @@ class Fanout:
                 for entry_id, fields in entries:
                     try:
                         self._dispatch(p, entry_id, fields)
-                    except (KeyError, ValueError):  # one bad entry must not stop the stream
+                    except (
+                        KeyError,
+                        ValueError,
+                        msgspec.DecodeError,
+                    ):  # one bad entry must not stop the stream
                         log.exception("skipping malformed stream entry %s of %s", entry_id, name)
 
     async def _learn_locations(self, reply: list[Any]) -> None:
         """Group subscriptions need each location's groups: look up locations this instance has
         not heard of yet (made on another instance a moment ago)."""
-        unknown = {
-            fields[b"loc"].decode()
-            for _, entries in reply
-            for _, fields in entries
-            if fields.get(b"t") == b"p"
-        } - self._locations.by_id.keys()
+        unknown: set[str] = set()
+        for _, entries in reply:
+            for _, fields in entries:
+                with contextlib.suppress(msgspec.DecodeError):
+                    if POSITION in fields:
+                        unknown.add(decode_position(fields[POSITION]).location)
+        unknown -= self._locations.by_id.keys()
         try:
             for location in unknown:
                 await self._locations.get(location)
@@ -146,13 +154,14 @@ class Fanout:
 
     def _dispatch(self, p: int, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
         self.positions[p] = parse_id(entry_id)
-        if fields.get(b"t") != b"p":
-            return  # reservation events are not position changes
-        location, sku = fields[b"loc"].decode(), fields[b"sku"].decode()
-        subs = self._matching(location, sku)
+        raw = fields.get(POSITION)
+        if raw is None:
+            return  # reservation and idempotency events are not position changes
+        event = decode_position(raw)
+        subs = self._matching(event.location, event.sku)
         if not subs:
             return
-        change = Change(location, sku, fields, tuple(self.positions))
+        change = Change(event, tuple(self.positions))
         for sub in subs:
             if sub.accepts(change):
                 sub.conn.push_change(sub, change)
@@ -367,8 +376,10 @@ class Fanout:
             )
             for entry_id, fields in entries:
                 pos = parse_id(entry_id)
-                if fields.get(b"t") == b"p":
-                    location, sku = fields[b"loc"].decode(), fields[b"sku"].decode()
+                raw = fields.get(POSITION)
+                if raw is not None:
+                    event = decode_position(raw)
+                    location, sku = event.location, event.sku
                     if sub.groups and location not in self._locations.by_id:
                         await self._locations.get(location)
                     if sub.wants(location, sku, self._groups_of(location)):
@@ -376,7 +387,7 @@ class Fanout:
                         if conn.close_reason is not None:
                             return
                         progress[p] = pos
-                        change = Change(location, sku, fields, tuple(progress))
+                        change = Change(event, tuple(progress))
                         if sub.accepts(change):
                             conn.push_change(sub, change)
                         continue

@@ -18,6 +18,7 @@ from omnistock.services import Services
 from omnistock.stream.connection import Connection
 from omnistock.stream.fanout import Fanout
 from tests.e2e.conftest import ADMIN_KEY, AppServer
+from tests.events import event_fields
 
 Message = dict[str, Any]
 
@@ -134,8 +135,7 @@ async def wait_persisted(redis: aredis.Redis, stream_key: str) -> None:
 
 async def entry_id(redis: aredis.Redis, stream_key: str, loc: str, sku: str, version: int) -> bytes:
     for found, fields in await redis.xrevrange(stream_key, count=200):
-        if (fields.get(b"loc"), fields.get(b"sku"), fields.get(b"v")) == (
-            loc.encode(), sku.encode(), str(version).encode(),
-        ):  # fmt: skip
+        event = event_fields(fields)
+        if (event.get("loc"), event.get("sku"), event.get("v")) == (loc, sku, str(version)):
             return bytes(found)
     raise AssertionError("event not found")

@@ -2,8 +2,9 @@
 -- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
 -- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
 -- hash holds ss (safety stock) and lt (limited threshold). Every changed position appends one
--- event (t=p) to the partition stream; every reservation change appends one event (t=r); every
--- recorded idempotent reply appends one (t=i), so Postgres can keep it for a rebuild.
+-- event (field p) to the partition stream; every reservation change appends one (field r); every
+-- recorded idempotent reply appends one (field i), so Postgres can keep it for a rebuild. Their
+-- layout is domain/events.py's.
 -- Every script replies {code, payload, replayed (0|1), first event id, last event id}; the ids
 -- span the events this call appended ('' when none), for acks that wait for Postgres.
 -- A partition whose stream does not exist is not ready (Redis empty or being rebuilt): every
@@ -76,20 +77,16 @@ local function save_pos(ctx, key, index_key, loc_id, sku, loc, old, new, ev)
   if old.v == 0 then redis.call('SADD', index_key, sku) end
   local a = avail_of(new.oh, new.r, new.ss)
   local st = status_of(a, loc.lt)
-  append(ctx, 't', 'p', 'loc', loc_id, 'sku', sku,
-    'kind', ev.kind, 'reason', ev.reason, 'ref', ev.ref or '', 'actor', ctx.actor,
-    'doh', new.oh - old.oh, 'dr', new.r - old.r, 'oh', new.oh, 'r', new.r, 'ss', new.ss,
-    'oss', new.own or '',
-    'v', new.v, 'a', a, 'st', st, 'pst', status_of(avail_of(old.oh, old.r, old.ss), loc.lt),
-    'rid', ev.rid or '', 'idem', ctx.idem, 'ts', ctx.now)
+  -- The field order is domain/events.py's PositionEvent.
+  append(ctx, 'p', cmsgpack.pack({ loc_id, sku, ev.kind, ev.reason, ev.ref or '', ctx.actor,
+    ctx.idem, ev.rid or '', new.oh - old.oh, new.r - old.r, new.oh, new.r, new.ss, new.own or -1,
+    new.v, a, st, status_of(avail_of(old.oh, old.r, old.ss), loc.lt), ctx.now }))
   return view(loc_id, sku, new, loc, ctx.now)
 end
 
--- Appends the reservation event carrying the whole reservation document.
-local function emit_reservation(ctx, doc, json, kind)
-  append(ctx, 't', 'r', 'rid', doc.id, 'loc', doc.location,
-    'kind', kind, 'st', doc.status, 'actor', ctx.actor, 'idem', ctx.idem, 'doc', json,
-    'ts', ctx.now)
+-- Appends the reservation event: the whole reservation document, and what happened to it.
+local function emit_reservation(ctx, json, kind)
+  append(ctx, 'r', json, 'k', kind)
 end
 
 -- Idempotency: a stored record is "hash\ncode\nfirst\nlast\npayload". Returns the reply to give
@@ -112,8 +109,9 @@ end
 -- Idempotency-Key.
 local function reply(ctx, code, payload)
   if ctx.hash ~= '' then
-    append(ctx, 't', 'i', 'key', ctx.idem_key, 'hash', ctx.hash, 'code', code,
-      'payload', payload, 'first', ctx.first or '', 'ttl', ctx.idem_ttl, 'ts', ctx.now)
+    -- The field order is domain/events.py's IdempotencyEvent.
+    append(ctx, 'i', cmsgpack.pack({ ctx.idem_key, ctx.hash, code, ctx.first or '', ctx.idem_ttl,
+      ctx.now, payload }))
     local rec = ctx.hash .. '\n' .. code .. '\n' .. (ctx.first or '') .. '\n' ..
       (ctx.last or '') .. '\n' .. payload
     redis.call('SET', ctx.idem_key, rec, 'PX', ctx.idem_ttl)
@@ -170,7 +168,7 @@ local function settle(ctx, keys, doc, status, kind, take, retention)
   else
     redis.call('DEL', keys[K_RES])
   end
-  emit_reservation(ctx, doc, json, kind)
+  emit_reservation(ctx, json, kind)
   return json
 end
 

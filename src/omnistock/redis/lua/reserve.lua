@@ -49,5 +49,5 @@ end
 local json = cjson.encode(doc)
 redis.call('HSET', KEYS[3], 'doc', json, 'st', 'active')
 redis.call('ZADD', KEYS[4], doc.expires_at, doc.id)
-emit_reservation(ctx, doc, json, 'reserve')
+emit_reservation(ctx, json, 'reserve')
 return reply(ctx, C_OK, json)
