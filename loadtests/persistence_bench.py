@@ -98,7 +98,7 @@ async def run(positions: int, locations: int, persisters: int) -> dict[str, floa
 
         await redis.flushall()
         started = time.perf_counter()
-        restored = await rebuild(redis, db, scripts, PARTITIONS)
+        restored = await rebuild(redis, db, scripts, PARTITIONS, fresh=True)
         rebuild_s = time.perf_counter() - started
         assert restored.positions == positions
 

@@ -133,9 +133,7 @@ async def rebuild(settings: Settings) -> Restored:
 
 async def reconcile(settings: Settings, fix: bool) -> list[Drift]:
     async with open_stores(settings) as stores:
-        return await Reconciler(stores.redis, stores.db, stores.scripts, settings.partitions).run(
-            fix=fix
-        )
+        return await Reconciler(stores.redis, stores.db, settings.partitions).run(fix=fix)
 
 
 async def demo(settings: Settings) -> tuple[str, int]:

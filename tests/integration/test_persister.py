@@ -116,9 +116,9 @@ async def test_several_persisters_under_write_load(stack: Stack, uid: str) -> No
                 break
             await asyncio.sleep(0.05)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for persister in persisters:
+            persister.stop()
+        await asyncio.gather(*tasks)
     await Persister(stack.redis, stack.db, stack.partitions, claim_idle_ms=0).drain()
     await assert_exactly_persisted(stack, locs)
     assert sum(p.persisted for p in persisters) > 0

@@ -107,7 +107,7 @@ async def test_redis_behind_postgres_is_rebuilt(stack: Stack, uid: str) -> None:
 async def test_reconcile_clean_then_drift_then_fix(stack: Stack, uid: str) -> None:
     locs = await locations(stack.store, uid)
     await churn(stack.store, locs, 200)  # not persisted yet: in flight, not drift
-    reconciler = Reconciler(stack.redis, stack.db, stack.scripts, stack.partitions)
+    reconciler = Reconciler(stack.redis, stack.db, stack.partitions)
     assert await reconciler.run() == []
 
     loc = locs[0]

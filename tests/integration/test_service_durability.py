@@ -121,7 +121,7 @@ async def test_postgres_down_then_back(stack: Stack, uid: str) -> None:
             await asyncio.sleep(0.2)
         await wait_persisted(stack)
         assert (await client.get("/readyz")).status_code == 200
-    assert await Reconciler(stack.redis, stack.db, stack.scripts, PARTITIONS).run() == []
+    assert await Reconciler(stack.redis, stack.db, PARTITIONS).run() == []
     count = await stack.db.fetchval("SELECT count(*) FROM ledger WHERE location = $1", uid)
     assert count == 1 + accepted + 1
 

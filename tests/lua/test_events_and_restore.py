@@ -9,9 +9,10 @@ import pytest
 import redis.asyncio as aredis
 
 from omnistock.domain.errors import Unavailable
+from omnistock.postgres.rebuild import write_positions
 from omnistock.redis import keys
 from omnistock.redis.scripts import NOT_READY, OK, Scripts
-from omnistock.redis.store import Adjustment, Idempotency, StockStore
+from omnistock.redis.store import Adjustment, Count, Idempotency, StockStore
 from tests.events import event_fields
 from tests.lua.conftest import PARTITIONS, Probe
 
@@ -92,22 +93,24 @@ async def test_partition_without_stream_is_not_ready(
     await redis.delete(keys.location_meta(p, loc), keys.idempotency_claim("d"))
 
 
-async def test_restore_writes_positions_without_events(
+async def test_write_positions_restores_without_events(
     store: StockStore, probe: Probe, uid: str
 ) -> None:
+    """What a rebuild (and reconcile --fix) writes: the record's values, no version bump, no event."""
     loc = await probe.location(uid, safety_stock=3)
-    p = store.partition(uid)
-    reply = await store.scripts.restore(
-        store.client,
-        [keys.stream(p), keys.unused_idempotency_record(p),
-         keys.position(p, uid, "a"), keys.sku_index(p, uid),
-         keys.position(p, uid, "b"), keys.sku_index(p, uid)],
-        ["a", 10, 2, "", 7, 1_700_000_000_000, "b", 5, 0, 1, 2, 1_700_000_000_001],
-    )  # fmt: skip
-    assert (reply.code, reply.payload) == (OK, 2)
+    await store.set_counts([Count(uid, "b", 1, safety_stock=9)], "c", None)
+    await probe.mark(uid)
+    # (location, sku, on_hand, reserved, own safety stock, version, updated_at ms), as Postgres has them
+    rows = [
+        (uid, "a", 10, 2, None, 7, 1_700_000_000_000),
+        (uid, "b", 5, 0, None, 2, 1_700_000_000_001),
+    ]
+    assert await write_positions(store.client, [rows], PARTITIONS, fresh=False) == 2
     a, b = await store.get_positions([(loc, "a"), (loc, "b")])
     assert (a.on_hand, a.reserved, a.safety_stock, a.available, a.version) == (10, 2, 3, 5, 7)
-    assert (b.on_hand, b.safety_stock, b.available, b.version) == (5, 1, 4, 2)
+    assert (b.on_hand, b.safety_stock, b.available, b.version) == (5, 3, 2, 2)  # own ss cleared
     assert a.updated_at == "2023-11-14T22:13:20.000Z"
     assert await store.skus_at(loc) == ["a", "b"]
     assert await probe.events(uid) == []
+    # The connection went back to the pool with replies on again.
+    assert await store.client.ping()

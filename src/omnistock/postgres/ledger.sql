@@ -1,24 +1,28 @@
+-- name: staging
+-- Per-connection staging tables that COPY fills; emptied at every commit.
+CREATE TEMP TABLE IF NOT EXISTS ledger_in (
+    event_id text, partition integer, ts_ms bigint, location text, sku text, kind text,
+    reason text, ref text, actor text, idem text, doh bigint, dr bigint, oh bigint, r bigint,
+    ss bigint, v bigint, rid text
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS positions_in (
+    location text, sku text, oh bigint, r bigint, oss bigint, v bigint, ts_ms bigint
+) ON COMMIT DELETE ROWS;
+
 -- name: insert_ledger
 -- One row per position event; replays of an event are ignored.
 INSERT INTO ledger (event_id, partition, ts, location, sku, kind, reason, ref, actor,
                     idempotency_key, delta_on_hand, delta_reserved, on_hand, reserved,
                     safety_stock, version, reservation_id)
-SELECT e.event_id, e.partition, to_timestamp(e.ts / 1000.0), e.location, e.sku, e.kind, e.reason,
-       NULLIF(e.ref, ''), e.actor, NULLIF(e.idem, ''), e.doh, e.dr, e.oh, e.r, e.ss, e.v,
-       NULLIF(e.rid, '')
-FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[],
-            $14::bigint[], $15::bigint[], $16::bigint[], $17::text[])
-     AS e(event_id, partition, ts, location, sku, kind, reason, ref, actor, idem, doh, dr, oh, r,
-          ss, v, rid)
-ON CONFLICT (event_id) DO NOTHING;
+SELECT event_id, partition, to_timestamp(ts_ms / 1000.0), location, sku, kind, reason,
+       NULLIF(ref, ''), actor, NULLIF(idem, ''), doh, dr, oh, r, ss, v, NULLIF(rid, '')
+FROM ledger_in
+ON CONFLICT (location, sku, version) DO NOTHING;
 
 -- name: upsert_positions
 -- The newest state per position; an older version never overwrites a newer one.
 INSERT INTO positions (location, sku, on_hand, reserved, safety_stock, version, updated_at)
-SELECT p.location, p.sku, p.oh, p.r, p.oss, p.v, to_timestamp(p.ts / 1000.0)
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::bigint[]) AS p(location, sku, oh, r, oss, v, ts)
+SELECT location, sku, oh, r, oss, v, to_timestamp(ts_ms / 1000.0) FROM positions_in
 ON CONFLICT (location, sku) DO UPDATE SET
     on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
     safety_stock = EXCLUDED.safety_stock, version = EXCLUDED.version,

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import socket
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ class Batch:
     """One batch of stream entries, shaped as the column arrays the SQL takes."""
 
     def __init__(self, entries: Sequence[Entry]) -> None:
-        self.ledger: list[list[Any]] = [[] for _ in range(17)]
+        self.ledger: list[tuple[Any, ...]] = []
         positions: dict[tuple[str, str], tuple[Any, ...]] = {}
         reservations: dict[str, tuple[Any, ...]] = {}
         idem: dict[str, tuple[str, bytes, int]] = {}
@@ -57,8 +58,7 @@ class Batch:
                 row = (f"{p}:{raw_id.decode()}", p, e.ts, e.location, e.sku, e.kind, e.reason,
                        e.ref, e.actor, e.idempotency_key, e.delta_on_hand, e.delta_reserved,
                        e.on_hand, e.reserved, e.safety_stock, e.version, e.reservation_id)  # fmt: skip
-                for column, value in zip(self.ledger, row, strict=True):
-                    column.append(value)
+                self.ledger.append(row)
                 current = positions.get((e.location, e.sku))
                 if current is None or current[5] < e.version:
                     own = e.own_safety_stock if e.own_safety_stock >= 0 else None
@@ -84,17 +84,20 @@ class Batch:
                     (i.hash, str(i.code), i.first or raw_id.decode(), raw_id.decode(), i.payload)
                 )
                 idem[i.key] = (i.key, record.encode(), i.ts + i.ttl_ms)
-        self.positions = _columns(list(positions.values()), 7)
+        self.positions = list(positions.values())
         self.reservations = _columns(list(reservations.values()), 8)
         self.idempotency = _columns(list(idem.values()), 3)
         self.offsets = _columns([(p, ms, seq) for p, (ms, seq) in offsets.items()], 3)
         self.size = len(entries)
 
     async def write(self, conn: Any) -> None:
-        """Write everything in the caller's transaction."""
-        if self.ledger[0]:
-            await conn.execute(Q["insert_ledger"], *self.ledger)
-            await conn.execute(Q["upsert_positions"], *self.positions)
+        """Write everything in the caller's transaction (events and positions by COPY)."""
+        if self.ledger:
+            await conn.execute(Q["staging"])
+            await conn.copy_records_to_table("ledger_in", records=self.ledger)
+            await conn.execute(Q["insert_ledger"])
+            await conn.copy_records_to_table("positions_in", records=self.positions)
+            await conn.execute(Q["upsert_positions"])
         if self.reservations[0]:
             await conn.execute(Q["upsert_reservations"], *self.reservations)
         if self.idempotency[0]:
@@ -131,6 +134,7 @@ class Persister:
         # stream name -> partition: every partition's stream unless told otherwise (a rebuild
         # drains streams it has set aside)
         self.streams = streams or {keys.stream(p).encode(): p for p in range(partitions)}
+        self._stream_of = {p: name for name, p in self.streams.items()}
         self.persisted = 0
         self.stopping = False
         self.healthy = True
@@ -204,9 +208,12 @@ class Persister:
                 await self.fault("before_commit")
         if self.fault is not None:
             await self.fault("after_commit")
+        ids: dict[int, list[bytes]] = defaultdict(list)
+        for p, entry_id, _ in entries:
+            ids[p].append(entry_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for p in {e[0] for e in entries}:
-                pipe.xack(keys.stream(p), GROUP, *(e[1] for e in entries if e[0] == p))
+            for p, acked in ids.items():
+                pipe.xack(self._stream_of[p], GROUP, *acked)
             await pipe.execute()
         self.persisted += len(entries)
 

@@ -3,11 +3,10 @@ persisted changes) and by ``omnistock rebuild``; several instances at once are s
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -20,6 +19,7 @@ from omnistock.postgres import catalog
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys
+from omnistock.redis.bulk import BulkWriter
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
 
@@ -77,7 +77,7 @@ async def ensure_ready(redis: Any, db: asyncpg.Pool, scripts: Scripts, partition
                 log.info("initialised an empty Redis")
                 return "initialised"
             log.warning("Redis is %s; rebuilding it from Postgres", state)
-            restored = await rebuild(redis, db, scripts, partitions)
+            restored = await rebuild(redis, db, scripts, partitions, fresh=state == "empty")
             log.warning("rebuilt: %s", restored)
             return "rebuilt"
         finally:
@@ -102,8 +102,11 @@ async def rebuild(
     scripts: Scripts,
     partitions: int,
     progress: Callable[[str], None] | None = None,
+    *,
+    fresh: bool = False,
 ) -> Restored:
-    """Stop writes (streams set aside), persist what they held, then load Redis from Postgres."""
+    """Stop writes (streams set aside), persist what they held, then load Redis from Postgres.
+    ``fresh``: Redis holds no positions (it was found empty), so none needs clearing first."""
     started = time.perf_counter()
     say = progress or log.info
     await redis.hdel(keys.META, "ready")
@@ -112,7 +115,7 @@ async def rebuild(
         drained = await Persister(redis, db, partitions, streams=aside).drain()
         say(f"persisted {drained} pending events before rebuilding")
     out = Restored()
-    out.positions = await _load_positions(redis, db, scripts, partitions)
+    out.positions = await _load_positions(redis, db, partitions, fresh)
     say(f"restored {out.positions} positions")
     out.reservations = await _restore_reservations(redis, db, partitions)
     out.idempotency = await _restore_idempotency(redis, db)
@@ -148,48 +151,77 @@ async def _set_streams_aside(redis: Any, db: asyncpg.Pool, partitions: int) -> d
     return aside
 
 
-async def _load_positions(redis: Any, db: asyncpg.Pool, scripts: Scripts, partitions: int) -> int:
-    total = 0
-    calls: list[Any] = []
+async def _load_positions(redis: Any, db: asyncpg.Pool, partitions: int, fresh: bool) -> int:
     async with db.acquire() as conn, conn.transaction():
-        groups: dict[int, list[asyncpg.Record]] = defaultdict(list)
-        async for row in conn.cursor(Q["all_positions"], prefetch=20_000):
-            p = partition_of(row["location"], partitions)
-            group = groups[p]
-            group.append(row)
-            if len(group) >= _CHUNK:
-                calls.append(restore_positions(redis, scripts, p, group))
-                groups[p] = []
-                total += len(group)
-            if len(calls) >= 16:
-                await asyncio.gather(*calls)
-                calls = []
-        for p, group in groups.items():
-            if group:
-                calls.append(restore_positions(redis, scripts, p, group))
-                total += len(group)
-        await asyncio.gather(*calls)
-    return total
+        cursor = await conn.cursor(Q["all_positions"])
+        return await write_positions(redis, _chunks(cursor), partitions, fresh=fresh)
 
 
-async def restore_positions(
-    redis: Any, scripts: Scripts, p: int, rows: list[asyncpg.Record]
-) -> None:
-    """Write positions of partition ``p`` as Postgres rows have them (restore.lua)."""
-    script_keys = [keys.stream(p), keys.unused_idempotency_record(p)]
-    args: list[Any] = []
-    for r in rows:
-        script_keys += [keys.position(p, r["location"], r["sku"]), keys.sku_index(p, r["location"])]
-        ss = r["safety_stock"]
-        args += [
-            r["sku"],
-            r["on_hand"],
-            r["reserved"],
-            "" if ss is None else ss,
-            r["version"],
-            r["ts"],
-        ]
-    await scripts.restore(redis, script_keys, args)
+async def _chunks(cursor: Any, size: int = 20_000) -> AsyncIterator[list[asyncpg.Record]]:
+    while rows := await cursor.fetch(size):
+        yield rows
+
+
+async def write_positions(
+    redis: Any,
+    chunks: AsyncIterable[Sequence[asyncpg.Record]] | Iterable[Sequence[asyncpg.Record]],
+    partitions: int,
+    *,
+    fresh: bool,
+) -> int:
+    """Write positions as Postgres rows have them (``all_positions`` columns, chunk by chunk):
+    the record's values, no version bump, no event. ``fresh`` when they cannot exist in Redis
+    yet (nothing to clear)."""
+    where: dict[str, tuple[str, str]] = {}  # location -> (position key prefix, sku index key)
+    members: dict[str, list[str]] = defaultdict(list)
+    count = 0
+    async with BulkWriter(redis) as bulk:
+        async for rows in _aiter(chunks):
+            for loc, sku, on_hand, reserved, own_ss, version, ts in rows:
+                found = where.get(loc)
+                if found is None:
+                    p = partition_of(loc, partitions)
+                    found = where[loc] = (keys.position(p, loc, ""), keys.sku_index(p, loc))
+                key = found[0] + sku
+                if own_ss is not None:
+                    bulk.add(
+                        "HSET",
+                        key,
+                        "oh",
+                        on_hand,
+                        "r",
+                        reserved,
+                        "v",
+                        version,
+                        "ts",
+                        ts,
+                        "ss",
+                        own_ss,
+                    )
+                else:
+                    if not fresh:
+                        bulk.add("HDEL", key, "ss")
+                    bulk.add("HSET", key, "oh", on_hand, "r", reserved, "v", version, "ts", ts)
+                index = members[found[1]]
+                index.append(sku)
+                if len(index) >= 1000:
+                    bulk.add("SADD", found[1], *index)
+                    index.clear()
+            count += len(rows)
+            await bulk.flush_if_full()
+        for index_key, skus in members.items():
+            if skus:
+                bulk.add("SADD", index_key, *skus)
+    return count
+
+
+async def _aiter(chunks: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[Any]:
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield chunk
+    else:
+        for chunk in chunks:
+            yield chunk
 
 
 async def _restore_reservations(redis: Any, db: asyncpg.Pool, partitions: int) -> int:

@@ -17,9 +17,9 @@ import msgspec
 from omnistock.domain.ids import partition_of
 from omnistock.domain.reservations import StoredReservation, decode_reservation
 from omnistock.postgres.persister import Persister
+from omnistock.postgres.rebuild import write_positions
 from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys
-from omnistock.redis.scripts import Scripts
 
 Q = load_queries("ledger.sql")
 _FIELDS = ("oh", "r", "ss", "v")
@@ -62,10 +62,9 @@ def _position_drift(key: PositionKey, redis: Values | None, pg: Values | None) -
 
 
 class Reconciler:
-    def __init__(self, redis: Any, db: asyncpg.Pool, scripts: Scripts, partitions: int) -> None:
+    def __init__(self, redis: Any, db: asyncpg.Pool, partitions: int) -> None:
         self.redis = redis
         self.db = db
-        self.scripts = scripts
         self.partitions = partitions
 
     async def run(self, fix: bool = False) -> list[Drift]:
@@ -188,33 +187,13 @@ class Reconciler:
         if not cells:
             return
         rows = await self.db.fetch(Q["positions_of"], [c[0] for c in cells], [c[1] for c in cells])
-        by_p: dict[int, list[asyncpg.Record]] = defaultdict(list)
-        for row in rows:
-            by_p[partition_of(row["location"], self.partitions)].append(row)
         known = {(r["location"], r["sku"]) for r in rows}
         for loc, sku in cells:
             if (loc, sku) not in known:  # Redis-only: the record says it does not exist
                 p = partition_of(loc, self.partitions)
                 await self.redis.delete(keys.position(p, loc, sku))
                 await self.redis.srem(keys.sku_index(p, loc), sku)
-        for p, group in by_p.items():
-            script_keys = [keys.stream(p), keys.unused_idempotency_record(p)]
-            args: list[Any] = []
-            for r in group:
-                script_keys += [
-                    keys.position(p, r["location"], r["sku"]),
-                    keys.sku_index(p, r["location"]),
-                ]
-                ss = r["safety_stock"]
-                args += [
-                    r["sku"],
-                    r["on_hand"],
-                    r["reserved"],
-                    "" if ss is None else ss,
-                    r["version"],
-                    r["ts"],
-                ]
-            await self.scripts.restore(self.redis, script_keys, args)
+        await write_positions(self.redis, [rows], self.partitions, fresh=False)
 
     async def _fix_reservations(self) -> None:
         redis_active = await self._active_in_redis()

@@ -34,7 +34,6 @@ SCRIPT_NAMES = (
     "release",
     "extend",
     "expire",
-    "restore",
     "trim",
 )
 
@@ -79,7 +78,6 @@ class Scripts(msgspec.Struct, frozen=True):
     release: Script
     extend: Script
     expire: Script
-    restore: Script
     trim: Script
 
     @classmethod

@@ -1,7 +1,9 @@
 -- The record behind the live state: every movement (ledger), the current positions, reservations,
 -- recorded idempotent replies, and how far each partition's stream has been persisted.
+-- A position's versions are unique and each comes from exactly one event, so (location, sku,
+-- version) identifies an event: the one index serves both de-duplication and history reads.
 CREATE TABLE ledger (
-    event_id        text PRIMARY KEY,          -- '<partition>:<stream id>'
+    event_id        text NOT NULL,             -- '<partition>:<stream id>'
     partition       integer NOT NULL,
     ts              timestamptz NOT NULL,
     location        text NOT NULL,
@@ -17,9 +19,9 @@ CREATE TABLE ledger (
     reserved        bigint NOT NULL,
     safety_stock    bigint NOT NULL,
     version         bigint NOT NULL,
-    reservation_id  text
+    reservation_id  text,
+    PRIMARY KEY (location, sku, version)
 );
-CREATE INDEX ledger_position ON ledger (location, sku, version DESC);
 
 CREATE TABLE positions (
     location     text NOT NULL,

@@ -61,6 +61,25 @@ local function view(loc_id, sku, p, loc, ts)
   return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts }
 end
 
+-- New positions join their location's sku index; the members are added in one SADD per index
+-- when the script replies (an import adds thousands of skus of one location per call).
+local function add_to_index(ctx, index_key, sku)
+  local members = ctx.indexed[index_key]
+  if members == nil then
+    members = {}
+    ctx.indexed[index_key] = members
+  end
+  members[#members + 1] = sku
+end
+
+local function flush_indexes(indexed)
+  for index_key, members in pairs(indexed) do
+    for i = 1, #members, 1000 do
+      redis.call('SADD', index_key, unpack(members, i, math.min(i + 999, #members)))
+    end
+  end
+end
+
 -- Appends an event to the partition stream, remembering the ids this call wrote.
 local function append(ctx, ...)
   local id = redis.call('XADD', ctx.stream, '*', ...)
@@ -74,7 +93,7 @@ end
 local function save_pos(ctx, key, index_key, loc_id, sku, loc, old, new, ev)
   new.v = old.v + 1
   redis.call('HSET', key, 'oh', new.oh, 'r', new.r, 'v', new.v, 'ts', ctx.now)
-  if old.v == 0 then redis.call('SADD', index_key, sku) end
+  if old.v == 0 then add_to_index(ctx, index_key, sku) end
   local a = avail_of(new.oh, new.r, new.ss)
   local st = status_of(a, loc.lt)
   -- The field order is domain/events.py's PositionEvent.
@@ -108,6 +127,7 @@ end
 -- The script's reply; recorded (and appended as a t=i event) when the request carried an
 -- Idempotency-Key.
 local function reply(ctx, code, payload)
+  flush_indexes(ctx.indexed)
   if ctx.hash ~= '' then
     -- The field order is domain/events.py's IdempotencyEvent.
     append(ctx, 'i', cmsgpack.pack({ ctx.idem_key, ctx.hash, code, ctx.first or '', ctx.idem_ttl,
@@ -124,7 +144,7 @@ end
 local function begin(keys, argv)
   if redis.call('EXISTS', keys[1]) == 0 then return nil, { C_NOT_READY, '', 0, '', '' } end
   local ctx = { stream = keys[1], idem_key = keys[2], actor = argv[1], hash = argv[2],
-                idem_ttl = tonumber(argv[3]), idem = argv[4], now = now_ms() }
+                idem_ttl = tonumber(argv[3]), idem = argv[4], now = now_ms(), indexed = {} }
   return ctx, idem_check(ctx.idem_key, ctx.hash)
 end
 
