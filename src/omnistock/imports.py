@@ -7,19 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import csv
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Literal
 
 import msgspec
 
-from omnistock.domain.errors import DomainError, ValidationFailed
+from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import is_identifier
 from omnistock.redis.store import Count, StockStore
 
 Format = Literal["csv", "ndjson"]
 MAX_ON_HAND = 10**12
 MAX_REJECTED = 1000  # listed; beyond that only counted
-BATCH = 2000
+BATCH = 500  # rows per batch (one script call per partition in it)
+LANES = 16  # batches in flight at most
+PACE_EVERY = 20_000  # rows between back-pressure checks
 
 
 class Rejected(msgspec.Struct):
@@ -150,8 +153,11 @@ async def import_stream(
     """Apply every good line; ``allowed(location)`` returns why a location cannot be written
     (unknown, or not this key's), or None. ``pace`` is awaited between batches (back-pressure)."""
     result = ImportResult()
-    batch: list[Count] = []
-    in_flight: asyncio.Task[None] | None = None
+    # Rows go to one of LANES batches by position; each lane has at most one batch in flight, so
+    # the rows of a position are applied in file order while many batches load Redis at once.
+    pending: dict[int, list[Count]] = defaultdict(list)
+    in_flight: dict[int, asyncio.Task[None]] = {}
+    queued = 0
     cols: _CsvColumns | None = None
 
     def reject(line: int, error: str) -> None:
@@ -165,15 +171,11 @@ async def import_stream(
         if progress is not None:
             progress(result.rows)
 
-    async def flush() -> None:
-        # The next batch is parsed while this one is in Redis; batches stay in file order.
-        nonlocal in_flight, batch
-        if in_flight is not None:
-            await in_flight
-        if pace is not None:
-            await pace()
-        in_flight = asyncio.ensure_future(apply(batch)) if batch else None
-        batch = []
+    async def dispatch(lane: int) -> None:
+        previous = in_flight.get(lane)
+        if previous is not None:
+            await previous
+        in_flight[lane] = asyncio.create_task(apply(pending.pop(lane)))
 
     try:
         async for number, raw in _lines(chunks):
@@ -195,14 +197,21 @@ async def import_stream(
             if refused is not None:
                 reject(number, refused)
                 continue
+            lane = hash((count.location, count.sku)) % LANES
+            batch = pending[lane]
             batch.append(count)
             if len(batch) >= BATCH:
-                await flush()
-        await flush()
-        if in_flight is not None:
-            await in_flight
-    except DomainError:
-        if in_flight is not None:
-            in_flight.cancel()
+                await dispatch(lane)
+            queued += 1
+            if queued >= PACE_EVERY:
+                queued = 0
+                if pace is not None:
+                    await pace()
+        for lane in list(pending):
+            await dispatch(lane)
+        await asyncio.gather(*in_flight.values())
+    except BaseException:
+        for task in in_flight.values():
+            task.cancel()
         raise
     return result
