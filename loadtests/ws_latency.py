@@ -129,7 +129,8 @@ async def write_changes(
     await asyncio.gather(*tasks)
 
 
-def report(name: str, phase: Phase, expected: int) -> None:
+def report(name: str, phase: Phase, expected: int) -> dict[str, float]:
+    """Print the phase's latencies and return them (ms) with the counts."""
     latencies = [
         (mono - phase.sent_at[key]) * 1000
         for key, mono, _ in phase.received
@@ -141,12 +142,19 @@ def report(name: str, phase: Phase, expected: int) -> None:
         if key in phase.commit_ms
     ]
     print(f"\n== {name}: {len(latencies):,} deliveries of {expected:,} expected")
+    found: dict[str, float] = {"deliveries": len(latencies), "expected": expected}
     if not latencies:
-        return
+        return found
+    found |= {
+        "p50_ms": percentile(latencies, 0.5),
+        "p90_ms": percentile(latencies, 0.9),
+        "p99_ms": percentile(latencies, 0.99),
+        "max_ms": max(latencies),
+    }
     print(
         "   write start -> client (ms): "
-        f"p50 {percentile(latencies, 0.5):.1f}  p90 {percentile(latencies, 0.9):.1f}  "
-        f"p99 {percentile(latencies, 0.99):.1f}  max {max(latencies):.1f}  "
+        f"p50 {found['p50_ms']:.1f}  p90 {found['p90_ms']:.1f}  "
+        f"p99 {found['p99_ms']:.1f}  max {found['max_ms']:.1f}  "
         f"mean {statistics.fmean(latencies):.1f}"
     )
     if from_commit:
@@ -154,6 +162,7 @@ def report(name: str, phase: Phase, expected: int) -> None:
             "   commit (ts, 1 ms resolution) -> client (ms): "
             f"p50 {percentile(from_commit, 0.5):.0f}  p99 {percentile(from_commit, 0.99):.0f}"
         )
+    return found
 
 
 async def flood(http: httpx.AsyncClient, location: str, changes: int) -> None:
@@ -168,13 +177,17 @@ async def flood(http: httpx.AsyncClient, location: str, changes: int) -> None:
         resp.raise_for_status()
 
 
-async def stream_gauges(http: httpx.AsyncClient) -> str:
+async def stream_gauges(http: httpx.AsyncClient) -> dict[str, float]:
+    """The server's stream gauges (connections, messages held for clients)."""
     text = (await http.get("/metrics")).text
     wanted = ("omnistock_stream_connections ", "omnistock_stream_pending_messages ")
-    return ", ".join(line for line in text.splitlines() if line.startswith(wanted))
+    return {
+        name.removeprefix("omnistock_stream_"): float(value)
+        for name, value in (line.split() for line in text.splitlines() if line.startswith(wanted))
+    }
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     base = loopback_only(args.url)
     ws_url = base.replace("http", "ws", 1) + "/v1/stream"
     run = secrets.token_hex(3)
@@ -202,6 +215,7 @@ async def main(args: argparse.Namespace) -> None:
         ]
         expected = sum(listeners_of[n % len(locations)] for n in range(args.changes))
         frozen: list[ClientConnection] = []
+        results: dict[str, dict[str, float]] = {}
         try:
             for name in ("plain", "frozen"):
                 if name == "frozen":
@@ -212,9 +226,10 @@ async def main(args: argparse.Namespace) -> None:
                         frozen.append(ws)
                     await flood(http, flood_location, args.flood)
                     await asyncio.sleep(5)  # the flood's persistence is not what is measured
+                    results["flood"] = held = await stream_gauges(http)
                     print(
                         f"\n{count} frozen clients on every test location, after a flood of "
-                        f"{args.flood:,} changes to them alone: {await stream_gauges(http)}"
+                        f"{args.flood:,} changes to them alone: {held}"
                     )
                 current[0] = phase = Phase(expected=expected)
                 # This process's own garbage collector would pause the 1,000 readers and show up
@@ -224,8 +239,10 @@ async def main(args: argparse.Namespace) -> None:
                 await write_changes(http, locations, args.changes, args.rate, phase)
                 await asyncio.wait_for(phase.complete.wait(), args.settle)
                 gc.enable()
-                report(name, phase, phase.expected)
-                print(f"   server: {await stream_gauges(http)}")
+                results[name] = report(name, phase, phase.expected)
+                gauges = await stream_gauges(http)
+                results[name] |= {f"server_{k}": v for k, v in gauges.items()}
+                print(f"   server: {gauges}")
         except TimeoutError:
             report("incomplete", current[0], current[0].expected)
             raise
@@ -235,6 +252,7 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.gather(
                 *(ws.close() for ws in [*clients, *frozen]), return_exceptions=True
             )
+        return results
 
 
 def parse() -> argparse.Namespace:
@@ -250,6 +268,7 @@ def parse() -> argparse.Namespace:
     p.add_argument(
         "--no-compression", action="store_true", help="live clients without permessage-deflate"
     )
+    p.add_argument("--json", help="also write the figures of each phase to this file")
     p.add_argument(
         "--flood", type=int, default=30_000, help="changes sent to the frozen clients first"
     )
@@ -271,4 +290,8 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(parse()))
+    options = parse()
+    figures = asyncio.run(main(options))
+    if options.json:
+        with open(options.json, "w") as out:
+            json.dump(figures, out)

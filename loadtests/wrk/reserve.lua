@@ -9,24 +9,11 @@
 -- Environment (wrk arguments after `--` win): RESERVE_LOCATION, RESERVE_SKU, RESERVE_KEY (API key,
 -- sent as a Bearer token when set), RESERVE_QTY, RESERVE_TTL (ttl_seconds, default: the server's),
 -- RESERVE_IDEMPOTENCY=1 (a fresh Idempotency-Key on every request).
--- The last line printed is machine-readable:
---   reserve-summary {"created":N,"sold_out":N,"other":N,"requests":N,"errors":N,"seconds":S,
---                    "rps":R,"p50_ms":X,"p90_ms":X,"p99_ms":X,"max_ms":X}
+-- The last line printed is machine-readable (see common.lua):
+--   reserve-summary {"statuses":{"201":N,"409":N},"requests":N,"errors":N,"seconds":S,"rps":R,
+--                    "p50_ms":X,"p90_ms":X,"p99_ms":X,"max_ms":X}
 
-local threads = {}
-local counter = 0
-
-function setup(thread)
-  counter = counter + 1
-  thread:set("id", counter)
-  table.insert(threads, thread)
-end
-
-local function setting(args, index, name, default)
-  local value = args[index] or os.getenv(name)
-  if value == nil or value == "" then return default end
-  return value
-end
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
 
 function init(args)
   local location = setting(args, 1, "RESERVE_LOCATION", nil)
@@ -46,9 +33,9 @@ function init(args)
   wrk.path = "/v1/reservations"
   wrk.body = body
   wrk.headers["Content-Type"] = "application/json"
-  if key then wrk.headers["Authorization"] = "Bearer " .. key end
+  authorize(key)
   idempotent = os.getenv("RESERVE_IDEMPOTENCY") == "1"
-  created, sold_out, other, sent = 0, 0, 0, 0
+  sent = 0
   prebuilt = wrk.format()
 end
 
@@ -59,32 +46,10 @@ function request()
   return wrk.format(nil, nil, headers)
 end
 
-function response(status, headers, body)
-  if status == 201 then
-    created = created + 1
-  elseif status == 409 then
-    sold_out = sold_out + 1
-  else
-    other = other + 1
-  end
-end
-
 function done(summary, latency, requests)
-  local c, s, o = 0, 0, 0
-  for _, thread in ipairs(threads) do
-    c = c + thread:get("created")
-    s = s + thread:get("sold_out")
-    o = o + thread:get("other")
-  end
-  local e = summary.errors  -- wrk counts every status >= 400 in e.status: not a socket error
-  local errors = e.connect + e.read + e.write + e.timeout
-  local seconds = summary.duration / 1e6
-  io.write(string.format("reserve: %d held (201), %d sold out (409), %d other, %d socket errors\n",
-    c, s, o, errors))
-  io.write(string.format(
-    'reserve-summary {"created":%d,"sold_out":%d,"other":%d,"requests":%d,"errors":%d,'
-      .. '"seconds":%.3f,"rps":%.1f,"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,"max_ms":%.3f}\n',
-    c, s, o, summary.requests, errors, seconds, summary.requests / seconds,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
-    latency.max / 1000))
+  local total = all_statuses()
+  local held, sold_out = total[201] or 0, total[409] or 0
+  io.write(string.format("reserve: %d held (201), %d sold out (409), %d other\n",
+    held, sold_out, summary.requests - held - sold_out))
+  summarize("reserve", summary, latency, total)
 end

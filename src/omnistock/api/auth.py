@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 from litestar.connection import ASGIConnection
@@ -23,13 +24,21 @@ def principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     return cast(Principal, connection.scope["user"])
 
 
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    # The raw ASGI headers (names are lower-case): cheaper than parsing them all into a mapping.
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return ""
+
+
 class ApiKeyAuth(AbstractAuthenticationMiddleware):
     """Resolves the API key to a principal; 401 when it is missing or unknown."""
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        header = connection.headers.get("authorization", "")
+        header = _authorization(connection.scope["headers"])
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             secret = ""

@@ -72,6 +72,8 @@ class StrictBody(AbstractDTO[Any]):
 
     config: ClassVar[DTOConfig] = DTOConfig()
     _decoders: ClassVar[dict[str, msgspec.json.Decoder[Any]]] = {}
+    # Litestar recomputes handler_id (a str() of the handler) on each access: look it up once.
+    _by_handler: ClassVar[dict[int, msgspec.json.Decoder[Any]]] = {}
 
     @classmethod
     def create_for_field_definition(
@@ -92,7 +94,11 @@ class StrictBody(AbstractDTO[Any]):
         )
 
     def decode_bytes(self, value: bytes) -> Any:
-        return decode(self._decoders[self.asgi_connection.route_handler.handler_id], value)
+        handler = self.asgi_connection.route_handler
+        decoder = self._by_handler.get(id(handler))
+        if decoder is None:
+            decoder = self._by_handler[id(handler)] = self._decoders[handler.handler_id]
+        return decode(decoder, value)
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
         raise ValidationFailed("body", "send a JSON body (Content-Type: application/json)")

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
+
+
+@functools.lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def rfc3339(ms: int) -> str:
     """``1763892000123`` -> ``"2025-11-23T10:00:00.123Z"``."""
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    return f"{_second(seconds)}.{millis:03d}Z"  # strftime once per second, not per call
 
 
 def now_ms() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 import zlib
@@ -13,7 +14,6 @@ IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _RESERVATION_ID = re.compile(r"^r([0-9]{1,5})-([a-z2-7]{20})$")
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
 
 
 def is_identifier(value: str) -> bool:
@@ -35,7 +35,7 @@ def partition_of(location_id: str, partitions: int) -> int:
 
 def new_reservation_id(partition: int) -> str:
     """A random reservation id that names its partition, so no lookup is needed to find it."""
-    token = "".join(_B32[b & 31] for b in secrets.token_bytes(20))
+    token = base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
     return f"r{partition}-{token}"
 
 

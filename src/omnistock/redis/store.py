@@ -144,6 +144,10 @@ class StockStore:
         """Many positions in one round trip (a pipeline)."""
         if not cells:
             return []
+        if len(cells) == 1:  # a pipeline costs more than the one command it would carry
+            loc, sku = cells[0]
+            key = keys.position(self.partition(loc.id), loc.id, sku)
+            return [position_from_fields(loc, sku, await self.client.hmget(key, _POSITION_FIELDS))]
         async with self.client.pipeline(transaction=False) as pipe:
             for loc, sku in cells:
                 pipe.hmget(keys.position(self.partition(loc.id), loc.id, sku), _POSITION_FIELDS)
@@ -272,6 +276,36 @@ class StockStore:
     ) -> tuple[StoredReservation, bool]:
         """Hold ``lines`` (distinct skus) at ``location``; raises Shortage when it cannot."""
         await self._claim(idem)
+        script_keys, script_args = self.reserve_call(
+            reservation_id=reservation_id,
+            location=location,
+            lines=lines,
+            ttl_seconds=ttl_seconds,
+            channel=channel,
+            ref=ref,
+            allow_partial=allow_partial,
+            actor=actor,
+            idem=idem,
+        )
+        reply = await self._run(
+            self.scripts.reserve, self.partition(location), script_keys, script_args, reservation_id
+        )
+        return decode_reservation(reply.payload), reply.replayed
+
+    def reserve_call(
+        self,
+        *,
+        reservation_id: str,
+        location: str,
+        lines: Sequence[tuple[str, int]],
+        ttl_seconds: int,
+        channel: str | None,
+        ref: str | None,
+        allow_partial: bool,
+        actor: str,
+        idem: Idempotency | None,
+    ) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of reserve.lua for these arguments (also what benchmarks replay)."""
         p = self.partition(location)
         script_keys = [
             keys.stream(p),
@@ -294,8 +328,7 @@ class StockStore:
         ]
         for sku, qty in lines:
             script_args += [sku, qty]
-        reply = await self._run(self.scripts.reserve, p, script_keys, script_args, reservation_id)
-        return decode_reservation(reply.payload), reply.replayed
+        return script_keys, script_args
 
     async def commit(
         self,

@@ -122,6 +122,11 @@ class Fanout:
             )
             if not reply:
                 continue
+            if not (self._firehose or self._by_location or self._by_sku or self._by_group):
+                # Nobody to tell on this instance: only keep the cursor current.
+                for name, entries in reply:
+                    self.positions[self._partition_of[name]] = parse_id(entries[-1][0])
+                continue
             if self._by_group:
                 await self._learn_locations(reply)
             for name, entries in reply:

@@ -1,0 +1,521 @@
+"""The scenarios. Each runs its rounds, its baseline in the same run (interleaved round by round
+where both share the machine), and adds its rows and latencies to the results."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import redis.asyncio as aredis
+
+from loadtests.bench.report import Budget, Latency, Results, Row
+from loadtests.bench.stack import Stack, pinned
+from loadtests.bench.tools import Load, median, redis_benchmark, run_wrk
+from omnistock.domain.locations import Location
+from omnistock.embedded import EmbeddedValkey
+from omnistock.redis.scripts import Scripts
+from omnistock.redis.store import Count, StockStore
+from omnistock.redis.streams import backlog, ensure_streams
+
+PARTITIONS = 64  # omnistock's default
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and where: rounds per scenario, seconds per load round, cpu pinning."""
+
+    rounds: int
+    seconds: float
+    connections: int
+    server_cpus: str | None
+    load_cpus: str | None
+    evalsha_calls: int
+    ws_rounds: int
+    ws_changes: int
+    persistence_rounds: int
+    positions: int
+
+
+class Bench:
+    """A running omnistock (and its baseline) with an admin key and the results so far."""
+
+    def __init__(self, stack: Stack, url: str, key: str, plan: Plan) -> None:
+        self.stack, self.url, self.key, self.plan = stack, url, key, plan
+        self.http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        )
+        self.results = Results()
+
+    def wrk(self, script: str, env: dict[str, str], url: str | None = None, **kw: Any) -> Load:
+        return run_wrk(
+            url or self.url,
+            script,
+            seconds=kw.pop("seconds", self.plan.seconds),
+            connections=kw.pop("connections", self.plan.connections),
+            cpus=self.plan.load_cpus,
+            env=env,
+            **kw,
+        )
+
+    def ok(self, response: httpx.Response) -> Any:
+        if response.is_error:
+            raise RuntimeError(f"{response.request.url}: {response.status_code} {response.text}")
+        return response.json()
+
+    def location(self, location: str) -> None:
+        self.ok(
+            self.http.put(f"/v1/locations/{location}", json={"name": location, "kind": "store"})
+        )
+
+    def receive(self, location: str, skus: list[str], qty: int) -> None:
+        items = [
+            {"location": location, "sku": sku, "delta": qty, "reason": "receipt"} for sku in skus
+        ]
+        self.ok(self.http.post("/v1/adjustments", json={"adjustments": items}))
+
+    def settle(self) -> None:
+        """Wait until the persister has caught up, so one scenario's writes do not load the next."""
+
+        async def wait() -> None:
+            client = aredis.Redis.from_url(self.stack.valkey.url)
+            try:
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    if not await backlog(client, PARTITIONS):
+                        return
+                    await asyncio.sleep(0.2)
+                raise RuntimeError("the persister did not catch up within 120 s")
+            finally:
+                await client.aclose()
+
+        asyncio.run(wait())
+
+    def evalsha_stats(self, client: redis.Redis) -> float:
+        """Redis microseconds per EVALSHA since the last reset."""
+        stats: dict[str, Any] = client.info("commandstats")
+        return float(stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
+
+    def add(self, row: Row) -> None:
+        self.results.rows.append(row)
+
+    def latency(self, label: str, loads: list[Load]) -> None:
+        self.results.latencies.append(
+            Latency(
+                label,
+                median([x.p50_ms for x in loads]),
+                median([x.p90_ms for x in loads]),
+                median([x.p99_ms for x in loads]),
+            )
+        )
+
+
+def _percentiles(loads: list[Load]) -> str:
+    p50 = median([x.p50_ms for x in loads])
+    p99 = median([x.p99_ms for x in loads])
+    cpu = max(x.generator_cpu for x in loads)
+    return f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; wrk used at most {cpu:.0%} of a core"
+
+
+# -- Lua cost and HTTP reservations -----------------------------------------------------------------
+
+
+async def _raw_reserve_command(url: str) -> list[str]:
+    """Prepare a hot sku on a Valkey of its own; the EVALSHA command omnistock sends to hold one
+    unit of it (with ``__rand_int__`` making each reservation id new)."""
+    client = aredis.Redis.from_url(url)
+    try:
+        scripts = Scripts.load()
+        store = StockStore(
+            client,
+            scripts,
+            partitions=PARTITIONS,
+            idempotency_ttl_seconds=3600,
+            retention_seconds=3600,
+        )
+        await ensure_streams(client, PARTITIONS)
+        await store.put_location_meta([Location(id="raw-store", name="raw", kind="store")])
+        await store.set_counts([Count("raw-store", "HOT-1", 10**12)], "bench", None)
+        await client.script_load(scripts.reserve.source)
+        keys, args = store.reserve_call(
+            reservation_id="bench-__rand_int__",
+            location="raw-store",
+            lines=[("HOT-1", 1)],
+            ttl_seconds=3600,
+            channel="web",
+            ref=None,
+            allow_partial=False,
+            actor="bench",
+            idem=None,
+        )
+        return ["EVALSHA", scripts.reserve.sha, str(len(keys)), *keys, *map(str, args)]
+    finally:
+        await client.aclose()
+
+
+def reservations(bench: Bench) -> None:
+    """Raw EVALSHA/s of reserve.lua (redis-benchmark, pipelined) and Redis time per call, against
+    HTTP reservations/s through omnistock, round by round."""
+    plan = bench.plan
+    raw = EmbeddedValkey(bench.stack.base / "raw-valkey")
+    raw.start()
+    try:
+        command = asyncio.run(_raw_reserve_command(raw.url))
+        raw_client = redis.Redis.from_url(raw.url)
+        app_client = redis.Redis.from_url(bench.stack.valkey.url)
+        bench.location("bench-store")
+        bench.receive("bench-store", ["HOT-1"], 10**9)
+        bench.settle()
+        env = {
+            "RESERVE_LOCATION": "bench-store",
+            "RESERVE_SKU": "HOT-1",
+            "RESERVE_KEY": bench.key,
+            "RESERVE_TTL": "3600",
+        }
+        raw_rps, raw_usec, raw_cpu, app_usec, loads = [], [], [], [], []
+        for _ in range(plan.rounds):
+            raw_client.config_resetstat()
+            rps, cpu = redis_benchmark(
+                raw.port, command, requests=plan.evalsha_calls, pipeline=16, cpus=plan.load_cpus
+            )
+            raw_rps.append(rps)
+            raw_cpu.append(cpu)
+            raw_usec.append(bench.evalsha_stats(raw_client))
+            app_client.config_resetstat()
+            load = bench.wrk("reserve", env)
+            if set(load.statuses) != {201}:
+                raise RuntimeError(f"reserve round answered {load.statuses}")
+            loads.append(load)
+            app_usec.append(bench.evalsha_stats(app_client))
+            bench.settle()
+        raw_client.close()
+        app_client.close()
+    finally:
+        raw.stop()
+    evalsha = median(raw_rps)
+    bench.add(
+        Row(
+            "Lua cost",
+            "Redis time per reserve call",
+            median(raw_usec),
+            "us",
+            budget=Budget("value", "<=", 10),
+            note=(
+                f"INFO commandstats usec_per_call of EVALSHA reserve.lua (1 line) under "
+                f"redis-benchmark; inside the running service (all scripts): "
+                f"{median(app_usec):.1f} us"
+            ),
+        )
+    )
+    bench.add(
+        Row(
+            "Lua cost",
+            "raw EVALSHA reserve/s",
+            evalsha,
+            "calls/s",
+            note=(
+                f"redis-benchmark -c 50 -P 16 -n {plan.evalsha_calls:,} on a Valkey of its "
+                f"own; the generator used {max(raw_cpu):.0%} of a core"
+            ),
+        )
+    )
+    bench.add(
+        Row(
+            "HTTP reservations",
+            "reservations/s",
+            median([x.rps for x in loads]),
+            "req/s",
+            baseline=evalsha,
+            baseline_name="raw EVALSHA/s",
+            budget=Budget("ratio", ">=", 0.15),
+            note=f"POST /v1/reservations, 1 line, {plan.connections} connections; "
+            + _percentiles(loads),
+        )
+    )
+    bench.latency("reserve (HTTP)", loads)
+
+
+# -- Reads ------------------------------------------------------------------------------------------
+
+
+def reads(bench: Bench) -> None:
+    """Single-position availability reads against the app's hello-world route, interleaved."""
+    plan = bench.plan
+    avail_env = {
+        "REQUEST_PATH": "/v1/availability/HOT-1?location=bench-store",
+        "REQUEST_KEY": bench.key,
+    }
+    hello, avail = [], []
+    for _ in range(plan.rounds):
+        hello.append(bench.wrk("request", {"REQUEST_PATH": "/healthz"}))
+        avail.append(bench.wrk("request", avail_env))
+    for load in [*hello, *avail]:
+        if set(load.statuses) != {200}:
+            raise RuntimeError(f"read round answered {load.statuses}")
+    bench.add(
+        Row(
+            "Availability read",
+            "reads/s",
+            median([x.rps for x in avail]),
+            "req/s",
+            baseline=median([x.rps for x in hello]),
+            baseline_name="hello-world/s",
+            budget=Budget("ratio", ">=", 0.5),
+            note="GET /v1/availability/{sku}?location=L (authenticated) vs GET /healthz of the "
+            "same app and server, interleaved; " + _percentiles(avail),
+        )
+    )
+    bench.latency("availability read", avail)
+    bench.latency("hello world", hello)
+
+
+def batch_reads(bench: Bench) -> None:
+    """Batch availability: 50 skus x 10 stores per request."""
+    plan = bench.plan
+    locations = [f"batch-{n}" for n in range(10)]
+    skus = [f"B-{n:03d}" for n in range(50)]
+    for n, location in enumerate(locations):
+        bench.location(location)
+        bench.receive(location, skus, n + 1)
+    bench.settle()
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"skus": skus, "locations": locations}, f)
+    env = {
+        "REQUEST_METHOD": "POST",
+        "REQUEST_PATH": "/v1/availability",
+        "REQUEST_BODY_FILE": f.name,
+        "REQUEST_KEY": bench.key,
+    }
+    loads = [bench.wrk("request", env, connections=16) for _ in range(plan.rounds)]
+    Path(f.name).unlink()
+    for load in loads:
+        if set(load.statuses) != {200}:
+            raise RuntimeError(f"batch round answered {load.statuses}")
+    cells = len(skus) * len(locations)
+    bench.add(
+        Row(
+            "Batch availability",
+            "cells/s",
+            median([x.rps for x in loads]) * cells,
+            "cells/s",
+            note=f"POST /v1/availability, 50 skus x 10 stores ({cells} cells) per request, "
+            "16 connections; " + _percentiles(loads),
+        )
+    )
+    bench.latency("batch 50x10", loads)
+
+
+# -- Flash sale -------------------------------------------------------------------------------------
+
+UNITS = 10_000
+BUYERS = 200
+
+
+class SoldOut(threading.Thread):
+    """Polls a position until nothing is available; ``at`` is when (seconds from start)."""
+
+    def __init__(self, url: str, path: str, headers: dict[str, str], give_up: float) -> None:
+        super().__init__(daemon=True)
+        self.url, self.path, self.headers, self.give_up = url, path, headers, give_up
+        self.at: float | None = None
+
+    def run(self) -> None:
+        start = time.monotonic()
+        with httpx.Client(base_url=self.url, headers=self.headers, timeout=10) as http:
+            while (elapsed := time.monotonic() - start) < self.give_up:
+                if http.get(self.path).json()["available"] == 0:
+                    self.at = elapsed
+                    return
+                time.sleep(0.02)
+
+
+@dataclass(frozen=True)
+class Sale:
+    held: int
+    held_per_s: float
+    sold_out_s: float | None
+    oversold: bool
+    load: Load
+
+
+def _sale(bench: Bench, url: str, location: str, sku: str, key: str | None) -> Sale:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    watch = SoldOut(url, f"/v1/stock/{location}/{sku}", headers, bench.plan.seconds)
+    env = {"RESERVE_LOCATION": location, "RESERVE_SKU": sku, "RESERVE_TTL": "3600"}
+    if key:
+        env["RESERVE_KEY"] = key
+    watch.start()
+    load = bench.wrk("reserve", env, url=url, connections=BUYERS)
+    watch.join()
+    position = httpx.get(f"{url}/v1/stock/{location}/{sku}", headers=headers).json()
+    held = position["reserved"]
+    answered = load.statuses.get(201, 0)
+    unexpected = set(load.statuses) - {201, 409}
+    if unexpected:
+        raise RuntimeError(f"flash sale at {url} answered {load.statuses}")
+    oversold = held > UNITS or position["on_hand"] != UNITS or answered > held
+    window = watch.at if watch.at is not None else load.seconds
+    return Sale(held, held / window, watch.at, oversold, load)
+
+
+def flash_sale(bench: Bench) -> None:
+    """10,000 units of one sku, 200 concurrent buyers: omnistock vs the Postgres row-lock baseline,
+    alternating round by round. Units held per second until sold out (or the round's end)."""
+    plan = bench.plan
+    baseline_url = bench.stack.serve_baseline(1, plan.server_cpus)
+    rowlock = [sys.executable, "-m", "loadtests.baselines.pg_rowlock"]
+    db = ["--database-url", bench.stack.postgres.url]
+    bench.location("flash-store")
+    ours, theirs = [], []
+    for n in range(plan.rounds):
+        sku = f"FLASH-{n}"
+        bench.receive("flash-store", [sku], UNITS)
+        bench.settle()
+        ours.append(_sale(bench, bench.url, "flash-store", sku, bench.key))
+        seed = [*rowlock, "seed", *db, "--location", "flash-store", "--sku", sku]
+        subprocess.run([*seed, "--on-hand", str(UNITS)], check=True, capture_output=True)
+        sale = _sale(bench, baseline_url, "flash-store", sku, None)
+        check = [*rowlock, "check", *db, "--location", "flash-store", "--sku", sku]
+        audit = subprocess.run(check, capture_output=True, check=False)
+        theirs.append(replace(sale, oversold=sale.oversold or bool(audit.returncode)))
+        bench.settle()
+    oversold = any(s.oversold for s in [*ours, *theirs])
+    sold_out = [s.sold_out_s for s in ours if s.sold_out_s is not None]
+    ours_held = f"omnistock held {median([s.held for s in ours]):,.0f} units" + (
+        f" (sold out in {median(sold_out):.2f} s)" if sold_out else ""
+    )
+    bench.add(
+        Row(
+            "Flash sale",
+            "units held/s",
+            median([s.held_per_s for s in ours]),
+            "units/s",
+            baseline=median([s.held_per_s for s in theirs]),
+            baseline_name="Postgres row lock",
+            budget=Budget("ratio", ">=", 10),
+            holds=not oversold,
+            note=(
+                f"{UNITS:,} units, {BUYERS} connections of 1-unit reservations, {plan.seconds:g} s "
+                f"rounds (medians): {ours_held}, the baseline "
+                f"{median([s.held for s in theirs]):,.0f}; oversold: "
+                f"{'YES' if oversold else 'none'} (checked on both servers); omnistock "
+                + _percentiles([s.load for s in ours])
+            ),
+        )
+    )
+    bench.latency("flash sale omnistock", [s.load for s in ours])
+    bench.latency("flash sale PG row lock", [s.load for s in theirs])
+
+
+# -- WebSocket delivery -----------------------------------------------------------------------------
+
+
+def websocket(bench: Bench) -> None:
+    """Change -> client latency with 1,000 subscribers, then with 1% of them frozen."""
+    plan = bench.plan
+    phases: dict[str, list[dict[str, float]]] = {"plain": [], "frozen": [], "flood": []}
+    for _ in range(plan.ws_rounds):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            command = [
+                sys.executable,
+                str(ROOT / "loadtests" / "ws_latency.py"),
+                *("--url", bench.url, "--key", bench.key, "--json", out.name),
+                *("--changes", str(plan.ws_changes), "--rate", "50"),
+            ]
+            done = subprocess.run(
+                pinned(plan.load_cpus, command), capture_output=True, text=True, check=False
+            )
+            if done.returncode:
+                raise RuntimeError(f"ws_latency failed: {done.stdout}{done.stderr}")
+            found = json.loads(Path(out.name).read_text())
+        for name in phases:
+            phases[name].append(found[name])
+        bench.settle()
+
+    def med(phase: str, field: str) -> float:
+        return median([x[field] for x in phases[phase]])
+
+    for phase, label in (("plain", "1,000 subscribers"), ("frozen", "1,000 + 1% frozen")):
+        complete = all(x["deliveries"] == x["expected"] for x in phases[phase])
+        pending = med(phase, "server_pending_messages")
+        bench.add(
+            Row(
+                "WebSocket delivery",
+                f"p99, {label}",
+                med(phase, "p99_ms"),
+                "ms",
+                budget=Budget("value", "<", 50),
+                holds=complete,
+                note=(
+                    f"{label}: {plan.ws_changes} changes at 50/s over 10 locations, HTTP write start "
+                    f"-> client; p50 {med(phase, 'p50_ms'):.1f} ms, max {med(phase, 'max_ms'):.1f} ms; "
+                    f"{'every' if complete else 'NOT every'} delivery arrived"
+                    + (
+                        f"; messages held for the frozen clients after a 30,000-change flood: "
+                        f"{med('flood', 'pending_messages'):,.0f}, after the phase: {pending:,.0f} "
+                        "(conflated: bounded by their distinct positions)"
+                        if phase == "frozen"
+                        else ""
+                    )
+                ),
+            )
+        )
+        bench.results.latencies.append(
+            Latency(f"WS {label}", med(phase, "p50_ms"), med(phase, "p90_ms"), med(phase, "p99_ms"))
+        )
+
+
+# -- Persistence ------------------------------------------------------------------------------------
+
+
+def persistence(plan: Plan) -> list[Row]:
+    """Import, persister and rebuild rates from loadtests.persistence_bench (servers of its own)."""
+    runs = []
+    for _ in range(plan.persistence_rounds):
+        command = [
+            sys.executable,
+            *("-m", "loadtests.persistence_bench", "--positions", str(plan.positions)),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+        if done.returncode:
+            raise RuntimeError(f"persistence_bench failed: {done.stdout}{done.stderr}")
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    n = f"{plan.positions:,} positions, median of {len(runs)}"
+    rebuild_per_million = median([r["rebuild_seconds"] for r in runs]) * 1_000_000 / plan.positions
+    return [
+        Row(
+            "Persister",
+            "events/s into Postgres",
+            median([r["persister_events_per_s"] for r in runs]),
+            "events/s",
+            budget=Budget("value", ">=", 20_000),
+            note=f"draining the import's events ({n}); fsync and synchronous_commit on",
+        ),
+        Row(
+            "CSV import",
+            "positions/s into Redis",
+            median([r["import_rows_per_s"] for r in runs]),
+            "rows/s",
+            budget=Budget("value", ">=", 100_000),
+            note=f"streamed CSV, absolute on_hand, events emitted ({n})",
+        ),
+        Row(
+            "Rebuild",
+            "seconds per 1M positions",
+            rebuild_per_million,
+            "s",
+            budget=Budget("value", "<", 10),
+            note=f"Redis reloaded from Postgres ({n}"
+            + (", scaled to 1M)" if plan.positions != 1_000_000 else ")"),
+        ),
+    ]

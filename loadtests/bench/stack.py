@@ -1,0 +1,119 @@
+"""The servers a bench run starts: embedded Valkey and Postgres, omnistock, the row-lock baseline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from omnistock.embedded import EmbeddedPostgres, EmbeddedValkey, free_port
+
+OMNISTOCK = str(Path(sys.executable).with_name("omnistock"))  # the console script of this venv
+
+
+def pinned(cpus: str | None, command: Sequence[str]) -> list[str]:
+    """``command`` run on the given cpus (``taskset -c``), or as is."""
+    return ["taskset", "-c", cpus, *command] if cpus else list(command)
+
+
+class Stack:
+    """Valkey and Postgres in a temporary directory, with the environment omnistock reads."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.mkdtemp(prefix="omnistock-bench-"))
+        self.valkey = EmbeddedValkey(self.base / "valkey")
+        self.postgres = EmbeddedPostgres(self.base / "postgres")
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "OMNISTOCK_REDIS_URL": self.valkey.url,
+            "OMNISTOCK_DATABASE_URL": self.postgres.url,
+            "OMNISTOCK_DATA_DIR": str(self.base / "data"),
+            "OMNISTOCK_LOG_LEVEL": "warning",
+        }
+
+    def start(self) -> None:
+        self.valkey.start()
+        self.postgres.start()
+        self.omnistock("migrate")
+
+    def omnistock(self, *args: str) -> str:
+        """Run an ``omnistock`` CLI command against these servers; its stdout."""
+        done = subprocess.run(
+            [OMNISTOCK, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            raise RuntimeError(f"omnistock {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def serve(self, workers: int, cpus: str | None) -> str:
+        """Start ``omnistock serve``; its base URL once it is ready."""
+        port = free_port()
+        command = [OMNISTOCK, "serve", "--port", str(port)]
+        return self._spawn(pinned(cpus, [*command, "--workers", str(workers)]), port, "/readyz")
+
+    def serve_baseline(self, workers: int, cpus: str | None) -> str:
+        """Start the Postgres row-lock baseline on the same Postgres; its base URL."""
+        port = free_port()
+        command = [
+            sys.executable,
+            *("-m", "loadtests.baselines.pg_rowlock", "serve"),
+            *("--database-url", self.postgres.url, "--port", str(port)),
+            *("--workers", str(workers)),
+        ]
+        return self._spawn(pinned(cpus, command), port, "/healthz")
+
+    def _spawn(self, command: list[str], port: int, ready: str) -> str:
+        log = (self.base / f"server-{port}.log").open("wb")
+        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{command[0]} exited: see {log.name}")
+            try:
+                if httpx.get(url + ready, timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{' '.join(command)} not ready after 120 s: see {log.name}")
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.postgres.stop()
+        self.valkey.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@contextmanager
+def running() -> Iterator[Stack]:
+    """A started :class:`Stack`, stopped (processes and files) on the way out."""
+    stack = Stack()
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
