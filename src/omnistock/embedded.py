@@ -229,8 +229,9 @@ class EmbeddedPostgres:
         self._user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         os.chown(self.directory, entry.pw_uid, entry.pw_gid)
         self.directory.chmod(0o700)
-        # The postgres user must be able to traverse every folder above its data directory.
-        for parent in self.directory.parents:
+        # The postgres user must be able to traverse every folder above its data directory and
+        # above its binaries (the virtual environment may sit in a private folder, e.g. mktemp's).
+        for parent in {*self.directory.parents, *postgres_bin_dir().parents}:
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 parent.chmod(mode | 0o001)
