@@ -57,15 +57,17 @@ class Bench:
         )
         self.results = Results()
 
-    def wrk(self, script: str, env: dict[str, str], url: str | None = None, **kw: Any) -> Load:
+    def wrk(
+        self, script: str, env: dict[str, str], url: str | None = None, connections: int = 0
+    ) -> Load:
+        """One wrk round against omnistock (or ``url``), on the load cpus."""
         return run_wrk(
             url or self.url,
             script,
-            seconds=kw.pop("seconds", self.plan.seconds),
-            connections=kw.pop("connections", self.plan.connections),
+            seconds=self.plan.seconds,
+            connections=connections or self.plan.connections,
             cpus=self.plan.load_cpus,
             env=env,
-            **kw,
         )
 
     def ok(self, response: httpx.Response) -> Any:

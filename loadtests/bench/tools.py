@@ -43,14 +43,13 @@ def run_wrk(
     connections: int,
     cpus: str | None,
     env: Mapping[str, str],
-    threads: int = 1,
 ) -> Load:
     """One wrk round with ``loadtests/wrk/<script>.lua``; its ``<script>-summary`` line parsed."""
     command = pinned(
         cpus,
         [
             "wrk",
-            *(f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"),
+            *("-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"),
             *("-s", str(WRK_DIR / f"{script}.lua"), url),
         ],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import msgspec
 
@@ -35,6 +35,20 @@ class Adjustment(msgspec.Struct, frozen=True):
     delta: int
     reason: str
     ref: str | None = None
+
+
+class Hold(TypedDict):
+    """What a reservation holds (the arguments of :meth:`StockStore.reserve`)."""
+
+    reservation_id: str
+    location: str
+    lines: Sequence[tuple[str, int]]  # distinct skus
+    ttl_seconds: int
+    channel: str | None
+    ref: str | None
+    allow_partial: bool
+    actor: str
+    idem: Idempotency | None
 
 
 class Count(msgspec.Struct, frozen=True):
@@ -261,51 +275,20 @@ class StockStore:
 
     # -- reservations ---------------------------------------------------------------------------
 
-    async def reserve(
-        self,
-        *,
-        reservation_id: str,
-        location: str,
-        lines: Sequence[tuple[str, int]],
-        ttl_seconds: int,
-        channel: str | None,
-        ref: str | None,
-        allow_partial: bool,
-        actor: str,
-        idem: Idempotency | None,
-    ) -> tuple[StoredReservation, bool]:
+    async def reserve(self, **hold: Unpack[Hold]) -> tuple[StoredReservation, bool]:
         """Hold ``lines`` (distinct skus) at ``location``; raises Shortage when it cannot."""
-        await self._claim(idem)
-        script_keys, script_args = self.reserve_call(
-            reservation_id=reservation_id,
-            location=location,
-            lines=lines,
-            ttl_seconds=ttl_seconds,
-            channel=channel,
-            ref=ref,
-            allow_partial=allow_partial,
-            actor=actor,
-            idem=idem,
-        )
+        await self._claim(hold["idem"])
+        script_keys, script_args = self.reserve_call(**hold)
+        p = self.partition(hold["location"])
         reply = await self._run(
-            self.scripts.reserve, self.partition(location), script_keys, script_args, reservation_id
+            self.scripts.reserve, p, script_keys, script_args, hold["reservation_id"]
         )
         return decode_reservation(reply.payload), reply.replayed
 
-    def reserve_call(
-        self,
-        *,
-        reservation_id: str,
-        location: str,
-        lines: Sequence[tuple[str, int]],
-        ttl_seconds: int,
-        channel: str | None,
-        ref: str | None,
-        allow_partial: bool,
-        actor: str,
-        idem: Idempotency | None,
-    ) -> tuple[list[str], list[Any]]:
-        """The KEYS and ARGV of reserve.lua for these arguments (also what benchmarks replay)."""
+    def reserve_call(self, **hold: Unpack[Hold]) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of reserve.lua for a hold (also what benchmarks replay)."""
+        location, reservation_id, lines = hold["location"], hold["reservation_id"], hold["lines"]
+        idem = hold["idem"]
         p = self.partition(location)
         script_keys = [
             keys.stream(p),
@@ -317,14 +300,14 @@ class StockStore:
             *(keys.position(p, location, sku) for sku, _ in lines),
         ]
         script_args: list[Any] = [
-            actor,
+            hold["actor"],
             *self._idem_args(idem),
             reservation_id,
             location,
-            ttl_seconds * 1000,
-            channel or "",
-            ref or "",
-            "1" if allow_partial else "0",
+            hold["ttl_seconds"] * 1000,
+            hold["channel"] or "",
+            hold["ref"] or "",
+            "1" if hold["allow_partial"] else "0",
         ]
         for sku, qty in lines:
             script_args += [sku, qty]
