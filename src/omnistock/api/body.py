@@ -72,8 +72,9 @@ class StrictBody(AbstractDTO[Any]):
 
     config: ClassVar[DTOConfig] = DTOConfig()
     _decoders: ClassVar[dict[str, msgspec.json.Decoder[Any]]] = {}
-    # Litestar recomputes handler_id (a str() of the handler) on each access: look it up once.
-    _by_handler: ClassVar[dict[int, msgspec.json.Decoder[Any]]] = {}
+    # Litestar recomputes handler_id (a str() of the handler) on each access: look it up once
+    # per handler. Keyed by the handler itself (held, so an id can never be reused by another).
+    _by_handler: ClassVar[dict[object, msgspec.json.Decoder[Any]]] = {}
 
     @classmethod
     def create_for_field_definition(
@@ -95,9 +96,9 @@ class StrictBody(AbstractDTO[Any]):
 
     def decode_bytes(self, value: bytes) -> Any:
         handler = self.asgi_connection.route_handler
-        decoder = self._by_handler.get(id(handler))
+        decoder = self._by_handler.get(handler)
         if decoder is None:
-            decoder = self._by_handler[id(handler)] = self._decoders[handler.handler_id]
+            decoder = self._by_handler[handler] = self._decoders[handler.handler_id]
         return decode(decoder, value)
 
     def decode_builtins(self, value: dict[str, Any]) -> Any:
