@@ -1,6 +1,7 @@
 """Where a reserve call's Redis time goes: reserve.lua and variants of it with one part cut
-out, each driven by redis-benchmark (EVALSHA, 50 clients, pipelined) on a Valkey of its own with
-AOF off, Redis time per call from INFO commandstats. Rounds are interleaved; medians printed.
+out, each a function of one library driven by redis-benchmark (FCALL, 50 clients, pipelined) on a
+Valkey of its own with AOF off, Redis time per call from INFO commandstats. Rounds are
+interleaved; medians printed.
 
     python -m loadtests.lua_cost [--rounds 3] [--calls 30000]
 
@@ -19,22 +20,23 @@ import redis
 from loadtests.bench.scenarios import _raw_reserve_command
 from loadtests.bench.tools import redis_benchmark
 from omnistock.embedded import EmbeddedValkey
-from omnistock.redis.scripts import Scripts
+from omnistock.redis.scripts import Library, Scripts
 
 _DONE = "do return {0, '', 0, '', ''} end\n"
 
 
-def variants(source: str) -> dict[str, str]:
-    """reserve.lua, and what it costs without each part (cumulative stages first)."""
-    body = source.index("local ctx, stop = begin")
+def variants(lib: str, body: str) -> dict[str, tuple[str, str]]:
+    """reserve's (helpers, body), and what it costs without each part (cumulative stages first)."""
 
-    def cut(old: str, new: str) -> str:
-        assert old in source, old
-        return source.replace(old, new, 1)
+    def cut(old: str, new: str) -> tuple[str, str]:
+        if old in body:
+            return lib, body.replace(old, new, 1)
+        assert old in lib, old
+        return lib.replace(old, new, 1), body
 
     return {
-        "reserve.lua as shipped": source,
-        "stage: helpers defined, nothing run": source[:body] + "return 1",
+        "reserve.lua as shipped": (lib, body),
+        "stage: nothing run (FCALL floor)": (lib, "do return 1 end"),
         "stage: + begin (EXISTS, TIME)": cut(
             "local loc_id = ARGV[6]", _DONE + "local loc_id = ARGV[6]"
         ),
@@ -60,30 +62,32 @@ def main() -> None:
         command = asyncio.run(_raw_reserve_command(valkey.url))
         client = redis.Redis.from_url(valkey.url)
         client.config_set("appendonly", "no")
-        shas = {
-            name: client.script_load(src)
-            for name, src in variants(Scripts.load().reserve.source).items()
-        }
-        usec: dict[str, list[float]] = {name: [] for name in shas}
-        rate: dict[str, list[float]] = {name: [] for name in shas}
+        library = Scripts.load().library
+        functions = {}
+        for name, (lib, body) in variants(library.lib, library.bodies["reserve"]).items():
+            variant = Library(lib, {"reserve": body})
+            client.function_load(variant.source, replace=True)
+            functions[name] = variant.function("reserve")
+        usec: dict[str, list[float]] = {name: [] for name in functions}
+        rate: dict[str, list[float]] = {name: [] for name in functions}
         for _ in range(args.rounds):
-            for name, sha in shas.items():
+            for name, function in functions.items():
                 client.config_resetstat()
                 rps, _ = redis_benchmark(
                     valkey.port,
-                    [command[0], sha, *command[2:]],
+                    [command[0], function, *command[2:]],
                     requests=args.calls,
                     pipeline=16,
                     cpus=None,
                 )
-                stats = client.info("commandstats")["cmdstat_evalsha"]
+                stats = client.info("commandstats")["cmdstat_fcall"]
                 usec[name].append(float(stats["usec_per_call"]))
                 rate[name].append(rps)
         client.close()
     finally:
         valkey.stop()
     print(f"{'variant':40} {'us/call':>8} {'calls/s':>9}")
-    for name in shas:
+    for name in usec:
         print(
             f"{name:40} {statistics.median(usec[name]):8.1f} {statistics.median(rate[name]):9,.0f}"
         )

@@ -25,6 +25,7 @@ from omnistock.postgres import catalog
 from omnistock.postgres.migrate import migrate
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import ensure_ready, rebuild
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 
@@ -47,6 +48,12 @@ async def chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
+async def _redis_cpu(redis: aredis.Redis) -> float:
+    """CPU seconds the Redis server has used (all its threads)."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def run(positions: int, locations: int, persisters: int) -> dict[str, float]:
     base = Path(tempfile.mkdtemp(prefix="omnistock-bench-"))
     valkey, postgres = EmbeddedValkey(base / "valkey"), EmbeddedPostgres(base / "postgres")
@@ -64,6 +71,7 @@ async def run(positions: int, locations: int, persisters: int) -> dict[str, floa
         await ensure_ready(redis, db, scripts, PARTITIONS)
         store = StockStore(
             redis,
+            Multiplexer(valkey.url),
             scripts,
             partitions=PARTITIONS,
             idempotency_ttl_seconds=3600,
@@ -77,6 +85,7 @@ async def run(positions: int, locations: int, persisters: int) -> dict[str, floa
         write_csv(csv_path, positions, locations)
         known = {loc.id for loc in locs}
 
+        redis_cpu, python_cpu = await _redis_cpu(redis), time.process_time()
         started = time.perf_counter()
         result = await import_stream(
             chunks(csv_path),
@@ -86,6 +95,8 @@ async def run(positions: int, locations: int, persisters: int) -> dict[str, floa
             allowed=lambda loc: None if loc in known else "unknown",
         )
         import_s = time.perf_counter() - started
+        python_cpu = time.process_time() - python_cpu
+        redis_cpu = await _redis_cpu(redis) - redis_cpu
         assert result.rows == positions and not result.rejected_total, result
 
         workers = [Persister(redis, db, PARTITIONS, batch=4000) for _ in range(persisters)]
@@ -107,6 +118,9 @@ async def run(positions: int, locations: int, persisters: int) -> dict[str, floa
         return {
             "positions": positions,
             "import_rows_per_s": round(positions / import_s),
+            # Which side limits the import: cores each used while it ran (1.0 = one whole core).
+            "import_redis_cpu": round(redis_cpu / import_s, 2),
+            "import_python_cpu": round(python_cpu / import_s, 2),
             "persister_events_per_s": round(persisted / persist_s),
             "persisted_events": persisted,
             "rebuild_seconds": round(rebuild_s, 2),

@@ -9,6 +9,11 @@ max), and from the change's commit time (its ``ts``, ms resolution) to the clien
 with ``--frozen`` of the clients frozen (subscribed to every test location, never reading, and
 first flooded with ``--flood`` changes so the server cannot send to them any more), to show that
 they do not delay the others and that the server holds a bounded backlog for them. Only loopback servers; bounded in count and time.
+With ``--server-pid`` (the ``omnistock serve`` process, on this machine) it also reads the
+server's resident memory (VmRSS of it and its workers) at the start and end of each phase. The
+frozen phase ends with ``--reflood`` more changes to the frozen clients (after its latency is
+measured, before its end figures), so those show whether what the server holds for frozen
+clients grows with the changes they miss.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import gc
 import ipaddress
 import json
+import os
 import secrets
 import socket
 import statistics
@@ -177,6 +183,31 @@ async def flood(http: httpx.AsyncClient, location: str, changes: int) -> None:
         resp.raise_for_status()
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory (MB) of process ``pid`` and its descendants (``omnistock serve
+    --workers N`` serves from child processes), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone, or not ours to read
+            parents.setdefault(ppid, []).append(int(entry))
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += parents.get(p, [])
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total_kb += next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            if p == pid:
+                raise
+    return total_kb / 1024
+
+
 async def stream_gauges(http: httpx.AsyncClient) -> dict[str, float]:
     """The server's stream gauges (connections, messages held for clients)."""
     text = (await http.get("/metrics")).text
@@ -232,6 +263,7 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                         f"{args.flood:,} changes to them alone: {held}"
                     )
                 current[0] = phase = Phase(expected=expected)
+                rss = {"rss_start_mb": rss_mb(args.server_pid)} if args.server_pid else {}
                 # This process's own garbage collector would pause the 1,000 readers and show up
                 # as server latency: it stays off while measuring.
                 gc.collect()
@@ -240,9 +272,16 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 await asyncio.wait_for(phase.complete.wait(), args.settle)
                 gc.enable()
                 results[name] = report(name, phase, phase.expected)
+                if name == "frozen" and args.reflood:
+                    # More changes to the frozen clients' positions: what the server holds for
+                    # them must not grow with the number of changes they miss.
+                    await flood(http, flood_location, args.reflood)
+                    await asyncio.sleep(2)
                 gauges = await stream_gauges(http)
-                results[name] |= {f"server_{k}": v for k, v in gauges.items()}
-                print(f"   server: {gauges}")
+                if args.server_pid:
+                    rss["rss_end_mb"] = rss_mb(args.server_pid)
+                results[name] |= {f"server_{k}": v for k, v in gauges.items()} | rss
+                print(f"   server: {gauges}" + (f", resident memory (MB): {rss}" if rss else ""))
         except TimeoutError:
             report("incomplete", current[0], current[0].expected)
             raise
@@ -270,7 +309,17 @@ def parse() -> argparse.Namespace:
     )
     p.add_argument("--json", help="also write the figures of each phase to this file")
     p.add_argument(
+        "--server-pid", type=int, help="the server's process id: also report its memory (RSS)"
+    )
+    p.add_argument(
         "--flood", type=int, default=30_000, help="changes sent to the frozen clients first"
+    )
+    p.add_argument(
+        "--reflood",
+        type=int,
+        default=10_000,
+        help="changes sent to the frozen clients again after the frozen phase's latency is\n"
+        "measured, before its memory and held messages are read again",
     )
     args = p.parse_args()
     if not (
@@ -278,8 +327,9 @@ def parse() -> argparse.Namespace:
         and 1 <= args.changes <= 20_000
         and args.rate <= 2000
         and 0 <= args.flood <= 200_000
+        and 0 <= args.reflood <= 200_000
     ):
-        p.error("bounded: 1-5000 subscribers, 1-20000 changes, 2000 changes/s, 200000 flood")
+        p.error("bounded: 1-5000 subscribers, 1-20000 changes, 2000 changes/s, 200000 (re)flood")
     return args
 
 

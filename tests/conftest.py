@@ -16,6 +16,7 @@ import redis.asyncio as aredis
 
 from omnistock.embedded import EmbeddedPostgres, EmbeddedValkey
 from omnistock.postgres.migrate import migrate
+from omnistock.redis.multiplex import Multiplexer
 
 # Durability settings do not change behaviour, only speed: tests trade them for time.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -56,6 +57,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 async def redis(servers: Servers) -> AsyncIterator[aredis.Redis]:
     pool = aredis.BlockingConnectionPool.from_url(servers.redis_url, max_connections=64, timeout=20)
     client = aredis.Redis(connection_pool=pool)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def hot(servers: Servers) -> AsyncIterator[Multiplexer]:
+    """The session's pipelined connection (what a serving process sends requests' commands on)."""
+    client = Multiplexer(servers.redis_url)
     yield client
     await client.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from loadtests.bench.stack import Stack, pinned
 from loadtests.bench.tools import Load, median, redis_benchmark, run_wrk
 from omnistock.domain.locations import Location
 from omnistock.embedded import EmbeddedValkey
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import Count, StockStore
 from omnistock.redis.streams import backlog, ensure_streams
@@ -40,7 +42,7 @@ class Plan:
     connections: int
     server_cpus: str | None
     load_cpus: str | None
-    evalsha_calls: int
+    script_calls: int
     ws_rounds: int
     ws_changes: int
     persistence_rounds: int
@@ -103,10 +105,10 @@ class Bench:
 
         asyncio.run(wait())
 
-    def evalsha_stats(self, client: redis.Redis) -> float:
-        """Redis microseconds per EVALSHA since the last reset."""
+    def fcall_stats(self, client: redis.Redis) -> float:
+        """Redis microseconds per FCALL (a script call) since the last reset."""
         stats: dict[str, Any] = client.info("commandstats")
-        return float(stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
+        return float(stats.get("cmdstat_fcall", {}).get("usec_per_call", 0.0))
 
     def add(self, row: Row) -> None:
         self.results.rows.append(row)
@@ -133,13 +135,15 @@ def _percentiles(loads: list[Load]) -> str:
 
 
 async def _raw_reserve_command(url: str) -> list[str]:
-    """Prepare a hot sku on a Valkey of its own; the EVALSHA command omnistock sends to hold one
+    """Prepare a hot sku on a Valkey of its own; the FCALL command omnistock sends to hold one
     unit of it (with ``__rand_int__`` making each reservation id new)."""
     client = aredis.Redis.from_url(url)
+    hot = Multiplexer(url)
     try:
         scripts = Scripts.load()
         store = StockStore(
             client,
+            hot,
             scripts,
             partitions=PARTITIONS,
             idempotency_ttl_seconds=3600,
@@ -148,7 +152,7 @@ async def _raw_reserve_command(url: str) -> list[str]:
         await ensure_streams(client, PARTITIONS)
         await store.put_location_meta([Location(id="raw-store", name="raw", kind="store")])
         await store.set_counts([Count("raw-store", "HOT-1", 10**12)], "bench", None)
-        await client.script_load(scripts.reserve.source)
+        await scripts.library.load(client)
         keys, args = store.reserve_call(
             reservation_id="bench-__rand_int__",
             location="raw-store",
@@ -160,17 +164,22 @@ async def _raw_reserve_command(url: str) -> list[str]:
             actor="bench",
             idem=None,
         )
-        return ["EVALSHA", scripts.reserve.sha, str(len(keys)), *keys, *map(str, args)]
+        return ["FCALL", scripts.reserve.function, str(len(keys)), *keys, *map(str, args)]
     finally:
+        await hot.aclose()
         await client.aclose()
 
 
 def reservations(bench: Bench) -> None:
-    """Raw EVALSHA/s of reserve.lua (redis-benchmark, pipelined) and Redis time per call, against
+    """Raw FCALL/s of reserve.lua (redis-benchmark, pipelined) and Redis time per call, against
     HTTP reservations/s through omnistock, round by round."""
     plan = bench.plan
     raw = EmbeddedValkey(bench.stack.base / "raw-valkey")
     raw.start()
+    if plan.server_cpus and raw.proc is not None:
+        # Off redis-benchmark's core: commandstats times are wall clock, and a Valkey sharing the
+        # generator's core would be charged for the generator's turns.
+        os.sched_setaffinity(raw.proc.pid, {int(c) for c in plan.server_cpus.split(",")})
     try:
         command = asyncio.run(_raw_reserve_command(raw.url))
         raw_client = redis.Redis.from_url(raw.url)
@@ -188,23 +197,23 @@ def reservations(bench: Bench) -> None:
         for _ in range(plan.rounds):
             raw_client.config_resetstat()
             rps, cpu = redis_benchmark(
-                raw.port, command, requests=plan.evalsha_calls, pipeline=16, cpus=plan.load_cpus
+                raw.port, command, requests=plan.script_calls, pipeline=16, cpus=plan.load_cpus
             )
             raw_rps.append(rps)
             raw_cpu.append(cpu)
-            raw_usec.append(bench.evalsha_stats(raw_client))
+            raw_usec.append(bench.fcall_stats(raw_client))
             app_client.config_resetstat()
             load = bench.wrk("reserve", env)
             if set(load.statuses) != {201}:
                 raise RuntimeError(f"reserve round answered {load.statuses}")
             loads.append(load)
-            app_usec.append(bench.evalsha_stats(app_client))
+            app_usec.append(bench.fcall_stats(app_client))
             bench.settle()
         raw_client.close()
         app_client.close()
     finally:
         raw.stop()
-    evalsha = median(raw_rps)
+    raw_calls = median(raw_rps)
     bench.add(
         Row(
             "Lua cost",
@@ -213,7 +222,7 @@ def reservations(bench: Bench) -> None:
             "us",
             budget=Budget("value", "<=", 10),
             note=(
-                f"INFO commandstats usec_per_call of EVALSHA reserve.lua (1 line) under "
+                f"INFO commandstats usec_per_call of FCALL reserve (1 line) under "
                 f"redis-benchmark; inside the running service (all scripts): "
                 f"{median(app_usec):.1f} us"
             ),
@@ -222,11 +231,11 @@ def reservations(bench: Bench) -> None:
     bench.add(
         Row(
             "Lua cost",
-            "raw EVALSHA reserve/s",
-            evalsha,
+            "raw FCALL reserve/s",
+            raw_calls,
             "calls/s",
             note=(
-                f"redis-benchmark -c 50 -P 16 -n {plan.evalsha_calls:,} on a Valkey of its "
+                f"redis-benchmark -c 50 -P 16 -n {plan.script_calls:,} on a Valkey of its "
                 f"own; the generator used {max(raw_cpu):.0%} of a core"
             ),
         )
@@ -237,8 +246,8 @@ def reservations(bench: Bench) -> None:
             "reservations/s",
             median([x.rps for x in loads]),
             "req/s",
-            baseline=evalsha,
-            baseline_name="raw EVALSHA/s",
+            baseline=raw_calls,
+            baseline_name="raw FCALL/s",
             budget=Budget("ratio", ">=", 0.15),
             note=f"POST /v1/reservations, 1 line, {plan.connections} connections; "
             + _percentiles(loads),
@@ -422,8 +431,17 @@ def flash_sale(bench: Bench) -> None:
 # -- WebSocket delivery -----------------------------------------------------------------------------
 
 
+# "Memory flat with frozen clients": what the server holds for them is bounded by their distinct
+# positions (conflation), so the changes they miss must not add to it. Missing 10,000 more changes
+# without conflation would hold 100,000 more messages, ~40 MB at the ~420 bytes a held message
+# takes (the flood's 50,000 add ~21 MB); the frozen phase of a healthy run moves 0-0.8 MB on a
+# ~160 MB server.
+WS_FROZEN_RSS_GROWTH_MB = 8.0
+
+
 def websocket(bench: Bench) -> None:
-    """Change -> client latency with 1,000 subscribers, then with 1% of them frozen."""
+    """Change -> client latency with 1,000 subscribers, then with 1% of them frozen; and the
+    server's memory over the frozen phase."""
     plan = bench.plan
     phases: dict[str, list[dict[str, float]]] = {"plain": [], "frozen": [], "flood": []}
     for _ in range(plan.ws_rounds):
@@ -433,6 +451,7 @@ def websocket(bench: Bench) -> None:
                 str(ROOT / "loadtests" / "ws_latency.py"),
                 *("--url", bench.url, "--key", bench.key, "--json", out.name),
                 *("--changes", str(plan.ws_changes), "--rate", "50"),
+                *("--server-pid", str(bench.stack.serve_pid)),
             ]
             done = subprocess.run(
                 pinned(plan.load_cpus, command), capture_output=True, text=True, check=False
@@ -464,8 +483,9 @@ def websocket(bench: Bench) -> None:
                     f"{'every' if complete else 'NOT every'} delivery arrived"
                     + (
                         f"; messages held for the frozen clients after a 30,000-change flood: "
-                        f"{med('flood', 'pending_messages'):,.0f}, after the phase: {pending:,.0f} "
-                        "(conflated: bounded by their distinct positions)"
+                        f"{med('flood', 'pending_messages'):,.0f}, after the phase and 10,000 more "
+                        f"changes to them: {pending:,.0f} (conflated: bounded by their distinct "
+                        "positions)"
                         if phase == "frozen"
                         else ""
                     )
@@ -475,6 +495,31 @@ def websocket(bench: Bench) -> None:
         bench.results.latencies.append(
             Latency(f"WS {label}", med(phase, "p50_ms"), med(phase, "p90_ms"), med(phase, "p99_ms"))
         )
+    frozen = phases["frozen"]
+    # The frozen clients must still be connected at the end (not dropped as stalled, which would
+    # free what they hold and make the figure meaningless).
+    attached = all(
+        x["server_connections"] == f["connections"]
+        for x, f in zip(frozen, phases["flood"], strict=True)
+    )
+    bench.add(
+        Row(
+            "WebSocket delivery",
+            "server RSS growth, 1% frozen",
+            median([x["rss_end_mb"] - x["rss_start_mb"] for x in frozen]),
+            "MB",
+            budget=Budget("value", "<=", WS_FROZEN_RSS_GROWTH_MB),
+            holds=attached,
+            note=(
+                "memory flat with frozen clients: resident memory of omnistock serve (VmRSS, with "
+                f"any workers) from the start of the frozen phase, {med('frozen', 'rss_start_mb'):.0f}"
+                f" MB (after the flood; {med('plain', 'rss_start_mb'):.0f} MB before the phases), "
+                f"to its end, {med('frozen', 'rss_end_mb'):.0f} MB, after its changes and 10,000 "
+                "more to the frozen clients' positions; the frozen clients "
+                f"{'stayed' if attached else 'did NOT stay'} connected throughout"
+            ),
+        )
+    )
 
 
 # -- Persistence ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ class Stack:
         self.valkey = EmbeddedValkey(self.base / "valkey")
         self.postgres = EmbeddedPostgres(self.base / "postgres")
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.serve_pid = 0  # the last ``omnistock serve`` started (its workers are its children)
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,7 +66,9 @@ class Stack:
         """Start ``omnistock serve``; its base URL once it is ready."""
         port = free_port()
         command = [OMNISTOCK, "serve", "--port", str(port)]
-        return self._spawn(pinned(cpus, [*command, "--workers", str(workers)]), port, "/readyz")
+        url = self._spawn(pinned(cpus, [*command, "--workers", str(workers)]), port, "/readyz")
+        self.serve_pid = self.processes[-1].pid  # taskset execs the command: the same process
+        return url
 
     def serve_baseline(self, workers: int, cpus: str | None) -> str:
         """Start the Postgres row-lock baseline on the same Postgres; its base URL."""

@@ -19,6 +19,7 @@ from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import Restored, ensure_ready, rebuild_locked
 from omnistock.postgres.reconcile import Drift, Reconciler
 from omnistock.redis import streams
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.services import connect
@@ -28,13 +29,16 @@ from omnistock.settings import Settings
 class Stores:
     """Connected, servable stores for one command."""
 
-    def __init__(self, settings: Settings, redis: aredis.Redis, db: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: Settings, redis: aredis.Redis, hot: Multiplexer, db: asyncpg.Pool
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.db = db
         self.scripts = Scripts.load()
         self.store = StockStore(
             redis,
+            hot,
             self.scripts,
             partitions=settings.partitions,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
@@ -45,8 +49,8 @@ class Stores:
 @contextlib.asynccontextmanager
 async def open_stores(settings: Settings, *, ready: bool = True) -> AsyncIterator[Stores]:
     """Connect; with ``ready`` also make Redis servable (initialise or rebuild it)."""
-    async with connect(settings) as (redis, db):
-        stores = Stores(settings, redis, db)
+    async with connect(settings) as (redis, hot, db):
+        stores = Stores(settings, redis, hot, db)
         if ready:
             await ensure_ready(redis, db, stores.scripts, settings.partitions)
         yield stores

@@ -18,6 +18,7 @@ from omnistock.metrics import Metrics
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.sweeper import run_sweeper
@@ -46,13 +47,16 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: floa
 class Services:
     """Everything a request handler needs, shared by the whole process."""
 
-    def __init__(self, settings: Settings, redis: aredis.Redis, db: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: Settings, redis: aredis.Redis, hot: Multiplexer, db: asyncpg.Pool
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.db = db
         self.metrics = Metrics()
         self.store = StockStore(
             redis,
+            hot,
             Scripts.load(),
             partitions=settings.partitions,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
@@ -101,8 +105,11 @@ class Services:
 
 
 @contextlib.asynccontextmanager
-async def connect(settings: Settings) -> AsyncIterator[tuple[aredis.Redis, asyncpg.Pool]]:
-    """The process's Redis pool and Postgres pool, waiting (a while) for either to come up."""
+async def connect(
+    settings: Settings,
+) -> AsyncIterator[tuple[aredis.Redis, Multiplexer, asyncpg.Pool]]:
+    """The process's Redis pool, its pipelined Redis connection for requests, and its Postgres
+    pool, waiting (a while) for Redis and Postgres to come up."""
     if settings.redis_url is None or settings.database_url is None:
         raise StartupError("OMNISTOCK_REDIS_URL and OMNISTOCK_DATABASE_URL must be set here")
     redis = redis_client(settings.redis_url, settings.redis_max_connections)
@@ -114,9 +121,11 @@ async def connect(settings: Settings) -> AsyncIterator[tuple[aredis.Redis, async
                 settings.database_url, min_size=1, max_size=settings.database_pool_size
             ),
         )
+        hot = Multiplexer(settings.redis_url)
         try:
-            yield redis, db
+            yield redis, hot, db
         finally:
+            await hot.aclose()
             await db.close()
     finally:
         await redis.aclose()
@@ -125,11 +134,10 @@ async def connect(settings: Settings) -> AsyncIterator[tuple[aredis.Redis, async
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     """Connect, warm caches, start background work; undo all of it on exit."""
-    async with connect(settings) as (redis, db):
-        svc = Services(settings, redis, db)
+    async with connect(settings) as (redis, hot, db):
+        svc = Services(settings, redis, hot, db)
         scripts = svc.store.scripts
-        for script in scripts.all():
-            await redis.script_load(script.source)
+        await scripts.library.load(redis)
         try:
             done = await ensure_ready(redis, db, scripts, settings.partitions)
         except ValueError as exc:  # data made with another partition count

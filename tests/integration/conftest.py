@@ -12,6 +12,7 @@ import redis.asyncio as aredis
 
 from omnistock.postgres.migrate import migrate
 from omnistock.postgres.rebuild import ensure_ready
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from tests.conftest import Servers, running_servers
@@ -28,8 +29,10 @@ class Stack:
         self.db = db
         self.scripts = Scripts.load()
         self.partitions = PARTITIONS
+        self.hot = Multiplexer(servers.redis_url)
         self.store = StockStore(
             redis,
+            self.hot,
             self.scripts,
             partitions=PARTITIONS,
             idempotency_ttl_seconds=3600,
@@ -58,5 +61,6 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     with running_servers(base) as servers:
         own, redis, db = await open_stack(servers)
         yield own
+        await own.hot.aclose()
         await db.close()
         await redis.aclose()

@@ -10,6 +10,7 @@ import redis.asyncio as aredis
 from omnistock.domain.locations import Location
 from omnistock.domain.reservations import StoredReservation
 from omnistock.redis import keys
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.streams import ensure_streams
@@ -32,9 +33,10 @@ async def ready_redis(redis: aredis.Redis) -> aredis.Redis:
 
 
 @pytest.fixture
-def store(ready_redis: aredis.Redis, scripts: Scripts) -> StockStore:
+def store(ready_redis: aredis.Redis, hot: Multiplexer, scripts: Scripts) -> StockStore:
     return StockStore(
         ready_redis,
+        hot,
         scripts,
         partitions=PARTITIONS,
         idempotency_ttl_seconds=3600,

@@ -11,6 +11,7 @@ import redis.asyncio as aredis
 from omnistock.domain.errors import Unavailable
 from omnistock.postgres.rebuild import write_positions
 from omnistock.redis import keys
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import NOT_READY, OK, Scripts
 from omnistock.redis.store import Adjustment, Count, Idempotency, StockStore
 from tests.events import event_fields
@@ -63,11 +64,16 @@ async def test_idempotent_reply_is_appended_and_replayed_with_its_span(
 
 
 async def test_partition_without_stream_is_not_ready(
-    redis: aredis.Redis, scripts: Scripts, uid: str
+    redis: aredis.Redis, hot: Multiplexer, scripts: Scripts, uid: str
 ) -> None:
     # A store with one more partition than the session's: its last partition has no stream.
     store = StockStore(
-        redis, scripts, partitions=PARTITIONS + 1, idempotency_ttl_seconds=60, retention_seconds=60
+        redis,
+        hot,
+        scripts,
+        partitions=PARTITIONS + 1,
+        idempotency_ttl_seconds=60,
+        retention_seconds=60,
     )
     loc = next(
         f"{uid}-{i}"

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from msgspec import msgpack
 
 from omnistock.domain.errors import IdempotencyMismatch, NotFound, PreconditionFailed
 from omnistock.redis import keys
-from omnistock.redis.scripts import IDEMPOTENCY, NO_LOCATION, VERSION
+from omnistock.redis.scripts import IDEMPOTENCY, NO_LOCATION, VERSION, Library, Script
 from omnistock.redis.store import Adjustment, Count, Idempotency, StockStore
 from tests.lua.conftest import Probe
 
@@ -168,8 +169,9 @@ async def test_set_version_check(store: StockStore, probe: Probe, uid: str) -> N
     reply = await store.scripts.set(
         store.client,
         [keys.stream(p), keys.unused_idempotency_record(p),
-         keys.position(p, uid, "s"), keys.sku_index(p, uid), keys.location_meta(p, uid)],
-        ["c", "", 1000, "", "set", "1", uid, "s", 5, "", 7, "count", ""],
+         keys.location_meta(p, uid), keys.sku_index(p, uid), keys.position(p, uid, "s")],
+        ["c", "", 1000, "", "set", "1", msgpack.encode([uid]),
+         msgpack.encode([0, "s", 5, "", 7, "count", ""])],
     )  # fmt: skip
     assert reply.code == VERSION
     assert (await probe.position(uid, "s"))["oh"] == "1"
@@ -191,8 +193,27 @@ async def test_set_same_position_twice_in_one_call(
     ]  # fmt: skip
 
 
-async def test_script_reloads_after_script_flush(store: StockStore, probe: Probe, uid: str) -> None:
+async def test_library_reloads_after_function_flush(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
     await probe.location(uid)
-    await store.client.script_flush()
+    await store.client.function_flush()
     (pos,), _ = await store.adjust([Adjustment(uid, "s", 1, "receipt")], "erp", None)
     assert pos.version == 1
+    assert len(await store.client.function_list(library=store.scripts.library.name)) == 1
+
+
+async def test_library_versions_coexist(store: StockStore, probe: Probe, uid: str) -> None:
+    """Another version of the code is another library: instances of both versions sharing one
+    Redis each call their own functions."""
+    library = store.scripts.library
+    other = Library(library.lib, {**library.bodies, "trim": "do return {0, 'v2', 0, '', ''} end"})
+    assert other.name != library.name
+    await other.load(store.client)
+    await library.load(store.client)
+    v2 = await Script("trim", other)(store.hot, [keys.stream(0)], ["0-1"])
+    assert v2.payload == b"v2"
+    await probe.location(uid)
+    (pos,), _ = await store.adjust([Adjustment(uid, "s", 2, "receipt")], "erp", None)
+    assert pos.on_hand == 2
+    await store.client.function_delete(other.name)

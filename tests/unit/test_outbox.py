@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
+from omnistock.cache import LocationCache
 from omnistock.domain.events import PositionEvent
 from omnistock.domain.roles import Principal, Role
+from omnistock.metrics import Metrics
+from omnistock.settings import Settings
 from omnistock.stream import cursor
 from omnistock.stream.connection import Connection, Subscription
-from omnistock.stream.events import Change
+from omnistock.stream.events import Change, Heartbeat
+from omnistock.stream.fanout import Fanout
 
 WHO = Principal(id="k", name="k", role=Role.ADMIN)
 
@@ -80,14 +85,41 @@ async def test_over_the_bound_the_client_is_dropped_and_memory_freed() -> None:
 async def test_heartbeat_is_single_and_last() -> None:
     conn = Connection(WHO, limit=10, now=0)
     sub = Subscription(conn, "s", None, ["L"], None, False)
-    conn.push_heartbeat(vec(1, 1), now=1)
+    conn.push_heartbeat(Heartbeat(vec(1, 1)), now=1)
     conn.push_change(sub, change("L", "a", 1, vec(2, 1)))
-    conn.push_heartbeat(vec(2, 1), now=2)
+    conn.push_heartbeat(Heartbeat(vec(2, 1)), now=2)
     sent = await drain(conn)
     assert (
         len(sent) == 2
         and sent[1] == f'{{"type":"heartbeat","cursor":"{cursor.encode(vec(2, 1))}"}}'
     )
+
+
+async def test_a_heartbeat_is_rendered_once_for_every_client_but_one_catching_up() -> None:
+    beat = Heartbeat(vec(5, 5))
+    live, other, behind_conn = (Connection(WHO, limit=10, now=0) for _ in range(3))
+    behind = Subscription(behind_conn, "behind", None, ["M"], None, False)
+    behind.progress = list(vec(3, 4))
+    behind_conn.catching_up.add(behind)
+    for conn in (live, other, behind_conn):
+        conn.push_heartbeat(beat, now=1)
+    (a,), (b,), (c,) = [await drain(conn) for conn in (live, other, behind_conn)]
+    assert a is b is beat.message()
+    assert a == f'{{"type":"heartbeat","cursor":"{cursor.encode(vec(5, 5))}"}}'
+    assert c == f'{{"type":"heartbeat","cursor":"{cursor.encode(vec(3, 4))}"}}'
+
+
+async def test_clients_that_connect_together_are_not_all_due_a_heartbeat_together() -> None:
+    """Their heartbeats are spread over the interval: a thousand due in the same clock tick
+    would be sent in one burst, in front of every change."""
+    interval = 10.0
+    fanout = Fanout(Settings(heartbeat_seconds=interval), None, LocationCache(None), Metrics())
+    now = asyncio.get_running_loop().time()
+    conns = [fanout.connect(WHO) for _ in range(1000)]
+    due_in = [conn.last_heartbeat + interval - now for conn in conns]
+    assert all(0 < t <= interval + 1 for t in due_in)  # the first heartbeat early, never late
+    per_quarter_second = Counter(int(t / 0.25) for t in due_in)
+    assert max(per_quarter_second.values()) <= 30  # evenly: 1000 over 40 ticks is 25 each
 
 
 async def test_unsubscribe_drops_pending_changes_and_room_for_waits() -> None:

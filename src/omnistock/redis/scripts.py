@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any, NamedTuple
 
 import msgspec
-from redis.exceptions import NoScriptError
+from redis.exceptions import ResponseError
 
 from omnistock.domain.errors import (
     Conflict,
@@ -51,26 +51,60 @@ class Reply(NamedTuple):
     last_id: bytes
 
 
-class Script:
-    """One Lua operation, run by SHA (EVALSHA) and reloaded if the server lost it (NOSCRIPT)."""
+class Library:
+    """The scripts as one Valkey/Redis function library: ``_lib.lua``'s helpers are defined once
+    when the library loads instead of on every call (about 6 us of each EVALSHA), and each
+    operation is a function called with FCALL. Names carry a hash of the code, so instances
+    running different versions against one Redis each call their own."""
 
-    def __init__(self, name: str, source: str) -> None:
+    def __init__(self, lib: str, bodies: dict[str, str]) -> None:
+        self.lib, self.bodies = lib, bodies
+        digest = hashlib.sha1(lib.encode())
+        for name, body in bodies.items():
+            digest.update(f"\0{name}\0{body}".encode())
+        self.tag = digest.hexdigest()[:12]
+        self.name = f"omnistock_{self.tag}"
+        # Each body becomes a function whose parameters carry the names scripts use for them.
+        functions = "".join(
+            f"redis.register_function('{self.function(name)}', function(KEYS, ARGV)\n{body}\nend)\n"
+            for name, body in bodies.items()
+        )
+        self.source = f"#!lua name={self.name}\n{lib}\n{functions}"
+
+    def function(self, operation: str) -> str:
+        """The library's function name for ``operation``."""
+        return f"{operation}_{self.tag}"
+
+    async def load(self, client: Any) -> None:
+        """Load (or reload: same name, same code) the library into ``client``'s server."""
+        await client.execute_command("FUNCTION", "LOAD", "REPLACE", self.source)
+
+
+class Script:
+    """One Lua operation, a function of the library; the library is loaded again if the server
+    lost it (a restart without persistence, FUNCTION FLUSH)."""
+
+    def __init__(self, name: str, library: Library) -> None:
         self.name = name
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self.library = library
+        self.function = library.function(name)
 
     async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Reply:
+        """Run on ``client`` (anything with redis-py's ``execute_command``)."""
         try:
-            raw = await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            raw = await client.evalsha(self.sha, len(keys), *keys, *args)
+            raw = await client.execute_command("FCALL", self.function, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if "function not found" not in str(exc).lower():
+                raise
+            await self.library.load(client)
+            raw = await client.execute_command("FCALL", self.function, len(keys), *keys, *args)
         return Reply(int(raw[0]), raw[1], raw[2] == 1, raw[3], raw[4])
 
 
 class Scripts(msgspec.Struct, frozen=True):
     """All scripts, loaded from the package once per process."""
 
+    library: Library
     adjust: Script
     set: Script
     reserve: Script
@@ -82,18 +116,13 @@ class Scripts(msgspec.Struct, frozen=True):
 
     @classmethod
     def load(cls) -> Scripts:
-        """Read ``lua/*.lua``, prepending the shared ``_lib.lua`` to each."""
+        """Read ``lua/*.lua`` (one operation each) and ``_lib.lua`` (their shared helpers)."""
         folder = resources.files("omnistock.redis") / "lua"
-        lib = (folder / "_lib.lua").read_text()
-        return cls(
-            *(
-                Script(name, f"{lib}\n{(folder / f'{name}.lua').read_text()}")
-                for name in SCRIPT_NAMES
-            )
+        library = Library(
+            (folder / "_lib.lua").read_text(),
+            {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES},
         )
-
-    def all(self) -> list[Script]:
-        return [getattr(self, name) for name in SCRIPT_NAMES]
+        return cls(library, *(Script(name, library) for name in SCRIPT_NAMES))
 
 
 def _text(payload: bytes) -> str:

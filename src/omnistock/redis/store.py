@@ -16,6 +16,7 @@ from omnistock.domain.ids import partition_of, reservation_partition
 from omnistock.domain.locations import Location
 from omnistock.domain.reservations import StoredReservation, decode_reservation
 from omnistock.redis import keys
+from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Script, Scripts, check
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
@@ -93,6 +94,26 @@ class PositionRow(msgspec.Struct, array_like=True):
 _decode_rows = msgspec.json.Decoder(list[PositionRow]).decode
 
 
+_pack = msgspec.msgpack.Encoder().encode
+
+
+def _in_order(
+    groups: dict[int, list[int]], replies: Sequence[Reply], count: int
+) -> tuple[list[stock.Position], bool]:
+    """The positions the per-partition calls returned, in input order (none when not asked for),
+    and whether every call replayed a recorded reply."""
+    if not replies:
+        return [], False
+    replayed = all(reply.replayed for reply in replies)
+    if not replies[0].payload:  # positions not asked for
+        return [], replayed
+    out: list[stock.Position] = [None] * count  # type: ignore[list-item]
+    for indexes, reply in zip(groups.values(), replies, strict=True):
+        for index, row in zip(indexes, _decode_rows(reply.payload), strict=True):
+            out[index] = row.public()
+    return out, replayed
+
+
 def _int(raw: bytes | None) -> int:
     return int(raw) if raw is not None else 0
 
@@ -113,11 +134,14 @@ def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) ->
 
 
 class StockStore:
-    """The live stock and reservations in Redis, for one process (one connection pool)."""
+    """The live stock and reservations in Redis, for one process. Request-path commands (reads,
+    scripts, idempotency claims) go through ``hot``, the process's pipelined connection; bulk and
+    background commands through ``client``, redis-py's pool."""
 
     def __init__(
         self,
         client: Any,
+        hot: Multiplexer,
         scripts: Scripts,
         *,
         partitions: int,
@@ -125,6 +149,7 @@ class StockStore:
         retention_seconds: int,
     ) -> None:
         self.client = client
+        self.hot = hot
         self.scripts = scripts
         self.partitions = partitions
         self._idem_ttl_ms = idempotency_ttl_seconds * 1000
@@ -152,20 +177,20 @@ class StockStore:
 
     async def get_position(self, location: Location, sku: str) -> stock.Position:
         key = keys.position(self.partition(location.id), location.id, sku)
-        return position_from_fields(location, sku, await self.client.hmget(key, _POSITION_FIELDS))
+        return position_from_fields(
+            location, sku, await self.hot.execute_command("HMGET", key, *_POSITION_FIELDS)
+        )
 
     async def get_positions(self, cells: Sequence[tuple[Location, str]]) -> list[stock.Position]:
-        """Many positions in one round trip (a pipeline)."""
-        if not cells:
-            return []
-        if len(cells) == 1:  # a pipeline costs more than the one command it would carry
-            loc, sku = cells[0]
-            key = keys.position(self.partition(loc.id), loc.id, sku)
-            return [position_from_fields(loc, sku, await self.client.hmget(key, _POSITION_FIELDS))]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for loc, sku in cells:
-                pipe.hmget(keys.position(self.partition(loc.id), loc.id, sku), _POSITION_FIELDS)
-            rows = await pipe.execute()
+        """Many positions in one round trip."""
+        if len(cells) == 1:
+            return [await self.get_position(*cells[0])]
+        rows = await self.hot.execute_many(
+            [
+                ("HMGET", keys.position(self.partition(loc.id), loc.id, sku), *_POSITION_FIELDS)
+                for loc, sku in cells
+            ]
+        )
         return [
             position_from_fields(loc, sku, row) for (loc, sku), row in zip(cells, rows, strict=True)
         ]
@@ -186,7 +211,7 @@ class StockStore:
 
     async def get_reservation(self, reservation_id: str) -> StoredReservation | None:
         p = reservation_partition(reservation_id, self.partitions)
-        raw = await self.client.hget(keys.reservation(p, reservation_id), "doc")
+        raw = await self.hot.execute_command("HGET", keys.reservation(p, reservation_id), "doc")
         return decode_reservation(raw) if raw is not None else None
 
     # -- stock mutations ------------------------------------------------------------------------
@@ -212,33 +237,81 @@ class StockStore:
         positions: bool = True,
     ) -> tuple[list[stock.Position], bool]:
         """Set absolute on_hand (and own safety stock); unchanged positions emit nothing.
-        Without ``positions`` (bulk imports) the resulting positions are not returned."""
+        Without ``positions`` (bulk imports) the resulting positions are not returned, and the
+        calls go through the pool: a storefront read waits behind one import batch at most, not
+        behind every batch queued on the request connection.
+        One script call per partition the items touch (concurrently)."""
         await self._claim(idem)
+        groups: dict[int, list[int]] = defaultdict(list)
+        partitions: dict[str, int] = {}  # of each location, computed once per call
+        for index, item in enumerate(items):
+            p = partitions.get(item.location)
+            if p is None:
+                p = partitions[item.location] = self.partition(item.location)
+            groups[p].append(index)
 
-        def args(item: Count) -> list[Any]:
-            ss = (
-                ""
-                if item.safety_stock is None
-                else ("-" if item.safety_stock < 0 else item.safety_stock)
+        async def run(p: int, indexes: list[int]) -> Reply:
+            script_keys, script_args = self._set_call(
+                p, [items[i] for i in indexes], actor, idem, kind, positions
             )
-            expected = "" if item.expected_version is None else item.expected_version
-            return [
-                item.location,
+            return await self._run(
+                self.scripts.set, p, script_keys, script_args, "", bulk=not positions
+            )
+
+        if len(groups) == 1:  # an import's batch: no task to start
+            ((p, indexes),) = groups.items()
+            replies = [await run(p, indexes)]
+        else:
+            replies = await asyncio.gather(*(run(p, indexes) for p, indexes in groups.items()))
+        return _in_order(groups, replies, len(items))
+
+    def _set_call(
+        self,
+        p: int,
+        items: Sequence[Count],
+        actor: str,
+        idem: Idempotency | None,
+        kind: str,
+        positions: bool,
+    ) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV of set.lua for items of partition ``p``: each location's keys once,
+        a position key per item, and the items as one MessagePack array (see set.lua)."""
+        slots: dict[str, int] = {}  # location -> its index in the call
+        position_keys: list[str] = []
+        rows: list[Any] = []
+        for item in items:
+            slot = slots.get(item.location)
+            if slot is None:
+                slot = slots[item.location] = len(slots)
+            position_keys.append(keys.position(p, item.location, item.sku))
+            ss = item.safety_stock
+            rows += (
+                slot,
                 item.sku,
                 item.on_hand,
-                ss,
-                expected,
+                "" if ss is None else ("-" if ss < 0 else ss),
+                "" if item.expected_version is None else item.expected_version,
                 item.reason,
                 item.ref or "",
-            ]
-
-        extra = [kind, "1" if positions else "0"]
-        return await self._per_partition(self.scripts.set, items, actor, idem, args, extra)
+            )
+        script_keys = [keys.stream(p), self._idem_key(p, idem)]
+        for location in slots:
+            script_keys += (keys.location_meta(p, location), keys.sku_index(p, location))
+        script_keys += position_keys
+        script_args = [
+            actor,
+            *self._idem_args(idem),
+            kind,
+            "1" if positions else "0",
+            _pack(list(slots)),
+            _pack(rows),
+        ]
+        return script_keys, script_args
 
     async def _per_partition(
         self,
         script: Script,
-        items: Sequence[Adjustment | Count],
+        items: Sequence[Adjustment],
         actor: str,
         idem: Idempotency | None,
         item_args: Callable[[Any], list[Any]],
@@ -264,14 +337,7 @@ class StockStore:
             return await self._run(script, p, script_keys, script_args, "")
 
         replies = await asyncio.gather(*(run(p, indexes) for p, indexes in groups.items()))
-        replayed = all(reply.replayed for reply in replies)
-        if not replies[0].payload:  # positions not asked for
-            return [], replayed
-        out: list[stock.Position] = [None] * len(items)  # type: ignore[list-item]
-        for indexes, reply in zip(groups.values(), replies, strict=True):
-            for index, row in zip(indexes, _decode_rows(reply.payload), strict=True):
-                out[index] = row.public()
-        return out, replayed
+        return _in_order(groups, replies, len(items))
 
     # -- reservations ---------------------------------------------------------------------------
 
@@ -404,12 +470,13 @@ class StockStore:
         subject: str,
         tolerate: tuple[int, ...] = (),
         gated: bool = True,
+        bulk: bool = False,
     ) -> Reply:
-        """Run a script; report the events it appended (see ``on_written``); raise on failure codes
-        not in ``tolerate``."""
+        """Run a script (``bulk``: on the pool); report the events it appended (see
+        ``on_written``); raise on failure codes not in ``tolerate``."""
         if gated and self.gate is not None:
             self.gate()
-        reply = await script(self.client, script_keys, script_args)
+        reply = await script(self.client if bulk else self.hot, script_keys, script_args)
         if reply.first_id and self.on_written is not None:
             await self.on_written(p, reply.first_id, reply.last_id)
         if reply.code in tolerate:
@@ -422,13 +489,10 @@ class StockStore:
         """Bind the key to this request's body wherever it acts; reuse with another body: 422."""
         if idem is None:
             return
-        first = await self.client.set(
-            keys.idempotency_claim(idem.digest),
-            idem.body_hash,
-            nx=True,
-            get=True,
-            px=self._idem_ttl_ms,
-        )
+        first = await self.hot.execute_command(
+            "SET", keys.idempotency_claim(idem.digest), idem.body_hash, "NX", "GET",
+            "PX", self._idem_ttl_ms,
+        )  # fmt: skip
         if first is not None and first.decode() != idem.body_hash:
             raise IdempotencyMismatch(
                 "this Idempotency-Key was first used with a different request; use a new key"

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 from omnistock.domain.roles import Principal
 from omnistock.stream import cursor
-from omnistock.stream.events import Change, control, json_string
+from omnistock.stream.events import Change, Heartbeat, control, json_string
 
 _HEARTBEAT = "heartbeat"
 
@@ -74,14 +74,7 @@ class _Pending:
         self.sub, self.change, self.vector = sub, change, vector
 
 
-class _Heartbeat:
-    __slots__ = ("vector",)
-
-    def __init__(self, vector: tuple[int, ...]) -> None:
-        self.vector = vector
-
-
-_Entry = str | _Pending | _Heartbeat
+_Entry = str | _Pending | Heartbeat
 
 
 class Connection:
@@ -136,12 +129,16 @@ class Connection:
             "subscribed", id=sub_id, cursor=cursor.encode(self.safe_vector(reader_vector))
         )
 
-    def push_heartbeat(self, reader_vector: tuple[int, ...], now: float) -> None:
-        """Queue the (single, newest) heartbeat behind everything pending."""
+    def push_heartbeat(self, beat: Heartbeat, now: float) -> None:
+        """Queue the (single, newest) heartbeat behind everything pending. ``beat`` is shared
+        with the other connections beaten in the same tick; while a subscription catches up,
+        this connection gets one of its own, at its lowered cursor."""
         self.last_heartbeat = now
         if self.close_reason is None:
+            if self.catching_up:
+                beat = Heartbeat(self.safe_vector(beat.vector))
             self._outbox.pop(_HEARTBEAT, None)
-            self._put(_HEARTBEAT, _Heartbeat(self.safe_vector(reader_vector)))
+            self._put(_HEARTBEAT, beat)
 
     def _put(self, key: object, entry: _Entry) -> None:
         self._outbox[key] = entry
@@ -192,6 +189,6 @@ class Connection:
         self._popped.set()
         if isinstance(entry, str):
             return entry
-        if isinstance(entry, _Heartbeat):
-            return control(_HEARTBEAT, cursor=cursor.encode(entry.vector))
+        if isinstance(entry, Heartbeat):
+            return entry.message()
         return entry.change.message(entry.sub.json_id, entry.vector)

@@ -88,6 +88,23 @@ class Change:
         return f'{{"type":"change","sub":{sub_json},"cursor":"{token}",{self._body}'
 
 
+class Heartbeat:
+    """A heartbeat at reader position ``vector``. The clock makes one per tick and queues it to
+    every connection due then, so its message (a cursor of every partition) is rendered once,
+    like a change's, not once per client."""
+
+    __slots__ = ("_text", "vector")
+
+    def __init__(self, vector: tuple[int, ...]) -> None:
+        self.vector = vector
+        self._text: str | None = None
+
+    def message(self) -> str:
+        if self._text is None:
+            self._text = control("heartbeat", cursor=cursor.encode(self.vector))
+        return self._text
+
+
 def json_string(value: str) -> str:
     return _encode(value).decode()
 

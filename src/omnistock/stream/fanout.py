@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from omnistock.redis import keys
 from omnistock.settings import Settings
 from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.cursor import encode, format_id, parse_id
-from omnistock.stream.events import Change
+from omnistock.stream.events import Change, Heartbeat
 
 log = logging.getLogger("omnistock.stream")
 
@@ -39,6 +40,8 @@ _BLOCK_MS = 5000
 _READ_COUNT = 1000
 _REPLAY_CHUNK = 500
 _DELETIONS_EVERY = 2.0  # seconds between checks for rebuilt or trimmed-past streams
+_CLOCK_TICK = 0.25  # seconds: heartbeats go out in small groups, a few each tick
+_GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly, in any number
 
 
 class Fanout:
@@ -58,6 +61,7 @@ class Fanout:
         self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
         self.positions = [0] * self.partitions
         self.connections: set[Connection] = set()
+        self._joined = itertools.count()
         self._firehose: set[Subscription] = set()
         self._by_location: dict[str, set[Subscription]] = {}
         self._by_group: dict[str, set[Subscription]] = {}
@@ -199,16 +203,16 @@ class Fanout:
 
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
-        tick = min(1.0, self._heartbeat / 2, self._stall / 4)
+        tick = min(_CLOCK_TICK, self._heartbeat / 2, self._stall / 4)
         while True:
             await asyncio.sleep(tick)
             now = loop.time()
-            vector = tuple(self.positions)
+            beat = Heartbeat(tuple(self.positions))  # one message for every client due now
             for conn in list(self.connections):
                 if conn.sending_since and now - conn.sending_since > self._stall:
                     conn.kill(f"stalled: nothing read for {self._stall:g}s; resume with since")
                 elif now - conn.last_heartbeat >= self._heartbeat:
-                    conn.push_heartbeat(vector, now)
+                    conn.push_heartbeat(beat, now)
 
     # -- retention ------------------------------------------------------------------------------
 
@@ -272,7 +276,14 @@ class Fanout:
     # -- clients --------------------------------------------------------------------------------
 
     def connect(self, principal: Principal) -> Connection:
-        conn = Connection(principal, self._outbox_limit, asyncio.get_running_loop().time())
+        """A new client. Each connection beats at its own phase of the heartbeat interval (the
+        first heartbeat comes early, never late): clients that connected together (a restart,
+        a deploy, a benchmark) would otherwise all be due in the same tick for as long as they
+        stay, and a thousand heartbeats sent at once hold the loop for 100 ms or more, in
+        front of every change."""
+        now = asyncio.get_running_loop().time()
+        conn = Connection(principal, self._outbox_limit, now)
+        conn.last_heartbeat = now - (next(self._joined) * _GOLDEN % 1.0) * self._heartbeat
         self.connections.add(conn)
         return conn
 

@@ -1,4 +1,5 @@
--- _lib.lua: helpers prepended to every script by scripts.py (never loaded on its own).
+-- _lib.lua: the helpers every operation shares, defined once at the top of the function library
+-- scripts.py builds (each operation file becomes one function of it; never loaded on its own).
 -- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
 -- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
 -- hash holds ss (safety stock) and lt (limited threshold). Every changed position appends one
