@@ -63,24 +63,27 @@ def main() -> None:
         client = redis.Redis.from_url(valkey.url)
         client.config_set("appendonly", "no")
         library = Scripts.load().library
-        functions = {}
+        calls: dict[str, tuple[str, str]] = {}  # variant -> (command, function or sha)
         for name, (lib, body) in variants(library.lib, library.bodies["reserve"]).items():
             variant = Library(lib, {"reserve": body})
             client.function_load(variant.source, replace=True)
-            functions[name] = variant.function("reserve")
-        usec: dict[str, list[float]] = {name: [] for name in functions}
-        rate: dict[str, list[float]] = {name: [] for name in functions}
+            calls[name] = ("FCALL", variant.function("reserve"))
+        # The same code as a script: its helpers are defined again by every call.
+        script = f"{library.lib}\n{library.bodies['reserve']}"
+        calls["as an EVALSHA script (before functions)"] = ("EVALSHA", client.script_load(script))
+        usec: dict[str, list[float]] = {name: [] for name in calls}
+        rate: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(args.rounds):
-            for name, function in functions.items():
+            for name, (verb, target) in calls.items():
                 client.config_resetstat()
                 rps, _ = redis_benchmark(
                     valkey.port,
-                    [command[0], function, *command[2:]],
+                    [verb, target, *command[2:]],
                     requests=args.calls,
                     pipeline=16,
                     cpus=None,
                 )
-                stats = client.info("commandstats")["cmdstat_fcall"]
+                stats = client.info("commandstats")[f"cmdstat_{verb.lower()}"]
                 usec[name].append(float(stats["usec_per_call"]))
                 rate[name].append(rps)
         client.close()
