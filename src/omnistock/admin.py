@@ -36,14 +36,7 @@ class Stores:
         self.redis = redis
         self.db = db
         self.scripts = Scripts.load()
-        self.store = StockStore(
-            redis,
-            hot,
-            self.scripts,
-            partitions=settings.partitions,
-            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-            retention_seconds=settings.finished_reservation_retention_seconds,
-        )
+        self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
 
 
 @contextlib.asynccontextmanager

@@ -54,14 +54,7 @@ class Services:
         self.redis = redis
         self.db = db
         self.metrics = Metrics()
-        self.store = StockStore(
-            redis,
-            hot,
-            Scripts.load(),
-            partitions=settings.partitions,
-            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
-            retention_seconds=settings.finished_reservation_retention_seconds,
-        )
+        self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
         self.fanout = Fanout(settings, redis, self.locations, self.metrics)

@@ -43,9 +43,10 @@ class _Connection(asyncio.Protocol):
 
     def send(self, args: Sequence[Any]) -> asyncio.Future[Any]:
         """Queue one command; the future resolves to its reply (or its error)."""
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         if not self.outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self.outgoing.append(hiredis.pack_command(tuple(args)))
         self.waiting.append(future)
         return future
@@ -96,16 +97,11 @@ class Multiplexer:
 
     async def execute_command(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes, int, list or None)."""
-        connection = self._connection
-        if connection is None or not connection.usable:
-            connection = await self._connect()
-        return await connection.send(args)
+        return await (await self._live()).send(args)
 
     async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send several commands in one write; their replies in order."""
-        connection = self._connection
-        if connection is None or not connection.usable:
-            connection = await self._connect()
+        connection = await self._live()
         return list(await asyncio.gather(*(connection.send(c) for c in commands)))
 
     async def aclose(self) -> None:
@@ -114,7 +110,11 @@ class Multiplexer:
             self._connection.close()
         self._connection = None
 
-    async def _connect(self) -> _Connection:
+    async def _live(self) -> _Connection:
+        """The connection, (re)connected first if there is none or it was lost."""
+        connection = self._connection
+        if connection is not None and connection.usable:
+            return connection
         if self._connecting is None:
             self._connecting = asyncio.Lock()
         async with self._connecting:

@@ -85,7 +85,6 @@ class Script:
     lost it (a restart without persistence, FUNCTION FLUSH)."""
 
     def __init__(self, name: str, library: Library) -> None:
-        self.name = name
         self.library = library
         self.function = library.function(name)
 

@@ -18,6 +18,7 @@ from omnistock.domain.reservations import StoredReservation, decode_reservation
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Script, Scripts, check
+from omnistock.settings import Settings
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
 
@@ -114,6 +115,16 @@ def _in_order(
     return out, replayed
 
 
+async def _each_partition(
+    groups: dict[int, list[int]], run: Callable[[int, list[int]], Awaitable[Reply]]
+) -> list[Reply]:
+    """``run`` for each partition's indexes, concurrently; the replies in ``groups`` order."""
+    if len(groups) == 1:  # an import's batch, a single-location request: no task to start
+        ((p, indexes),) = groups.items()
+        return [await run(p, indexes)]
+    return list(await asyncio.gather(*(run(p, indexes) for p, indexes in groups.items())))
+
+
 def _int(raw: bytes | None) -> int:
     return int(raw) if raw is not None else 0
 
@@ -159,6 +170,20 @@ class StockStore:
         self.on_written: Callable[[int, bytes, bytes], Awaitable[None]] | None = None
         # Called before every mutation but expiry; raises to refuse it (back-pressure).
         self.gate: Callable[[], None] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, client: Any, hot: Multiplexer, scripts: Scripts
+    ) -> StockStore:
+        """The store a serving or CLI process uses, as its settings configure it."""
+        return cls(
+            client,
+            hot,
+            scripts,
+            partitions=settings.partitions,
+            idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
+            retention_seconds=settings.finished_reservation_retention_seconds,
+        )
 
     def partition(self, location_id: str) -> int:
         return partition_of(location_id, self.partitions)
@@ -222,10 +247,22 @@ class StockStore:
         """Apply deltas; one script call per partition. Returns positions in input order."""
         await self._claim(idem)
 
-        def args(item: Adjustment) -> list[Any]:
-            return [item.location, item.sku, item.delta, item.reason, item.ref or ""]
+        groups = self._by_partition(items)
 
-        return await self._per_partition(self.scripts.adjust, items, actor, idem, args, [])
+        async def run(p: int, indexes: list[int]) -> Reply:
+            script_keys = [keys.stream(p), self._idem_key(p, idem)]
+            script_args = [actor, *self._idem_args(idem)]
+            for index in indexes:
+                item = items[index]
+                script_keys += [
+                    keys.position(p, item.location, item.sku),
+                    keys.sku_index(p, item.location),
+                    keys.location_meta(p, item.location),
+                ]
+                script_args += [item.location, item.sku, item.delta, item.reason, item.ref or ""]
+            return await self._run(self.scripts.adjust, p, script_keys, script_args, "")
+
+        return _in_order(groups, await _each_partition(groups, run), len(items))
 
     async def set_counts(
         self,
@@ -242,13 +279,7 @@ class StockStore:
         behind every batch queued on the request connection.
         One script call per partition the items touch (concurrently)."""
         await self._claim(idem)
-        groups: dict[int, list[int]] = defaultdict(list)
-        partitions: dict[str, int] = {}  # of each location, computed once per call
-        for index, item in enumerate(items):
-            p = partitions.get(item.location)
-            if p is None:
-                p = partitions[item.location] = self.partition(item.location)
-            groups[p].append(index)
+        groups = self._by_partition(items)
 
         async def run(p: int, indexes: list[int]) -> Reply:
             script_keys, script_args = self._set_call(
@@ -258,12 +289,19 @@ class StockStore:
                 self.scripts.set, p, script_keys, script_args, "", bulk=not positions
             )
 
-        if len(groups) == 1:  # an import's batch: no task to start
-            ((p, indexes),) = groups.items()
-            replies = [await run(p, indexes)]
-        else:
-            replies = await asyncio.gather(*(run(p, indexes) for p, indexes in groups.items()))
-        return _in_order(groups, replies, len(items))
+        return _in_order(groups, await _each_partition(groups, run), len(items))
+
+    def _by_partition(self, items: Sequence[Adjustment | Count]) -> dict[int, list[int]]:
+        """The indexes of ``items`` by the partition of their location (each location hashed
+        once: an import batch names few locations many times)."""
+        groups: dict[int, list[int]] = defaultdict(list)
+        partitions: dict[str, int] = {}
+        for index, item in enumerate(items):
+            p = partitions.get(item.location)
+            if p is None:
+                p = partitions[item.location] = self.partition(item.location)
+            groups[p].append(index)
+        return groups
 
     def _set_call(
         self,
@@ -307,37 +345,6 @@ class StockStore:
             _pack(rows),
         ]
         return script_keys, script_args
-
-    async def _per_partition(
-        self,
-        script: Script,
-        items: Sequence[Adjustment],
-        actor: str,
-        idem: Idempotency | None,
-        item_args: Callable[[Any], list[Any]],
-        extra_args: list[Any],
-    ) -> tuple[list[stock.Position], bool]:
-        """One script call per partition the items touch (concurrently); items of a partition
-        are applied in input order, all at once."""
-        groups: dict[int, list[int]] = defaultdict(list)
-        for index, item in enumerate(items):
-            groups[self.partition(item.location)].append(index)
-
-        async def run(p: int, indexes: list[int]) -> Reply:
-            script_keys = [keys.stream(p), self._idem_key(p, idem)]
-            script_args = [actor, *self._idem_args(idem), *extra_args]
-            for index in indexes:
-                item = items[index]
-                script_keys += [
-                    keys.position(p, item.location, item.sku),
-                    keys.sku_index(p, item.location),
-                    keys.location_meta(p, item.location),
-                ]
-                script_args += item_args(item)
-            return await self._run(script, p, script_keys, script_args, "")
-
-        replies = await asyncio.gather(*(run(p, indexes) for p, indexes in groups.items()))
-        return _in_order(groups, replies, len(items))
 
     # -- reservations ---------------------------------------------------------------------------
 
