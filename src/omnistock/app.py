@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from omnistock import __version__
+from omnistock.api.allow import fix_options_allow
 from omnistock.api.auth import ApiKeyAuth
 from omnistock.api.availability import availability_router
 from omnistock.api.board import board_assets, board_page
@@ -27,6 +28,7 @@ from omnistock.api.history import history_router
 from omnistock.api.imports import import_stock
 from omnistock.api.keys import keys_router
 from omnistock.api.locations import locations_router
+from omnistock.api.openapi import OpenAPIJson
 from omnistock.api.ops import docs, healthz, metrics, readyz
 from omnistock.api.paths import keep_encoded_slashes
 from omnistock.api.positions import positions_router
@@ -91,7 +93,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.services = svc
             yield
 
-    return OmnistockApp(
+    app = OmnistockApp(
         route_handlers=[
             stock_router,
             history_router,
@@ -132,9 +134,12 @@ def create_app(settings: Settings) -> Litestar:
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
             security=[{"bearer": []}],
+            render_plugins=[OpenAPIJson()],
         ),
         debug=False,
     )
+    fix_options_allow(app)
+    return app
 
 
 def app_from_env() -> Litestar:

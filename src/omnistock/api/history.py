@@ -9,6 +9,7 @@ from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
 from omnistock.api.auth import services
+from omnistock.api.openapi import responses
 from omnistock.api.schemas import LocationPath, SkuPath
 from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import ValidationFailed
@@ -37,13 +38,22 @@ class History(msgspec.Struct, kw_only=True):
     next: str | None
 
 
-@get("/{location_id:str}/{sku:str}/history", summary="Audit ledger of a position (newest first)")
+@get(
+    "/{location_id:str}/{sku:str}/history",
+    summary="Audit ledger of a position (newest first)",
+    responses=responses(404, 422),
+)
 async def position_history(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
     sku: SkuPath,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    before: Annotated[str | None, QueryParameter(max_length=64, description="an event_id")] = None,
+    before: Annotated[
+        str | None,
+        QueryParameter(
+            max_length=64, description="an event_id of this position's history (else 422)"
+        ),
+    ] = None,
 ) -> History:
     svc = services(request)
     await svc.locations.require(location_id)

@@ -9,6 +9,7 @@ from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
 from omnistock.api.auth import services
+from omnistock.api.openapi import responses
 from omnistock.api.schemas import LocationPath
 from omnistock.domain.ids import IDENTIFIER_PATTERN
 from omnistock.domain.stock import Position
@@ -25,7 +26,11 @@ def _case_insensitive_glob(text: str) -> str:
     return "*" + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text) + "*"
 
 
-@get("/{location_id:str}", summary="List the positions of a location (paged, sku search)")
+@get(
+    "/{location_id:str}",
+    summary="List the positions of a location (paged, sku search)",
+    responses=responses(404, 422),
+)
 async def list_positions(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
@@ -35,7 +40,7 @@ async def list_positions(
     ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000, description="about this many")] = 200,
     page: Annotated[
-        str | None, QueryParameter(pattern=r"^[0-9]{1,20}$", description="`next` of a page")
+        str | None, QueryParameter(pattern=r"^[0-9]{1,18}$", description="`next` of a page")
     ] = None,
 ) -> PositionPage:
     """Positions sorted by sku within a page; pages are in no particular order. Follow ``next``

@@ -11,8 +11,16 @@ from msgspec import UNSET
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
+from omnistock.api.openapi import responses
 from omnistock.api.responses import replayable
-from omnistock.api.schemas import AdjustmentsIn, LocationPath, SkuPath, StockPut
+from omnistock.api.schemas import (
+    NOT_NULL,
+    AdjustmentsIn,
+    IdempotencyKey,
+    LocationPath,
+    SkuPath,
+    StockPut,
+)
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import require_stock_write
 from omnistock.domain.stock import Position
@@ -21,7 +29,10 @@ from omnistock.redis.store import Adjustment, Count
 IfMatch = Annotated[
     str | None,
     HeaderParameter(
-        name="If-Match", description="the version the position must be at (412 if not)"
+        name="If-Match",
+        pattern=r'^(\*|(W/)?"?[0-9]{1,18}"?)$',
+        schema_extra=NOT_NULL,
+        description='the version the position must be at (412 if not), e.g. 3 or "3"',
     ),
 ]
 
@@ -35,7 +46,7 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(value)
 
 
-@get("/{location_id:str}/{sku:str}", summary="Read one position")
+@get("/{location_id:str}/{sku:str}", summary="Read one position", responses=responses(404, 422))
 async def get_position(
     request: Request[Any, Any, Any], location_id: LocationPath, sku: SkuPath
 ) -> Response[Position]:
@@ -45,13 +56,18 @@ async def get_position(
     return Response(pos, headers={"ETag": f'"{pos.version}"'})
 
 
-@put("/{location_id:str}/{sku:str}", summary="Set on_hand absolutely (cycle count)")
+@put(
+    "/{location_id:str}/{sku:str}",
+    summary="Set on_hand absolutely (cycle count)",
+    responses=responses(403, 404, 412, 413, 422),
+)
 async def put_position(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
     sku: SkuPath,
     data: JSONBody[StockPut],
     if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Position]:
     svc, who = services(request), principal(request)
     require_stock_write(who, location_id)
@@ -80,9 +96,16 @@ async def put_position(
     return response
 
 
-@post("/adjustments", summary="Apply stock deltas (receipts, sales, returns...)", status_code=200)
+@post(
+    "/adjustments",
+    summary="Apply stock deltas (receipts, sales, returns...)",
+    status_code=200,
+    responses=responses(403, 404, 413, 422),
+)
 async def post_adjustments(
-    request: Request[Any, Any, Any], data: JSONBody[AdjustmentsIn]
+    request: Request[Any, Any, Any],
+    data: JSONBody[AdjustmentsIn],
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[dict[str, list[Position]]]:
     svc, who = services(request), principal(request)
     for i, item in enumerate(data.adjustments):

@@ -1,0 +1,100 @@
+"""Hooks for the contract test's ``st run`` (loaded through ``SCHEMATHESIS_HOOKS``).
+
+Each failure dropped here is one rule the OpenAPI document states in words because OpenAPI
+cannot state it as schema: a rule across query parameters, a rule about what the stores hold
+(the data, not the request's shape), or the text lines of the streamed import. Each predicate
+matches only that rule's own answer (operation, status and the problem's ``field`` or ``type``),
+so any other refusal on the same operation still fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import schemathesis
+from schemathesis.core.failures import Failure
+from schemathesis.openapi.checks import RejectedPositiveData
+
+
+@schemathesis.serializer("text/csv", "application/x-ndjson")
+def text_lines(ctx: Any, value: Any) -> Any:
+    """The import's body is text lines, sent as they are."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogatepass")
+
+
+@schemathesis.deserializer("text/tab-separated-values")
+def tsv(ctx: Any, response: Any) -> Any:
+    """The feed is text (its 200 schema is a string)."""
+    return response.content.decode("utf-8")
+
+
+def _problem(response: Any) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _slug(problem: dict[str, Any]) -> str:
+    return str(problem.get("type", "")).rsplit(":", 1)[-1]
+
+
+# (method, path template) -> what a 422 that a schema-valid request may get there names, and why.
+# A value is a set of problem fields; "*slug" names a problem type instead.
+STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
+    # radius_km only with near: OpenAPI cannot relate two query parameters.
+    ("GET", "/v1/locations"): {"radius_km"},
+    ("GET", "/v1/availability/{sku}"): {"radius_km"},
+    # location or group, not both: the same.
+    ("GET", "/v1/feeds/local-inventory"): {"group"},
+    # before must be an event of this position's history: a fact of the data.
+    ("GET", "/v1/stock/{location_id}/{sku}/history"): {"before"},
+    # At most 10,000 cells (skus x locations): a product of two lengths, beyond JSON Schema.
+    ("POST", "/v1/availability"): {"skus"},
+    # A key's locations must exist; a time zone must be in the server's tz database: data.
+    ("POST", "/v1/keys"): {"locations[*]"},
+    ("PUT", "/v1/locations/{location_id}"): {"timezone"},
+    # Duplicate lines are summed and the sum is capped at 1,000,000 (across items).
+    ("POST", "/v1/reservations"): {"lines"},
+    ("POST", "/v1/reservations/{reservation_id}/commit"): {"lines"},
+    # extend may not pass created_at + 7 days: depends on the reservation's age.
+    ("POST", "/v1/reservations/{reservation_id}/extend"): {"ttl_seconds"},
+    # A change whose result would pass 10^12: depends on the stock already held.
+    ("POST", "/v1/adjustments"): {"adjustments[*].delta", "*quantity-limit"},
+    ("PUT", "/v1/stock/{location_id}/{sku}"): {"on_hand", "*quantity-limit"},
+    # The import's body is text lines: its header row is stated in the description.
+    ("POST", "/v1/stock:import"): {"body"},
+}
+IDEMPOTENT = {"POST", "PUT"}
+
+
+def _field_matches(field: str, wanted: set[str]) -> bool:
+    """``field`` (``locations[3]``) is one of ``wanted`` (``locations[*]``)."""
+    return field in wanted or re.sub(r"\[[0-9]+\]", "[*]", field) in wanted
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Failure, case: Any, response: Any) -> bool:
+    """False (drop) only for a schema-valid request refused by a rule stated in words."""
+    if not isinstance(failure, RejectedPositiveData):
+        return True
+    method, path = case.operation.method.upper(), case.operation.path
+    problem = _problem(response)
+    if response.status_code == 422 and method in IDEMPOTENT:
+        # Same Idempotency-Key with another body: 422 (API.md); the generator reuses keys.
+        if _slug(problem) == "idempotency-key-reused":
+            return False
+    if response.status_code == 412 and (method, path) == ("PUT", "/v1/stock/{location_id}/{sku}"):
+        # If-Match names a version the position is not at: a precondition on the data.
+        return _slug(problem) != "version-mismatch"
+    if response.status_code != 422:
+        return True
+    wanted = STATED_IN_WORDS.get((method, path), set())
+    if f"*{_slug(problem)}" in wanted:
+        return False
+    return not _field_matches(str(problem.get("field", "")), wanted)
