@@ -10,7 +10,9 @@ so any other refusal on the same operation still fails the run.
 from __future__ import annotations
 
 import json
+import os
 import re
+import uuid
 from typing import Any
 
 import schemathesis
@@ -70,7 +72,21 @@ STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
     # The import's body is text lines: its header row is stated in the description.
     ("POST", "/v1/stock:import"): {"body"},
 }
-IDEMPOTENT = {"POST", "PUT"}
+DROPPED_LOG = os.environ.get("OMNISTOCK_CONTRACT_DROPPED", "")
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: Any) -> None:
+    """A valid Idempotency-Key is made unique per call: the generator draws the same few keys
+    again and again, and the same key with another body is (rightly) a 422, which would hide
+    what the operation does. Invalid keys (empty, over 255) are sent as drawn."""
+    if case.meta is not None and case.meta.generation.mode.is_negative:
+        return  # rewriting would make schemathesis re-judge (and send) the case as positive
+    headers = case.headers or {}
+    for name in list(headers):
+        value = headers[name]
+        if name.lower() == "idempotency-key" and isinstance(value, str) and 1 <= len(value) <= 255:
+            headers[name] = f"{value[:200]}-{uuid.uuid4().hex}"
 
 
 def _field_matches(field: str, wanted: set[str]) -> bool:
@@ -85,16 +101,17 @@ def filter_failure(context: Any, failure: Failure, case: Any, response: Any) -> 
         return True
     method, path = case.operation.method.upper(), case.operation.path
     problem = _problem(response)
-    if response.status_code == 422 and method in IDEMPOTENT:
-        # Same Idempotency-Key with another body: 422 (API.md); the generator reuses keys.
-        if _slug(problem) == "idempotency-key-reused":
-            return False
+    keep = True
     if response.status_code == 412 and (method, path) == ("PUT", "/v1/stock/{location_id}/{sku}"):
         # If-Match names a version the position is not at: a precondition on the data.
-        return _slug(problem) != "version-mismatch"
-    if response.status_code != 422:
-        return True
-    wanted = STATED_IN_WORDS.get((method, path), set())
-    if f"*{_slug(problem)}" in wanted:
-        return False
-    return not _field_matches(str(problem.get("field", "")), wanted)
+        keep = _slug(problem) != "version-mismatch"
+    elif response.status_code == 422:
+        wanted = STATED_IN_WORDS.get((method, path), set())
+        field = str(problem.get("field", ""))
+        keep = f"*{_slug(problem)}" not in wanted and not _field_matches(field, wanted)
+    if not keep and DROPPED_LOG:
+        with open(DROPPED_LOG, "a") as log:
+            line = {"op": f"{method} {path}", "status": response.status_code}
+            line.update(field=problem.get("field"), detail=str(problem.get("detail"))[:80])
+            log.write(json.dumps(line) + "\n")
+    return keep

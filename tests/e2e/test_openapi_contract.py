@@ -90,9 +90,9 @@ def server_env(redis_url: str, database_url: str) -> dict[str, str]:
     return env
 
 
-async def wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float = 60.0) -> None:
+async def wait_healthy(url: str, proc: asyncio.subprocess.Process, within: float = 60.0) -> None:
     """Until ``url``/healthz answers 200 (fails fast if the server process exits)."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     async with httpx.AsyncClient(timeout=2) as client:
         while True:
             if proc.returncode is not None:
@@ -167,6 +167,7 @@ async def run_schemathesis(url: str, workdir: Path) -> tuple[int, str]:
         env={
             **os.environ,
             "SCHEMATHESIS_HOOKS": "tests.e2e.schemathesis_hooks",
+            "OMNISTOCK_CONTRACT_DROPPED": str(workdir / "dropped.jsonl"),
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         },
     )

@@ -54,7 +54,7 @@ async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
     "/{key_id:str}",
     summary="Delete an API key: it stops working at once, everywhere",
     status_code=204,
-    responses=responses(403, 404),
+    responses=responses(403, 404, 422),
 )
 async def delete_key(
     request: Request[Any, Any, Any], key_id: Annotated[str, PathParameter(min_length=1)]

@@ -54,7 +54,15 @@ class LocationPut(msgspec.Struct, kw_only=True):
     safety_stock: Quantity = 0
     limited_threshold: Quantity = 2
     timezone: (
-        Annotated[str, Meta(min_length=1, max_length=64, description="an IANA time zone name")]
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+                description="an IANA time zone name (one the server's tz database knows)",
+            ),
+        ]
         | None
     ) = None
 
