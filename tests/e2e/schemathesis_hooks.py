@@ -62,8 +62,9 @@ STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/keys"): {"locations[*]"},
     ("PUT", "/v1/locations/{location_id}"): {"timezone"},
     # Duplicate lines are summed and the sum is capped at 1,000,000 (across items).
-    ("POST", "/v1/reservations"): {"lines"},
-    ("POST", "/v1/reservations/{reservation_id}/commit"): {"lines"},
+    # (A schema-valid line's qty is <= 1,000,000, so a 422 naming one is that sum.)
+    ("POST", "/v1/reservations"): {"lines", "lines[*].qty"},
+    ("POST", "/v1/reservations/{reservation_id}/commit"): {"lines", "lines[*].qty"},
     # extend may not pass created_at + 7 days: depends on the reservation's age.
     ("POST", "/v1/reservations/{reservation_id}/extend"): {"ttl_seconds"},
     # A change whose result would pass 10^12: depends on the stock already held.

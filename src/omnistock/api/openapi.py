@@ -159,19 +159,47 @@ RETRY_AFTER = {
 }
 
 
+# OpenAPI links: how a created resource's id feeds the operations on it (clients and stateful
+# testers follow them). Keyed by (path, method, status).
+LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
+    ("/v1/keys", "post", "201"): {
+        "DeleteKey": {
+            "operationRef": "#/paths/~1v1~1keys~1{key_id}/delete",
+            "parameters": {"key_id": "$response.body#/id"},
+        }
+    },
+    ("/v1/reservations", "post", "201"): {
+        f"{name.title()}Reservation": {
+            "operationRef": f"#/paths/~1v1~1reservations~1{{reservation_id}}{suffix}/{method}",
+            "parameters": {"reservation_id": "$response.body#/id"},
+        }
+        for name, suffix, method in [
+            ("get", "", "get"),
+            ("commit", "~1commit", "post"),
+            ("release", "~1release", "post"),
+            ("extend", "~1extend", "post"),
+        ]
+    },
+}
+
+
 def finish(document: dict[str, Any]) -> dict[str, Any]:
     """The headers Litestar cannot declare per response, added to a rendered document."""
     document = copy.deepcopy(document)
     for path, item in document.get("paths", {}).items():
         if not path.startswith("/v1"):
             continue
-        for operation in item.values():
+        for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             # Litestar documents its ValidationException as a 400; this app answers those 422
             # (api/errors.py: on_validation), which responses() lists.
             operation["responses"].pop("400", None)
             for code, response in operation["responses"].items():
+                if code == "204":  # no content, by definition (RFC 9110)
+                    response.pop("content", None)
+                if links := LINKS.get((path, method, code)):
+                    response["links"] = copy.deepcopy(links)
                 headers = response.setdefault("headers", {})
                 headers.update(copy.deepcopy(RATE_LIMIT_HEADERS))
                 if code in RETRY_AFTER_CODES:
