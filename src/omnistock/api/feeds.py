@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Request, Router, get
+from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
@@ -35,6 +36,14 @@ Filter = Annotated[
     ),
     media_type=google_local.MEDIA_TYPE,
     responses=responses(403, 404, 422),
+    response_headers=[
+        ResponseHeader(
+            name=CURSOR_HEADER,
+            documentation_only=True,
+            required=True,
+            description="a stream cursor taken before the first row was read",
+        )
+    ],
 )
 async def local_inventory(
     request: Request[Any, Any, Any], location: Filter = None, group: Filter = None

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Litestar, Request
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import (
@@ -68,6 +69,23 @@ class Problem(msgspec.Struct, kw_only=True):
     detail: str
     field: str | UnsetType = UNSET
     errors: list[FieldError] | UnsetType = UNSET
+
+
+# Success headers some operations send (documented only: the handlers set them).
+REPLAYED = [
+    ResponseHeader(
+        name="Idempotent-Replayed",
+        documentation_only=True,
+        description="`true` when this is the recorded answer to an earlier request with the "
+        "same Idempotency-Key",
+    )
+]
+ETAG = ResponseHeader(
+    name="ETag",
+    documentation_only=True,
+    required=True,
+    description='the position\'s version, quoted ("3"): send it back as If-Match',
+)
 
 
 def responses(*codes: int) -> dict[int, ResponseSpec]:
@@ -201,6 +219,11 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
                 if links := LINKS.get((path, method, code)):
                     response["links"] = copy.deepcopy(links)
                 headers = response.setdefault("headers", {})
+                for header in headers.values():  # documentation-only headers come bare
+                    header.setdefault("schema", dict(_STRING))
+                for media, body in response.get("content", {}).items():
+                    if media.startswith("text/") and not body.get("schema"):
+                        body["schema"] = dict(_STRING)  # a streamed text body
                 headers.update(copy.deepcopy(RATE_LIMIT_HEADERS))
                 if code in RETRY_AFTER_CODES:
                     headers["Retry-After"] = dict(RETRY_AFTER)

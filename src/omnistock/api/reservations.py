@@ -10,7 +10,7 @@ from litestar.params import JSONBody, PathParameter
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
-from omnistock.api.openapi import responses
+from omnistock.api.openapi import REPLAYED, responses
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import CommitIn, ExtendIn, IdempotencyKey, ReservationCreate
 from omnistock.domain.errors import NotActive, NotFound
@@ -37,6 +37,7 @@ ReservationId = Annotated[
     summary="Create a reservation (all lines or none, unless allow_partial)",
     status_code=201,
     responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
 )
 async def create_reservation(
     request: Request[Any, Any, Any],
@@ -101,6 +102,7 @@ async def get_reservation(
     summary="Commit: held units leave on_hand",
     status_code=200,
     responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
 )
 async def commit_reservation(
     request: Request[Any, Any, Any],
@@ -123,6 +125,7 @@ async def commit_reservation(
     summary="Release everything held",
     status_code=200,
     responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
 )
 async def release_reservation(
     request: Request[Any, Any, Any],
@@ -141,6 +144,7 @@ async def release_reservation(
     summary="Move expires_at to now + ttl_seconds (at most created_at + 7 days: else 422)",
     status_code=200,
     responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
 )
 async def extend_reservation(
     request: Request[Any, Any, Any],

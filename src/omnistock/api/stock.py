@@ -11,7 +11,7 @@ from msgspec import UNSET
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
-from omnistock.api.openapi import responses
+from omnistock.api.openapi import ETAG, REPLAYED, responses
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import (
     NOT_NULL,
@@ -46,7 +46,12 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(value)
 
 
-@get("/{location_id:str}/{sku:str}", summary="Read one position", responses=responses(404, 422))
+@get(
+    "/{location_id:str}/{sku:str}",
+    summary="Read one position",
+    responses=responses(404, 422),
+    response_headers=[ETAG],
+)
 async def get_position(
     request: Request[Any, Any, Any], location_id: LocationPath, sku: SkuPath
 ) -> Response[Position]:
@@ -60,6 +65,7 @@ async def get_position(
     "/{location_id:str}/{sku:str}",
     summary="Set on_hand absolutely (cycle count)",
     responses=responses(403, 404, 412, 413, 422),
+    response_headers=[ETAG, *REPLAYED],
 )
 async def put_position(
     request: Request[Any, Any, Any],
@@ -101,6 +107,7 @@ async def put_position(
     summary="Apply stock deltas (receipts, sales, returns...)",
     status_code=200,
     responses=responses(403, 404, 413, 422),
+    response_headers=REPLAYED,
 )
 async def post_adjustments(
     request: Request[Any, Any, Any],
