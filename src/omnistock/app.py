@@ -128,7 +128,11 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="omnistock",
             version=__version__,
-            description="Real-time inventory visibility: stock, availability, reservations, change stream.",
+            description=(
+                "Real-time inventory visibility: stock, availability, reservations, change "
+                "stream. The WebSocket change stream (`/v1/stream`), which OpenAPI cannot "
+                "describe, is specified in API.md."
+            ),
             path="/schema",
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}

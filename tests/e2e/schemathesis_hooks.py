@@ -67,8 +67,14 @@ STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/reservations/{reservation_id}/commit"): {"lines", "lines[*].qty"},
     # extend may not pass created_at + 7 days: depends on the reservation's age.
     ("POST", "/v1/reservations/{reservation_id}/extend"): {"ttl_seconds"},
-    # A change whose result would pass 10^12: depends on the stock already held.
-    ("POST", "/v1/adjustments"): {"adjustments[*].delta", "*quantity-limit"},
+    # A change whose result would pass 10^12: depends on the stock already held. (A schema-valid
+    # delta is within ±10^9, so a 422 naming an item's quantity is that cap.)
+    ("POST", "/v1/adjustments"): {
+        "adjustments[*].delta",
+        "adjustments[*].on_hand",
+        "adjustments[*]",
+        "*quantity-limit",
+    },
     ("PUT", "/v1/stock/{location_id}/{sku}"): {"on_hand", "*quantity-limit"},
     # The import's body is text lines: its header row is stated in the description.
     ("POST", "/v1/stock:import"): {"body"},

@@ -39,6 +39,8 @@ SEED = int(os.environ.get("OMNISTOCK_CONTRACT_SEED", "20261130"))
 CONFIG = """
 # schemathesis configuration for the contract test (written by tests/e2e/test_openapi_contract.py)
 seed = {seed}
+# One worker: with more, hypothesis's lambda descriptions hit CPython 3.11's non-thread-safe AST
+# recursion counter ("AST constructor recursion depth mismatch"), an error of the tool itself.
 workers = 1
 suppress-health-check = ["too_slow", "filter_too_much", "data_too_large"]
 

@@ -30,7 +30,7 @@ IfMatch = Annotated[
     str | None,
     HeaderParameter(
         name="If-Match",
-        pattern=r'^(\*|(W/)?"?[0-9]{1,18}"?)$',
+        pattern=r'^(\*|(W/)?"?[0-9]{1,15}"?)$',
         schema_extra=NOT_NULL,
         description='the version the position must be at (412 if not), e.g. 3 or "3"',
     ),
