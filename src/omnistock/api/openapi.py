@@ -201,8 +201,25 @@ LINKS: dict[tuple[str, str, str], dict[str, Any]] = {
 }
 
 
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional text parameter is left out, not sent as null: ``oneOf: [X, null]`` -> ``X``
+    (with the constraints Litestar puts beside the ``oneOf``). A number keeps its null: Litestar
+    reads ``radius_km=null`` as absent."""
+    variants = schema.get("oneOf")
+    if not isinstance(variants, list):
+        return schema
+    kept = [v for v in variants if v != {"type": "null"}]
+    if len(kept) != 1 or len(kept) == len(variants):
+        return schema
+    if kept[0].get("type") not in ("string", "array"):
+        return schema
+    rest = {k: v for k, v in schema.items() if k != "oneOf"}
+    return {**kept[0], **rest}
+
+
 def finish(document: dict[str, Any]) -> dict[str, Any]:
-    """The headers Litestar cannot declare per response, added to a rendered document."""
+    """What Litestar cannot declare per operation, added to a rendered document: headers,
+    links, parameters without null."""
     document = copy.deepcopy(document)
     for path, item in document.get("paths", {}).items():
         if not path.startswith("/v1"):
@@ -210,6 +227,8 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            for param in operation.get("parameters", []):
+                param["schema"] = _not_null(param["schema"])
             # Litestar documents its ValidationException as a 400; this app answers those 422
             # (api/errors.py: on_validation), which responses() lists.
             operation["responses"].pop("400", None)

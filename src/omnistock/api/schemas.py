@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from litestar.openapi.spec import OpenAPIType, Schema
@@ -149,15 +149,12 @@ IdentifierListQuery = Annotated[
         schema_extra={"items": Schema(type=OpenAPIType.STRING, pattern=IDENTIFIER_PATTERN)},
     ),
 ]
-# An optional parameter is left out, never sent as null: its schema is the value's alone.
-NOT_NULL: dict[str, Any] = {"oneOf": None, "type": OpenAPIType.STRING}
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key",
         min_length=1,
         max_length=255,
-        schema_extra=NOT_NULL,
         description="same key + same body within 24 h replays the first answer; "
         "same key + another body: 422",
     ),

@@ -14,7 +14,6 @@ from omnistock.api.idempotency import idempotency
 from omnistock.api.openapi import ETAG, REPLAYED, responses
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import (
-    NOT_NULL,
     AdjustmentsIn,
     IdempotencyKey,
     LocationPath,
@@ -31,7 +30,6 @@ IfMatch = Annotated[
     HeaderParameter(
         name="If-Match",
         pattern=r'^(\*|(W/)?"?[0-9]{1,15}"?)$',
-        schema_extra=NOT_NULL,
         description='the version the position must be at (412 if not), e.g. 3 or "3"',
     ),
 ]
