@@ -100,14 +100,23 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 async def _create_key(settings: Settings, name: str, role: str, locations: list[str]) -> str:
     import asyncpg
 
+    from omnistock.cache import publish
     from omnistock.domain.roles import Role
     from omnistock.postgres import catalog
+    from omnistock.redis.client import redis_client
 
     conn = await asyncpg.connect(settings.database_url)
     try:
         key = await catalog.create_key(conn, name, Role(role), locations)
     finally:
         await conn.close()
+    # Running servers answer unknown keys from memory: tell them (they reread the keys).
+    assert settings.redis_url is not None
+    redis = redis_client(settings.redis_url, 2)
+    try:
+        await publish(redis, "keys")
+    finally:
+        await redis.aclose()
     print(f"created {key.role} key {key.id} ({key.name})", file=sys.stderr)
     assert key.key is not None
     return key.key

@@ -32,9 +32,13 @@ async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate])
     for i, loc_id in enumerate(data.locations):
         if await svc.locations.get(loc_id) is None:
             raise ValidationFailed(f"locations[{i}]", f"unknown location {loc_id!r}")
-    return await catalog.create_key(
+    made = await catalog.create_key(
         svc.db, data.name, data.role, list(dict.fromkeys(data.locations))
     )
+    # Instances answer unknown keys from memory: tell them all (and wait) before answering.
+    svc.keys.clear()
+    await publish(svc.redis, "keys")
+    return made
 
 
 @get("/", summary="List API keys (without secrets)")

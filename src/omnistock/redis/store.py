@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import msgspec
 
@@ -14,7 +14,11 @@ from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import partition_of, reservation_partition
 from omnistock.domain.locations import Location
-from omnistock.domain.reservations import StoredReservation, decode_reservation
+from omnistock.domain.reservations import (
+    MAX_LIFETIME_SECONDS,
+    StoredReservation,
+    decode_reservation,
+)
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Script, Scripts, check
@@ -51,6 +55,8 @@ class Hold(TypedDict):
     allow_partial: bool
     actor: str
     idem: Idempotency | None
+    owner: NotRequired[str]  # the creating API key's id and role (who may act on it: roles.py)
+    owner_role: NotRequired[str]
 
 
 class Count(msgspec.Struct, frozen=True):
@@ -381,6 +387,8 @@ class StockStore:
             hold["channel"] or "",
             hold["ref"] or "",
             "1" if hold["allow_partial"] else "0",
+            hold.get("owner", ""),
+            hold.get("owner_role", ""),
         ]
         for sku, qty in lines:
             script_args += [sku, qty]
@@ -409,8 +417,10 @@ class StockStore:
     async def extend(
         self, doc: StoredReservation, ttl_seconds: int, actor: str, idem: Idempotency | None
     ) -> tuple[StoredReservation, bool]:
+        """Move ``expires_at`` to now + ``ttl_seconds``; past created_at + MAX_LIFETIME_SECONDS
+        it is a 422 (the script checks it against the Redis clock)."""
         return await self._on_reservation(
-            self.scripts.extend, doc, [ttl_seconds * 1000], actor, idem
+            self.scripts.extend, doc, [ttl_seconds * 1000, MAX_LIFETIME_SECONDS * 1000], actor, idem
         )
 
     async def expire(self, reservation_id: str, actor: str = "system:expiry") -> bool:
