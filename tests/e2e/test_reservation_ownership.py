@@ -140,7 +140,8 @@ async def test_ownership_holds_when_only_postgres_has_it(
     assert await app_redis.delete(keys.reservation(p, rid)) == 1
     for who, client in shop.refused.items():
         for action in ACTIONS:
-            assert_problem(await act(client, action, rid), 404)
+            refused = assert_problem(await act(client, action, rid), 404)
+            assert refused["type"] == "urn:omnistock:problem:not-found", (who, action)
     for who, client in [("owner", shop.owner), *shop.allowed.items()]:
         got = await act(client, "get", rid)
         assert (got.status_code, got.json()["status"]) == (200, "released"), who
