@@ -50,7 +50,6 @@ class KeyCache:
         self._generation = 0  # bumped by clear(): a read that spans a clear is not fresh
         self._loading = asyncio.Lock()
         self._failed_at = -_RETRY_SECONDS
-        self.loads = 0  # reads of the table so far (tests and /metrics)
 
     async def principal(self, secret: str) -> Principal | None:
         """The principal behind ``secret``, or None for an unknown or deleted key."""
@@ -75,7 +74,6 @@ class KeyCache:
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
                     self._failed_at = time.monotonic()
                     raise
-                self.loads += 1
                 self._known = known
                 self._fresh = generation == self._generation
 
@@ -96,14 +94,12 @@ class LocationCache:
         self.by_id: dict[str, Location] = {}
         self.by_group: dict[str, list[Location]] = {}
         self._reloading = asyncio.Lock()
-        self.loads = 0  # reads of the table so far
 
     async def reload(self) -> None:
         """Read every location again. One at a time: a slow reload must not finish after (and
         overwrite) one that started later and saw newer rows."""
         async with self._reloading:
             self._set(await catalog.all_locations(self._db))
-            self.loads += 1
 
     def _set(self, locations: list[Location]) -> None:
         by_group: dict[str, list[Location]] = defaultdict(list)
