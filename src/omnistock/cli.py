@@ -99,6 +99,7 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _create_key(settings: Settings, name: str, role: str, locations: list[str]) -> str:
     import asyncpg
+    from redis.exceptions import RedisError
 
     from omnistock.cache import publish
     from omnistock.domain.roles import Role
@@ -110,11 +111,14 @@ async def _create_key(settings: Settings, name: str, role: str, locations: list[
         key = await catalog.create_key(conn, name, Role(role), locations)
     finally:
         await conn.close()
-    # Running servers answer unknown keys from memory: tell them (they reread the keys).
+    # Running servers answer unknown keys from memory: tell them (they reread the keys). Without
+    # Redis they cannot hear it, but they reread everything when their subscription comes back.
     assert settings.redis_url is not None
     redis = redis_client(settings.redis_url, 2)
     try:
         await publish(redis, "keys")
+    except (RedisError, OSError) as exc:
+        print(f"warning: could not tell running servers about the key: {exc}", file=sys.stderr)
     finally:
         await redis.aclose()
     print(f"created {key.role} key {key.id} ({key.name})", file=sys.stderr)
