@@ -173,9 +173,7 @@ async def test_a_failing_loop_is_restarted_counted_and_shown_until_it_recovers(
         assert restarts((await client.get("/metrics")).text, "sweeper") == count  # healthy now
 
 
-async def test_a_malformed_stream_entry_does_not_stop_the_persister(
-    stack: Stack, uid: str
-) -> None:
+async def test_a_malformed_stream_entry_does_not_stop_the_persister(stack: Stack, uid: str) -> None:
     """Defect 1 (persister): an entry that does not decode, and one Postgres refuses, are set
     aside (quarantined, counted); every later event still reaches Postgres."""
     async with running(stack) as (svc, client):

@@ -47,8 +47,9 @@ Entry = tuple[int, bytes, dict[bytes, bytes]]  # partition, stream id, fields
 # Test seam: called at "before_commit" and "after_commit"; raising there simulates a crash.
 FaultHook = Callable[[str], Awaitable[None]]
 # What an entry's own content causes, the same way every time it is tried: decoding errors
-# (msgspec's are ValueErrors, as are asyncpg's client-side encoding errors) and Postgres
-# refusing the values (class 22 data exceptions, class 23 constraint violations). Anything else
+# (msgspec's are ValueErrors, as are asyncpg's client-side encoding errors; a number past
+# bigint is an OverflowError) and Postgres refusing the values (class 22 data exceptions,
+# class 23 constraint violations). Anything else
 # (I/O, a crash) is not the entry's fault: it propagates, and the batch is tried again later.
 POISON: tuple[type[Exception], ...] = (
     ValueError,
@@ -56,6 +57,7 @@ POISON: tuple[type[Exception], ...] = (
     KeyError,
     IndexError,
     AttributeError,
+    ArithmeticError,
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
 )
