@@ -13,11 +13,13 @@ import asyncpg
 import httpx
 
 from omnistock.domain.ids import reservation_partition
+from omnistock.postgres.persister import Persister
 from omnistock.postgres.prune import DAY, Retention, prune_once
 from omnistock.redis import keys
 from omnistock.redis.streams import backlog
 from tests.integration.conftest import PARTITIONS, Stack
 from tests.integration.test_supervision import hold, running, status_of, stock_up
+from tests.integration.workload import churn, ledger_ids, locations, stream_event_ids
 
 
 async def _ledger_row(db: asyncpg.Pool, loc: str, version: int, age_s: float) -> None:
@@ -115,6 +117,68 @@ async def test_zero_retention_keeps_ledger_and_reservations_for_ever(
         "reservations": [f"{uid}old"],
         "idempotency": [],
     }
+
+
+async def test_concurrent_pruners_under_write_load_delete_each_old_row_once(
+    stack: Stack, uid: str
+) -> None:
+    """Four instances prune at once (small batches) while the persister writes a churn: every
+    row past retention is deleted exactly once, nothing younger and nothing just written."""
+    db = stack.db
+    await db.execute(
+        "INSERT INTO ledger (event_id, partition, ts, location, sku, kind, reason, actor,"
+        " delta_on_hand, delta_reserved, on_hand, reserved, safety_stock, version)"
+        " SELECT '0:' || $1 || '-' || g, 0,"
+        " now() - CASE WHEN g <= 3000 THEN interval '11 days' ELSE interval '9 days' END"
+        "   + g * interval '1 ms',"
+        " $1, 's', 'adjust', 'receipt', 'test', 1, 0, g, 0, 0, g"
+        " FROM generate_series(1, 3200) AS g",
+        f"{uid}-h",
+    )
+    await db.execute(
+        "INSERT INTO reservations (id, location, status, created_at, expires_at, doc, event_ms,"
+        " event_seq) SELECT $1 || g, $1, CASE WHEN g % 10 = 0 THEN 'active' ELSE 'released' END,"
+        " now(), now(), '{}'::jsonb,"
+        " (extract(epoch FROM now()) * 1000)::bigint - CASE WHEN g <= 600 THEN 11 ELSE 9 END"
+        "   * 86400000::bigint, 0"
+        " FROM generate_series(1, 700) AS g",
+        f"{uid}-r",
+    )
+    locs = await locations(stack.store, uid)
+    retention = Retention(ledger_seconds=10 * DAY, reservations_seconds=10 * DAY, batch=50)
+    persister = Persister(stack.redis, stack.db, stack.partitions, batch=64)
+
+    async def write_and_persist() -> None:
+        for seed in range(3):
+            await churn(stack.store, locs, 100, seed=seed)
+            await persister.drain()
+
+    # Everything past retention in the database (earlier tests of this module left some too).
+    old_ledger = await db.fetchval(
+        "SELECT count(*) FROM ledger WHERE ts < now() - interval '10 days'"
+    )
+    old_reservations = await db.fetchval(
+        "SELECT count(*) FROM reservations WHERE status <> 'active'"
+        " AND event_ms < (extract(epoch FROM now()) * 1000)::bigint - 10 * 86400000::bigint"
+    )
+    assert old_ledger >= 3000 and old_reservations >= 540
+    results = await asyncio.gather(
+        *(prune_once(db, retention) for _ in range(4)), write_and_persist()
+    )
+    pruned = [r for r in results if r is not None]
+    assert sum(r["ledger"] for r in pruned) == old_ledger
+    assert sum(r["reservations"] for r in pruned) == old_reservations
+    versions = await db.fetch(
+        "SELECT version FROM ledger WHERE location = $1 ORDER BY version", f"{uid}-h"
+    )
+    assert [r["version"] for r in versions] == list(range(3001, 3201))
+    left = await db.fetch(
+        "SELECT status, count(*) AS n FROM reservations WHERE location = $1 GROUP BY status",
+        f"{uid}-r",
+    )
+    assert {r["status"]: r["n"] for r in left} == {"active": 70, "released": 90}
+    await persister.drain()
+    assert set(await ledger_ids(db, locs)) == await stream_event_ids(stack.store, locs)
 
 
 def _metric(text: str, table: str) -> float:

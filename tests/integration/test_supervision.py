@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from omnistock.postgres.rebuild import rebuild_locked
 from omnistock.redis import keys
 from omnistock.services import Services
 from tests.e2e.conftest import ADMIN_KEY, AppServer, app_settings
+from tests.events import event_fields
 from tests.integration.conftest import PARTITIONS, Stack
 
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -77,20 +79,23 @@ async def test_expiry_resumes_within_2s_after_a_rebuild_window(
     stack: Stack, uid: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Defect 1: reservations falling due while a rebuild holds every partition "not ready" are
-    expired within 2 s of the rebuild's end (the sweeper used to die on the first NOT_READY)."""
+    expired within 2 s of the rebuild's end, exactly once, with two instances sweeping (the
+    sweeper used to die on the first NOT_READY, and expiry stopped for good)."""
     window = 2.5
-    async with running(stack) as (svc, client):
-        locs = [f"{uid}-a", f"{uid}-b"]
+    async with running(stack) as (svc, client), running(stack) as (other, _):
+        locs = [f"{uid}-{i}" for i in range(4)]
         for loc in locs:
             await stock_up(client, loc, s=50)
-        short = [await hold(client, loc, "s", 1) for loc in locs for _ in range(5)]
+        short = await asyncio.gather(
+            *(hold(client, loc, "s", 1) for loc in locs for _ in range(10))
+        )
         keeper = await hold(client, locs[0], "s", 3600)
         blocked: list[str] = []
         restore = rebuild_module._restore_reservations
 
         async def slow_restore(redis: Any, db: Any, partitions: int) -> int:
             # The rebuild's window (streams set aside: every script answers NOT_READY), held
-            # open past the short reservations' expiry while the service keeps sweeping.
+            # open past the short reservations' expiry while both instances keep sweeping.
             await asyncio.sleep(window)
             for doc in short:
                 raw = await redis.hget(
@@ -105,7 +110,7 @@ async def test_expiry_resumes_within_2s_after_a_rebuild_window(
         restored = await rebuild_locked(stack.redis, stack.db, stack.scripts, PARTITIONS)
         ended = time.time()
         assert restored.reservations >= len(short) + 1
-        # The sweeper really met the window: every short reservation was due and still active.
+        # The sweepers really met the window: every short reservation was due and still active.
         assert sorted(blocked) == sorted(doc["id"] for doc in short)
         pending = {doc["id"] for doc in short}
         while pending:
@@ -115,15 +120,25 @@ async def test_expiry_resumes_within_2s_after_a_rebuild_window(
             assert time.time() <= ended + 2.0, f"not expired 2 s after the rebuild: {pending}"
             await asyncio.sleep(0.05)
         assert await status_of(client, keeper["id"]) == "active"
-        position = (await client.get(f"/v1/stock/{locs[0]}/s")).json()
-        assert position["reserved"] == 1  # only the keeper holds a unit now
+        for loc in locs:  # each unit came back once: only the keeper holds one
+            position = (await client.get(f"/v1/stock/{loc}/s")).json()
+            assert (position["on_hand"], position["reserved"]) == (50, int(loc == locs[0]))
+        await asyncio.sleep(0.5)  # more sweeps on both instances: nothing expires twice
+        expired_events: Counter[str] = Counter()
+        for p in {partition_of(loc, PARTITIONS) for loc in locs}:
+            for _, fields in await stack.redis.xrange(keys.stream(p)):
+                event = event_fields(fields)
+                if event["t"] == "p" and event["kind"] == "expire":
+                    expired_events[event["rid"]] += 1
+        assert expired_events == Counter({doc["id"]: 1 for doc in short})
         # Expiry keeps working afterwards, and nothing had to be restarted for it.
         later = await hold(client, locs[1], "s", 1)
         deadline = parse_rfc3339(later["expires_at"]) / 1000 + 2.0
         while await status_of(client, later["id"]) != "expired":
             assert time.time() <= deadline, "expiry stopped after the rebuild"
             await asyncio.sleep(0.05)
-        assert svc.supervisor.loops["sweeper"].restarts == 0
+        for instance in (svc, other):
+            assert instance.supervisor.loops["sweeper"].restarts == 0
         assert (await client.get("/readyz")).status_code == 200
 
 
