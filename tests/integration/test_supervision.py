@@ -228,3 +228,49 @@ async def test_a_malformed_stream_entry_does_not_stop_the_persister(stack: Stack
         assert "omnistock_persister_quarantined_total 2.0" in metrics
         assert (await client.get("/readyz")).status_code == 200
         assert svc.supervisor.loops["persister"].restarts == 0
+
+
+async def test_the_persister_is_restarted_after_an_unexpected_exception(
+    stack: Stack, uid: str
+) -> None:
+    """Defect 1 (persister): an exception that is neither I/O nor the entry's fault used to end
+    the persister for good; now it is restarted, and the batch it was writing is claimed again
+    and persisted with everything after it."""
+    async with running(stack, persister_claim_idle_ms=300) as (svc, client):
+        assert set(svc.supervisor.loops) == {
+            "invalidations", "sweeper", "persister", "backlog", "trimmer", "watchdog", "pruner",
+            "stream", "stream-clock", "stream-deletions",
+        }  # fmt: skip
+        await stock_up(client, uid, s=1)
+        faults = 0
+
+        async def crash_twice(where: str) -> None:
+            nonlocal faults
+            if where == "before_commit" and faults < 2:
+                faults += 1
+                raise RuntimeError("persister fault for the test")
+
+        svc.persister.fault = crash_twice
+        for i in range(10):
+            item = {"sku": "s", "location": uid, "delta": 1, "reason": "receipt", "ref": f"r{i}"}
+            resp = await client.post("/v1/adjustments", json={"adjustments": [item]})
+            assert resp.status_code == 200, resp.text
+        deadline = time.monotonic() + 20
+        while True:
+            persisted = await stack.db.fetchval(
+                "SELECT count(*) FROM ledger WHERE location = $1", uid
+            )
+            if persisted == 11:
+                break
+            assert time.monotonic() < deadline, f"persisted {persisted} of 11"
+            await asyncio.sleep(0.1)
+        assert faults == 2
+        assert svc.supervisor.loops["persister"].restarts == 2
+        metrics = (await client.get("/metrics")).text
+        assert restarts(metrics, "persister") == 2
+        assert (
+            await stack.db.fetchval(
+                "SELECT on_hand FROM positions WHERE location = $1 AND sku = 's'", uid
+            )
+            == 11
+        )
