@@ -49,8 +49,8 @@ FaultHook = Callable[[str], Awaitable[None]]
 # What an entry's own content causes, the same way every time it is tried: decoding errors
 # (msgspec's are ValueErrors, as are asyncpg's client-side encoding errors; a number past
 # bigint is an OverflowError) and Postgres refusing the values (class 22 data exceptions,
-# class 23 constraint violations). Anything else
-# (I/O, a crash) is not the entry's fault: it propagates, and the batch is tried again later.
+# class 23 constraint violations). Anything else (I/O, a crash) is not the entry's fault: it
+# propagates, and the batch is tried again later.
 POISON: tuple[type[Exception], ...] = (
     ValueError,
     TypeError,
