@@ -274,3 +274,27 @@ async def test_the_persister_is_restarted_after_an_unexpected_exception(
             )
             == 11
         )
+
+
+async def test_a_reservation_that_cannot_be_expired_does_not_hold_back_the_others(
+    stack: Stack, uid: str
+) -> None:
+    """A due member of an expiry set that is no reservation of ours (or whose record does not
+    decode) is logged and skipped: the sweeper neither dies nor stops expiring the rest."""
+    async with running(stack) as (svc, client):
+        await stock_up(client, uid, s=5)
+        p = partition_of(uid, PARTITIONS)
+        rid = f"r{p}-{'x' * 20}"
+        await stack.redis.hset(keys.reservation(p, rid), mapping={"doc": "{not json", "st": "x"})
+        await stack.redis.zadd(keys.expiries(p), {"not-a-reservation": 0, rid: 1})
+        try:
+            doc = await hold(client, uid, "s", 1)
+            deadline = parse_rfc3339(doc["expires_at"]) / 1000 + 2.0
+            while await status_of(client, doc["id"]) != "expired":
+                assert time.time() <= deadline, "expiry held back by a bad member"
+                await asyncio.sleep(0.05)
+            assert svc.supervisor.loops["sweeper"].restarts == 0
+            assert (await client.get("/readyz")).status_code == 200
+        finally:
+            await stack.redis.zrem(keys.expiries(p), "not-a-reservation", rid)
+            await stack.redis.delete(keys.reservation(p, rid))
