@@ -27,7 +27,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default_ttl_seconds: int = 900
     sweeper_interval_seconds: float = 0.25
     idempotency_ttl_seconds: int = 24 * 3600
-    finished_reservation_retention_seconds: int = 7 * 24 * 3600
+    finished_reservation_retention_seconds: int = 3600
     redis_max_connections: int = 64
     database_pool_size: int = 10
     ack: AckMode = "redis"
@@ -39,6 +39,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    # supervise: supervised background loops and retention
+    background_backoff_initial_seconds: float = 0.1
+    background_backoff_max_seconds: float = 5.0
+    background_healthy_seconds: float = 2.0
+    prune_interval_seconds: float = 60.0
+    prune_batch: int = 1000
+    ledger_retention_days: int = 400
+    reservation_retention_days: int = 90
 
     @property
     def embedded(self) -> bool:
@@ -58,11 +66,20 @@ _INT_FIELDS = {
     "persister_batch": (1, 100_000),
     "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
+    # supervise
+    "prune_batch": (1, 100_000),
+    "ledger_retention_days": (0, 36500),
+    "reservation_retention_days": (0, 36500),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
     "ws_stall_seconds": (0.1, 3600.0),
     "heartbeat_seconds": (0.05, 15.0),
+    # supervise
+    "background_backoff_initial_seconds": (0.01, 60.0),
+    "background_backoff_max_seconds": (0.01, 600.0),
+    "background_healthy_seconds": (0.1, 3600.0),
+    "prune_interval_seconds": (1.0, 86400.0),
 }
 
 

@@ -34,12 +34,20 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
         )
         if reason
     ]
+    # Background loops that failed and have not run healthily since (see supervisor.py).
+    failing = svc.supervisor.failing()
+    down += [f"{name} loop: {error}" for name, error in sorted(failing.items())]
     if down:
         names = " and ".join(reason.split(":")[0] for reason in down)
         return problem(
-            503, "not-ready", "Not ready", f"{names} down: " + "; ".join(down), down=down
+            503,
+            "not-ready",
+            "Not ready",
+            f"{names} down: " + "; ".join(down),
+            down=down,
+            failing_loops=sorted(failing),
         )
-    return Response({"status": "ready", "redis": "ok", "postgres": "ok"})
+    return Response({"status": "ready", "redis": "ok", "postgres": "ok", "loops": "ok"})
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -88,32 +88,31 @@ class Fanout:
         """The cursor of everything this process has read so far."""
         return encode(self.positions)
 
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The fan-out's background loops by name, each run (and restarted) by the supervisor:
+        the stream reader, the clock (heartbeats, stalled clients) and the deletion watch."""
+        return {
+            "stream": self.run,
+            "stream-clock": self._clock,
+            "stream-deletions": self._watch_deletions,
+        }
+
     async def run(self) -> None:
-        """Read the streams forever on a dedicated connection (reconnecting after errors),
-        with the clock (heartbeats, stalled clients) and the deletion watch alongside."""
+        """Read the streams forever on a dedicated connection, reconnecting after Redis errors
+        (anything else reaches the supervisor, which restarts this from the same positions)."""
         assert self._redis_url is not None
-        helpers = [
-            asyncio.create_task(self._clock(), name="stream-clock"),
-            asyncio.create_task(self._watch_deletions(), name="stream-deletions"),
-        ]
-        try:
-            while True:
-                # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
-                client = aredis.Redis.from_url(
-                    self._redis_url, socket_keepalive=True, socket_timeout=None
-                )
-                try:
-                    await self._read(client)
-                except (RedisError, OSError) as exc:
-                    log.warning("stream reader lost redis (%s); reconnecting", exc)
-                except Exception:
-                    log.exception("stream reader failed; restarting it")
-                finally:
-                    await client.aclose()
-                await asyncio.sleep(0.5)
-        finally:
-            for task in helpers:
-                task.cancel()
+        while True:
+            # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
+            client = aredis.Redis.from_url(
+                self._redis_url, socket_keepalive=True, socket_timeout=None
+            )
+            try:
+                await self._read(client)
+            except (RedisError, OSError) as exc:
+                log.warning("stream reader lost redis (%s); reconnecting", exc)
+            finally:
+                await client.aclose()
+            await asyncio.sleep(0.5)
 
     async def _read(self, client: aredis.Redis) -> None:
         while True:
