@@ -57,7 +57,7 @@ class Services:
         self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
-        self.fanout = Fanout(settings, redis, self.locations, self.metrics)
+        self.fanout = Fanout(settings, redis, self.locations, self.metrics, self.keys)
         self.persister = Persister(
             redis,
             db,
@@ -139,7 +139,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             log.warning("redis: %s", done)
         await svc.locations.reload()
         await svc.store.put_location_meta(svc.locations.all())
-        svc.spawn(follow_invalidations(redis, svc.keys, svc.locations), "invalidations")
+        svc.spawn(
+            follow_invalidations(redis, svc.keys, svc.locations, svc.fanout.keys_changed),
+            "invalidations",
+        )
         svc.spawn(run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics), "sweeper")
         svc.spawn(svc.persister.run(), "persister")
         svc.spawn(run_backlog_monitor(svc.gate, redis, settings.partitions), "backlog")

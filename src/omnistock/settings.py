@@ -39,6 +39,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    # WebSocket limits (docs/operations.md, "Limits: WebSocket")
+    ws_max_message_bytes: int = 1 << 20
+    ws_max_subscriptions: int = 100
+    ws_max_filter_entries: int = 10_000
+    ws_max_connection_filter_entries: int = 20_000
+    ws_max_connections_per_key: int = 100
+    ws_max_connections: int = 10_000
+    ws_max_replay_entries: int = 100_000
 
     @property
     def embedded(self) -> bool:
@@ -58,6 +66,14 @@ _INT_FIELDS = {
     "persister_batch": (1, 100_000),
     "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
+    # WebSocket limits
+    "ws_max_message_bytes": (1024, 64 << 20),
+    "ws_max_subscriptions": (1, 10_000),
+    "ws_max_filter_entries": (1, 1_000_000),
+    "ws_max_connection_filter_entries": (1, 10_000_000),
+    "ws_max_connections_per_key": (1, 1_000_000),
+    "ws_max_connections": (1, 1_000_000),
+    "ws_max_replay_entries": (0, 10**9),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
