@@ -30,6 +30,16 @@ class ServedProcess:
         return self.log.read_text(errors="replace")
 
 
+def _start(port: int, environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "omnistock", "serve", "--port", str(port)],
+            env=environ,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @contextlib.asynccontextmanager
 async def served(
     servers: Servers, log: Path, admin_key: str = ADMIN_KEY, **env: str
@@ -44,13 +54,7 @@ async def served(
         OMNISTOCK_ADMIN_KEY=admin_key,
         **{f"OMNISTOCK_{k.upper()}": v for k, v in env.items()},
     )
-    with open(log, "wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "omnistock", "serve", "--port", str(port)],
-            env=environ,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    proc = _start(port, environ, log)
     found = ServedProcess(proc, port, log)
     try:
         deadline = time.monotonic() + 90
