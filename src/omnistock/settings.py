@@ -44,6 +44,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_max_subscriptions: int = 100
     ws_max_filter_entries: int = 10_000
     ws_max_connection_filter_entries: int = 20_000
+    ws_max_key_filter_entries: int = 100_000
     ws_max_connections_per_key: int = 100
     ws_max_connections: int = 10_000
     ws_max_replay_entries: int = 100_000
@@ -71,6 +72,7 @@ _INT_FIELDS = {
     "ws_max_subscriptions": (1, 10_000),
     "ws_max_filter_entries": (1, 1_000_000),
     "ws_max_connection_filter_entries": (1, 10_000_000),
+    "ws_max_key_filter_entries": (1, 100_000_000),
     "ws_max_connections_per_key": (1, 1_000_000),
     "ws_max_connections": (1, 1_000_000),
     "ws_max_replay_entries": (0, 10**9),

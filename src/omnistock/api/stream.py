@@ -107,16 +107,17 @@ async def handle_message(
         if not fanout.unsubscribe(conn, op.id):
             conn.push_control("error", detail=f"no subscription with id {op.id!r}", id=op.id)
         return
-    try:
-        since = _accept(fanout, conn, op, settings)
-    except _Refused as exc:
-        conn.push_control("error", detail=str(exc), id=op.id)
-        return
     try:  # a deleted key may not subscribe (even before its revocation reached this process)
         if not await fanout.authorized(conn):
             return
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
         conn.push_control("error", detail="cannot check the API key now; retry", id=op.id)
+        return
+    # No await from here until the subscription is counted: the limits hold exactly.
+    try:
+        since = _accept(fanout, conn, op, settings)
+    except _Refused as exc:
+        conn.push_control("error", detail=str(exc), id=op.id)
         return
     sub = Subscription(conn, op.id, op.skus, op.locations, op.groups, op.status_only)
     try:
@@ -151,6 +152,13 @@ def _accept(
         raise _Refused(
             f"too many filter entries: this connection holds {conn.filter_entries}, "
             f"{entries} more would pass the limit of {most} per connection"
+        )
+    most = settings.ws_max_key_filter_entries
+    held = fanout.key_entries.get(conn.principal.id, 0)
+    if held + entries > most:
+        raise _Refused(
+            f"too many filter entries: this API key holds {held} on this server process, "
+            f"{entries} more would pass the limit of {most}"
         )
     try:
         require_stream(conn.principal, not (op.skus or op.locations or op.groups))

@@ -80,6 +80,7 @@ class Fanout:
         self.positions = [0] * self.partitions
         self.connections: set[Connection] = set()
         self.by_key: dict[str, set[Connection]] = {}  # API key id -> its connections here
+        self.key_entries: dict[str, int] = {}  # API key id -> filter entries its subs hold
         self._rechecks: set[asyncio.Task[None]] = set()
         self._joined = itertools.count()
         self._firehose: set[Subscription] = set()
@@ -94,7 +95,7 @@ class Fanout:
         metrics.gauge(
             "omnistock_stream_filter_entries",
             "Filter entries (skus, locations, groups) held by this process's stream clients",
-            lambda: sum(c.filter_entries for c in self.connections),
+            lambda: sum(self.key_entries.values()),
         )
         metrics.gauge(
             "omnistock_stream_pending_messages",
@@ -337,8 +338,8 @@ class Fanout:
             task.cancel()
         for sub in conn.subs.values():
             self._unindex(sub)
+            self._hold(conn, -sub.entries)
         conn.subs.clear()
-        conn.filter_entries = 0
         conn.catching_up.clear()
         conn.kill("disconnected")
 
@@ -389,7 +390,7 @@ class Fanout:
         replay from there first, or send ``resync`` when retention has dropped what it needs."""
         conn = sub.conn
         conn.subs[sub.id] = sub
-        conn.filter_entries += sub.entries
+        self._hold(conn, sub.entries)
         resync = since is not None and bool(await self.trimmed_past(since))
         if resync:
             since = None
@@ -411,7 +412,7 @@ class Fanout:
         sub = conn.subs.pop(sub_id, None)
         if sub is None:
             return False
-        conn.filter_entries -= sub.entries
+        self._hold(conn, -sub.entries)
         task = conn.tasks.pop(sub_id, None)
         if task is not None:
             task.cancel()
@@ -419,6 +420,16 @@ class Fanout:
         self._unindex(sub)
         conn.drop_subscription(sub)
         return True
+
+    def _hold(self, conn: Connection, entries: int) -> None:
+        """Count filter entries taken (or given back) by a subscription of ``conn``."""
+        conn.filter_entries += entries
+        key = conn.principal.id
+        held = self.key_entries.get(key, 0) + entries
+        if held:
+            self.key_entries[key] = held
+        else:
+            self.key_entries.pop(key, None)
 
     def _buckets(self, sub: Subscription) -> list[tuple[dict[str, set[Subscription]], str]]:
         if sub.locations is not None or sub.groups is not None:

@@ -63,6 +63,7 @@ LIMITS = {
     "ws_max_subscriptions": 4,
     "ws_max_filter_entries": 50,
     "ws_max_connection_filter_entries": 120,
+    "ws_max_key_filter_entries": 200,
     "ws_max_connections_per_key": 3,
     "ws_max_connections": 5,
     "ws_max_replay_entries": 100,

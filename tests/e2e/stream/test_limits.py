@@ -224,3 +224,53 @@ async def test_an_all_zero_cursor_does_not_replay_the_retained_stream(
         assert len(replayed) <= LIMITS["ws_max_replay_entries"]
         await set_on_hand(admin, uid, "z", 1000)  # then it follows live
         await ws.until(lambda m: change_of(m, "all", "z") and m["on_hand"] == 1000)
+
+
+async def test_filter_entries_per_key_across_its_connections(
+    limited_app: AppServer, admin: httpx.AsyncClient
+) -> None:
+    per_key = LIMITS["ws_max_key_filter_entries"]
+    per_conn = LIMITS["ws_max_connection_filter_entries"]
+    key = await new_key(admin)
+    fanout = fanout_of(limited_app)
+    async with stream(limited_app, key) as first:
+        await first.subscribe("a", skus=skus(50))
+        await first.subscribe("b", skus=skus(50, "b"))
+        await first.subscribe("c", skus=skus(per_conn - 100, "c"))
+        async with stream(limited_app, key) as second:
+            left = per_key - per_conn  # 80: two subscriptions of at most 50
+            await second.subscribe("a", skus=skus(50))
+            await second.subscribe("b", skus=skus(left - 50, "b"))
+            detail = await error_for(second, op="subscribe", id="c", skus=["one-more"])
+            assert detail == (
+                f"too many filter entries: this API key holds {per_key} on this server "
+                f"process, 1 more would pass the limit of {per_key}"
+            )
+        await fewer_connections(limited_app, 2)
+        conn = next(iter(fanout.connections))
+        assert fanout.key_entries[conn.principal.id] == per_conn  # the second gave its back
+    await fewer_connections(limited_app)
+    assert conn.principal.id not in fanout.key_entries
+
+
+async def test_concurrent_subscribes_of_one_key_never_pass_its_budget(
+    limited_app: AppServer, admin: httpx.AsyncClient
+) -> None:
+    """Three sockets of one key each fire four 50-entry subscribes at once: the key's budget
+    (200) admits exactly four of the twelve, whatever the interleaving."""
+    per_key = LIMITS["ws_max_key_filter_entries"]
+    key = await new_key(admin)
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(stream(limited_app, key)) for _ in range(3)]
+
+        async def fire(n: int, ws: StreamClient) -> list[str]:
+            for i in range(4):
+                await ws.send(op="subscribe", id=f"s{i}", skus=skus(50, f"c{n}-{i}-"))
+            return [(await ws.next())["type"] for _ in range(4)]
+
+        outcomes = await asyncio.gather(*(fire(n, ws) for n, ws in enumerate(clients)))
+        kinds = Counter(kind for found in outcomes for kind in found)
+        assert kinds == {"subscribed": per_key // 50, "error": 12 - per_key // 50}
+        conn = next(iter(fanout_of(limited_app).connections))
+        assert fanout_of(limited_app).key_entries[conn.principal.id] == per_key
+        assert sum(c.filter_entries for c in fanout_of(limited_app).connections) == per_key
