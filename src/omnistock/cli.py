@@ -14,7 +14,7 @@ from pathlib import Path
 
 import msgspec
 
-from omnistock.logs import install_on_root, uvicorn_log_config
+from omnistock.logs import install_everywhere, uvicorn_log_config
 from omnistock.settings import Settings, SettingsError, load_settings
 
 
@@ -287,5 +287,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    install_on_root()
+    install_everywhere()
     return int(args.run(args, settings))

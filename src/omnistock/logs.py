@@ -67,11 +67,16 @@ class RedactSecrets(logging.Filter):
             record.msg, record.args = masked, ()
 
 
-def install_on_root() -> None:
-    """Put the filter on every handler of the root logger (the command line's own logging)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
-            handler.addFilter(RedactSecrets())
+def install_everywhere() -> None:
+    """Put the filter on every handler of every logger configured so far (the root logger and
+    Litestar's, which Litestar sets up when the app is made)."""
+    loggers = [logging.getLogger()] + [
+        x for x in logging.Logger.manager.loggerDict.values() if isinstance(x, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+                handler.addFilter(RedactSecrets())
 
 
 def uvicorn_log_config(level: str) -> dict[str, Any]:

@@ -12,7 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from omnistock.app import create_app
 from omnistock.logs import MASK, RedactSecrets, redact
+from omnistock.settings import Settings
 from tests.conftest import Servers
 from tests.e2e.stream.served import served
 
@@ -81,3 +83,13 @@ def test_filter_masks_arguments_tracebacks_and_keeps_access_args_a_tuple() -> No
     assert redactor.filter(record)
     assert "k2" not in record.getMessage() and "k2" not in (record.exc_text or "")
     assert "k2" not in logging.Formatter().format(record)
+
+
+def test_the_app_masks_keys_in_litestar_and_root_handlers() -> None:
+    """Litestar replaces the root logger's handlers when the app is made: the filter must be on
+    the new ones (omnistock's own loggers log through them)."""
+    create_app(Settings(redis_url="redis://127.0.0.1:1", database_url="postgresql://x@y/z"))
+    handlers = [*logging.getLogger().handlers, *logging.getLogger("litestar").handlers]
+    assert handlers
+    for handler in handlers:
+        assert any(isinstance(f, RedactSecrets) for f in handler.filters), handler
