@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.enums import ScopeType
@@ -30,7 +29,7 @@ from omnistock.domain.roles import require_stream
 from omnistock.settings import Settings
 from omnistock.stream import cursor
 from omnistock.stream.connection import Connection, Subscription
-from omnistock.stream.fanout import Fanout
+from omnistock.stream.fanout import KEY_CHECK_ERRORS, Fanout
 
 
 class SubscribeOp(msgspec.Struct, tag="subscribe", tag_field="op", kw_only=True):
@@ -110,7 +109,7 @@ async def handle_message(
     try:  # a deleted key may not subscribe (even before its revocation reached this process)
         if not await fanout.authorized(conn):
             return
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+    except KEY_CHECK_ERRORS:
         conn.push_control("error", detail="cannot check the API key now; retry", id=op.id)
         return
     # No await from here until the subscription is counted: the limits hold exactly.

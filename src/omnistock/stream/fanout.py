@@ -46,7 +46,7 @@ _GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly,
 REVOKED = 4401  # close code: the connection's API key was deleted (API.md, "Roles (additions)")
 TOO_MANY_FOR_KEY = 4429  # close code: the API key has its maximum of connections here
 TRY_AGAIN_LATER = 1013  # close code (RFC 6455): this process has its maximum of connections
-_KEY_CHECK_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+KEY_CHECK_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # key look-ups
 
 
 class _ReplayCapped(Exception):
@@ -382,7 +382,7 @@ class Fanout:
             for conn in one_per_key.values():
                 if not await self.authorized(conn):
                     self.revoke(conn.principal.id)
-        except _KEY_CHECK_ERRORS as exc:  # subscribe checks again; the next gap too
+        except KEY_CHECK_ERRORS as exc:  # subscribe checks again; the next gap too
             log.warning("cannot re-check the API keys of open streams (%s)", exc)
 
     async def subscribe(self, sub: Subscription, since: list[int] | None) -> None:
