@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from omnistock.api.stream import _size
 from omnistock.stream import cursor
-from tests.e2e.conftest import AppServer, put_location
+from tests.conftest import Servers
+from tests.e2e.conftest import ADMIN_KEY, AppServer, put_location
 from tests.e2e.stream.client import StreamClient, change_of, fanout_of, set_on_hand, stream
 from tests.e2e.stream.conftest import LIMITS
+from tests.e2e.stream.served import served
 
 TOO_MANY_FOR_KEY = 4429
 TRY_AGAIN_LATER = 1013
@@ -274,3 +279,19 @@ async def test_concurrent_subscribes_of_one_key_never_pass_its_budget(
         conn = next(iter(fanout_of(limited_app).connections))
         assert fanout_of(limited_app).key_entries[conn.principal.id] == per_key
         assert sum(c.filter_entries for c in fanout_of(limited_app).connections) == per_key
+
+
+async def test_served_process_cuts_messages_past_twice_the_limit(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """``omnistock serve`` sets the protocol's own frame limit to twice the message limit: a
+    larger message is never buffered whole, the socket is closed with 1009."""
+    async with served(servers, tmp_path / "serve.log", ws_max_message_bytes="1024") as app:
+        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        async with connect(app.ws_url, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"op": "subscribe", "id": "s", "skus": ["x" * 1100]}))
+            assert json.loads(await ws.recv())["detail"] == (
+                "message larger than 1024 bytes (ws_max_message_bytes)"
+            )
+            await ws.send("x" * 2049)
+            assert await close_code(StreamClient(ws), 5.0) == 1009
