@@ -33,6 +33,7 @@ from omnistock.api.positions import positions_router
 from omnistock.api.reservations import reservations_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
+from omnistock.logs import install_everywhere
 from omnistock.services import Services, open_services
 from omnistock.settings import Settings
 
@@ -91,7 +92,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.services = svc
             yield
 
-    return OmnistockApp(
+    app = OmnistockApp(
         route_handlers=[
             stock_router,
             history_router,
@@ -135,6 +136,8 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+    install_everywhere()  # Litestar has just set up its log handlers: no API key in them
+    return app
 
 
 def app_from_env() -> Litestar:

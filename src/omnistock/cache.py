@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -127,11 +128,13 @@ class LocationCache:
         return sorted(self.by_id.values(), key=lambda x: x.id)
 
 
-async def publish(redis: Any, what: str, ack_within: float = 2.0) -> None:
+async def publish(redis: Any, what: str, ack_within: float = 2.0, subject: str = "") -> None:
     """Tell every instance that ``what`` (``keys`` or ``locations``) changed, and wait (at most
-    ``ack_within`` seconds) until each one that heard it has applied it."""
+    ``ack_within`` seconds) until each one that heard it has applied it. ``subject`` names the
+    one thing that changed, when known (a deleted key's id: its open streams are closed)."""
     nonce = secrets.token_hex(8)
-    listeners = int(await redis.publish(keys.INVALIDATE_CHANNEL, f"{what} {nonce}"))
+    message = f"{what} {nonce} {subject}" if subject else f"{what} {nonce}"
+    listeners = int(await redis.publish(keys.INVALIDATE_CHANNEL, message))
     ack = keys.invalidation_ack(nonce)
     deadline = time.monotonic() + ack_within
     try:
@@ -144,10 +147,23 @@ async def publish(redis: Any, what: str, ack_within: float = 2.0) -> None:
         await redis.delete(ack)
 
 
-async def _apply(redis: Any, message: bytes, key_cache: KeyCache, locations: LocationCache) -> None:
-    what, _, nonce = message.decode().partition(" ")
+KeysChanged = Callable[[str | None], None]
+"""Told a deleted key's id, or None when any key may have changed (a gap in the channel)."""
+
+
+async def _apply(
+    redis: Any,
+    message: bytes,
+    key_cache: KeyCache,
+    locations: LocationCache,
+    on_keys: KeysChanged | None = None,
+) -> None:
+    what, _, rest = message.decode().partition(" ")
+    nonce, _, subject = rest.partition(" ")
     if what == "keys":
         key_cache.clear()
+        if on_keys is not None:
+            on_keys(subject or None)
     elif what == "locations":
         await locations.reload()
     if nonce:
@@ -158,18 +174,26 @@ async def _apply(redis: Any, message: bytes, key_cache: KeyCache, locations: Loc
             await pipe.execute()
 
 
-async def follow_invalidations(redis: Any, key_cache: KeyCache, locations: LocationCache) -> None:
-    """Run forever: apply invalidation messages; drop everything after a subscription gap."""
+async def follow_invalidations(
+    redis: Any,
+    key_cache: KeyCache,
+    locations: LocationCache,
+    on_keys: KeysChanged | None = None,
+) -> None:
+    """Run forever: apply invalidation messages; drop everything after a subscription gap
+    (``on_keys(None)``: a key deleted meanwhile is not named, every holder must re-check)."""
     while True:
         pubsub = redis.pubsub()
         try:
             await pubsub.subscribe(keys.INVALIDATE_CHANNEL)
             key_cache.clear()
+            if on_keys is not None:
+                on_keys(None)
             await locations.reload()
             while True:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                 if msg is not None:
-                    await _apply(redis, msg["data"], key_cache, locations)
+                    await _apply(redis, msg["data"], key_cache, locations, on_keys)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from omnistock.logs import install_everywhere, uvicorn_log_config
 from omnistock.settings import Settings, SettingsError, load_settings
 
 
@@ -84,7 +85,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             loop="uvloop",
             http="httptools",
             log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.log_level),  # API keys masked
             access_log=False,
+            # Past twice the message limit the protocol closes the socket (1009) instead of
+            # buffering it; below, the handler answers an error (ws_max_message_bytes).
+            ws_max_size=2 * settings.ws_max_message_bytes,
             timeout_graceful_shutdown=10,
         )
     return 0
@@ -295,4 +300,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_everywhere()
     return int(args.run(args, settings))

@@ -60,7 +60,7 @@ class Services:
         self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
-        self.fanout = Fanout(settings, redis, self.locations, self.metrics)
+        self.fanout = Fanout(settings, redis, self.locations, self.metrics, self.keys)
         self.persister = Persister(
             redis,
             db,
@@ -143,7 +143,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             log.warning("redis: %s", done)
         await svc.locations.reload()
         await svc.store.put_location_meta(svc.locations.all())
-        svc.spawn(lambda: follow_invalidations(redis, svc.keys, svc.locations), "invalidations")
+        svc.spawn(
+            lambda: follow_invalidations(redis, svc.keys, svc.locations, svc.fanout.keys_changed),
+            "invalidations",
+        )
         svc.spawn(
             lambda: run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics),
             "sweeper",

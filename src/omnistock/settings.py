@@ -47,6 +47,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     prune_batch: int = 1000
     ledger_retention_days: int = 400
     reservation_retention_days: int = 90
+    # WebSocket limits (docs/operations.md, "Limits: WebSocket")
+    ws_max_message_bytes: int = 1 << 20
+    ws_max_subscriptions: int = 100
+    ws_max_filter_entries: int = 10_000
+    ws_max_connection_filter_entries: int = 20_000
+    ws_max_key_filter_entries: int = 100_000
+    ws_max_connections_per_key: int = 100
+    ws_max_connections: int = 10_000
+    ws_max_replay_entries: int = 100_000
 
     @property
     def embedded(self) -> bool:
@@ -70,6 +79,15 @@ _INT_FIELDS = {
     "prune_batch": (1, 100_000),
     "ledger_retention_days": (0, 36500),
     "reservation_retention_days": (0, 36500),
+    # WebSocket limits
+    "ws_max_message_bytes": (1024, 64 << 20),
+    "ws_max_subscriptions": (1, 10_000),
+    "ws_max_filter_entries": (1, 1_000_000),
+    "ws_max_connection_filter_entries": (1, 10_000_000),
+    "ws_max_key_filter_entries": (1, 100_000_000),
+    "ws_max_connections_per_key": (1, 1_000_000),
+    "ws_max_connections": (1, 1_000_000),
+    "ws_max_replay_entries": (0, 10**9),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

@@ -59,7 +59,7 @@ async def delete_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> 
     if not is_identifier(key_id) or not await catalog.revoke_key(svc.db, key_id):
         raise NotFound(f"API key {key_id!r} not found")
     svc.keys.clear()
-    await publish(svc.redis, "keys")
+    await publish(svc.redis, "keys", subject=key_id)
     return Response(None, status_code=204)
 
 
