@@ -39,6 +39,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    # Input limits (issue 10, input): see docs/operations.md "Limits: input and import".
+    import_max_line_bytes: int = 64 * 1024
+    import_max_columns: int = 64
+    import_max_error_chars: int = 200
 
     @property
     def embedded(self) -> bool:
@@ -58,6 +62,10 @@ _INT_FIELDS = {
     "persister_batch": (1, 100_000),
     "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
+    # Input limits
+    "import_max_line_bytes": (256, 16 * 1024 * 1024),
+    "import_max_columns": (4, 4096),
+    "import_max_error_chars": (40, 10_000),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

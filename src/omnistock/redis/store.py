@@ -17,7 +17,16 @@ from omnistock.domain.locations import Location
 from omnistock.domain.reservations import StoredReservation, decode_reservation
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
-from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Script, Scripts, check
+from omnistock.redis.scripts import (
+    NOT_ACTIVE,
+    NOT_DUE,
+    OK,
+    QUANTITY,
+    Reply,
+    Script,
+    Scripts,
+    check,
+)
 from omnistock.settings import Settings
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
@@ -96,6 +105,8 @@ _decode_rows = msgspec.json.Decoder(list[PositionRow]).decode
 
 
 _pack = msgspec.msgpack.Encoder().encode
+_encode = msgspec.json.Encoder().encode
+_decode_list = msgspec.json.Decoder(list[Any]).decode
 
 
 def _in_order(
@@ -260,7 +271,13 @@ class StockStore:
                     keys.location_meta(p, item.location),
                 ]
                 script_args += [item.location, item.sku, item.delta, item.reason, item.ref or ""]
-            return await self._run(self.scripts.adjust, p, script_keys, script_args, "")
+            reply = await self._run(
+                self.scripts.adjust, p, script_keys, script_args, "", tolerate=(QUANTITY,)
+            )
+            if reply.code == QUANTITY:  # the script names its item in the call: name ours
+                index, field, value = _decode_list(reply.payload)
+                reply = reply._replace(payload=_encode([indexes[index], field, value]))
+            return check(reply, "adjustments")
 
         return _in_order(groups, await _each_partition(groups, run), len(items))
 
