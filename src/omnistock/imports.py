@@ -257,6 +257,8 @@ def _parse_csv(raw: bytes, cols: _CsvColumns) -> Count:
 
 
 def _parse_ndjson(raw: bytes) -> Count:
+    if not raw.isascii():
+        raw.decode()  # UnicodeDecodeError: msgspec would skip an unknown member unchecked
     try:
         row = _decode_ndjson(raw)
     except msgspec.MsgspecError as exc:
