@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from omnistock.domain.errors import ValidationFailed
-from omnistock.imports import ImportLimits, _header, _lines, bounded
+from omnistock.imports import ImportLimits, _header, _line_pattern, _lines, _parse_csv, bounded
+from omnistock.redis.store import Count
 
 
 def expected(body: bytes, limit: int) -> list[bytes | None]:
@@ -97,3 +98,18 @@ def test_header_limits() -> None:
 def test_bounded_text() -> None:
     assert bounded("abc", 3) == "abc"
     assert bounded("x" * 1_000_000, 200) == "x" * 199 + "\u2026"
+
+
+def test_wide_headers_compile_nothing_and_parse_carefully() -> None:
+    """A regex per layout costs ~0.1 ms a column on the event loop: only narrow headers get one
+    (and the layouts are cached), wider ones take the careful parser."""
+    names = [f"c{i}" for i in range(60)] + ["on_hand", "sku", "location", "safety_stock"]
+    cols = _header(",".join(names).encode(), ImportLimits())
+    line = ",".join(["x"] * 60 + ["7", "S-1", "L1", ""]).encode()
+    assert cols.fast(line) is None
+    assert _parse_csv(line, cols) == Count("L1", "S-1", 7, None, None, "import")
+    _line_pattern.cache_clear()
+    for header in (b"location,sku,on_hand", b"sku,location,on_hand,safety_stock,note"):
+        _header(header, ImportLimits())
+        _header(header, ImportLimits())
+    assert _line_pattern.cache_info().currsize == 2 and _line_pattern.cache_info().misses == 2
