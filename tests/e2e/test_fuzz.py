@@ -366,6 +366,7 @@ async def test_fuzz_every_route_no_5xx_and_no_state_change(
             changed.append(f"{method} {template}: state changed")
             before = now
 
+    await sweep_query_parameters(fuzz, routes, good_ids)
     await fuzz_stream_handshakes(fuzz, rng)
     await fuzz_stream_messages(app, rng, fuzz)
     took = time.perf_counter() - started
@@ -377,6 +378,37 @@ async def test_fuzz_every_route_no_5xx_and_no_state_change(
     assert resp.status_code == 200 and await state(admin, loc, rid) != before
     assert fuzz.sent > len(http_cases) * 10
     assert took < 60, f"the fuzz took {took:.1f}s"
+
+
+def query_parameters(handler: Any, path_names: set[str]) -> list[str]:
+    """The query parameters a handler declares (by the name clients send)."""
+    found = []
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        if name in path_names or name in {"request", "data", "socket", "scope"}:
+            continue
+        if kwarg is not None and (getattr(kwarg, "header", None) or getattr(kwarg, "cookie", None)):
+            continue
+        found.append(getattr(kwarg, "query", None) or name)
+    return found
+
+
+async def sweep_query_parameters(fuzz: Fuzz, routes: list[Any], good_ids: dict[str, str]) -> None:
+    """Every query parameter a /v1 read declares, with every odd value, alone and repeated."""
+    swept = 0
+    for route in routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith("/v1/"):
+            continue
+        for handler in route.route_handlers:
+            if "GET" not in handler.http_methods:
+                continue
+            path = fill(route.path, {n: good_ids.get(n, "x") for n in route.path_parameters})
+            for name in query_parameters(handler, set(route.path_parameters)):
+                for value in ODD_VALUES:
+                    await fuzz.send("GET", path, params=[(name, value)])
+                    swept += 1
+                await fuzz.send("GET", path, params=[(name, "1"), (name, "2"), (name, "é")])
+    assert swept >= 14 * len(ODD_VALUES)  # history, availability, locations, positions, feeds
 
 
 async def fuzz_stream_handshakes(fuzz: Fuzz, rng: random.Random) -> None:
