@@ -4,6 +4,7 @@ constants (codes and the cap) agree with the Python ones."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from importlib import resources
 
@@ -75,11 +76,14 @@ async def test_adjust_cap_names_the_item_of_the_request_across_partitions(
     for loc in locs:
         await probe.location(loc)
     await store.set_counts([Count(locs[4], "big", MAX_QUANTITY)], "erp", None)
+    await probe.mark(locs[4])
     items = [Adjustment(loc, "s", 1, "receipt") for loc in locs]
     with pytest.raises(ValidationFailed) as caught:
         await store.adjust([*items, Adjustment(locs[4], "big", 1, "receipt")], "erp", None)
     assert caught.value.field == "adjustments[6].delta"
-    assert (await probe.position(locs[4], "s")) == {}  # its partition's call wrote nothing
+    for loc in locs:  # checked across partitions before any script ran: nothing applied
+        assert await probe.position(loc, "s") == {}
+        assert await probe.events(loc) == []
 
 
 async def test_set_script_refuses_values_past_the_cap(
@@ -104,3 +108,29 @@ async def test_set_script_refuses_values_past_the_cap(
     assert reply.code == scripts.QUANTITY
     assert await probe.position(uid, "s") == {}
     assert await probe.events(uid) == []
+
+
+async def test_concurrent_adjustments_never_pass_the_cap(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    """60 writers race to add 5 to a position 100 below the cap, each with an item at another
+    location first (its own partition: the checks before the scripts and in them both count):
+    exactly 20 get through, the position ends at the cap, every other is a 422 naming the item."""
+    locs = [f"{uid}-{n}" for n in range(40)]
+    other = next(loc for loc in locs[1:] if store.partition(loc) != store.partition(locs[0]))
+    for loc in (locs[0], other):
+        await probe.location(loc)
+    await store.set_counts([Count(locs[0], "hot", MAX_QUANTITY - 100)], "erp", None)
+
+    async def writer() -> str:
+        items = [Adjustment(other, "side", 1, "receipt"), Adjustment(locs[0], "hot", 5, "receipt")]
+        try:
+            await store.adjust(items, "erp", None)
+        except ValidationFailed as exc:
+            return exc.field
+        return "ok"
+
+    outcomes = await asyncio.gather(*(writer() for _ in range(60)))
+    assert outcomes.count("ok") == 20
+    assert set(outcomes) == {"ok", "adjustments[1].delta"}
+    assert (await probe.position(locs[0], "hot"))["oh"] == str(MAX_QUANTITY)

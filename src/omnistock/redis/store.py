@@ -259,6 +259,8 @@ class StockStore:
         await self._claim(idem)
 
         groups = self._by_partition(items)
+        if len(groups) > 1:
+            await self._check_caps(items)
 
         async def run(p: int, indexes: list[int]) -> Reply:
             script_keys = [keys.stream(p), self._idem_key(p, idem)]
@@ -280,6 +282,22 @@ class StockStore:
             return check(reply, "adjustments")
 
         return _in_order(groups, await _each_partition(groups, run), len(items))
+
+    async def _check_caps(self, items: Sequence[Adjustment]) -> None:
+        """Partitions' scripts run apart, so one refusing a result past the quantity cap would
+        leave the others applied: check every result first (one round trip). Each script checks
+        again, atomically, before it writes."""
+        cells = list(dict.fromkeys((item.location, item.sku) for item in items))
+        found = await self.hot.execute_many(
+            [("HGET", keys.position(self.partition(loc), loc, sku), "oh") for loc, sku in cells]
+        )
+        running = {cell: _int(raw) for cell, raw in zip(cells, found, strict=True)}
+        for index, item in enumerate(items):
+            cell = (item.location, item.sku)
+            running[cell] += item.delta
+            if abs(running[cell]) > stock.MAX_QUANTITY:
+                reply = Reply(QUANTITY, _encode([index, "delta", running[cell]]), False, b"", b"")
+                check(reply, "adjustments")
 
     async def set_counts(
         self,
