@@ -29,6 +29,7 @@ BATCH = 250  # rows per batch: one script call, all of one partition
 LANES = 4  # batches in flight at most
 WAITING = 16_000  # rows waiting for their batch to fill, at most (then the fullest one goes)
 YIELD_EVERY = 32  # rows read between turns of the event loop (a batch waiting its turn goes)
+YIELD_LINES = 256  # lines read between turns of the event loop, whatever became of them
 PACE_EVERY = 20_000  # rows between back-pressure checks
 # Input limits (defaults of the settings import_max_line_bytes, import_max_columns and
 # import_max_error_chars; see docs/operations.md "Limits: input and import").
@@ -354,6 +355,8 @@ async def import_stream(
         too_long = f"line longer than {limits.line_bytes} bytes"
         async for first, lines in _lines(chunks, limits.line_bytes):
             for number, line in enumerate(lines, first):
+                if number % YIELD_LINES == 0:
+                    await asyncio.sleep(0)  # rejected lines queue nothing: a turn by lines too
                 if line is None:
                     if fmt == "csv" and cols is None:  # the header: nothing can be read
                         raise PayloadTooLarge(f"CSV header: {too_long}", field="body")
