@@ -56,6 +56,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_max_connections_per_key: int = 100
     ws_max_connections: int = 10_000
     ws_max_replay_entries: int = 100_000
+    # Input limits (issue 10, input): see docs/operations.md "Limits: input and import".
+    import_max_line_bytes: int = 64 * 1024
+    import_max_columns: int = 64
+    import_max_error_chars: int = 200
 
     @property
     def embedded(self) -> bool:
@@ -88,6 +92,10 @@ _INT_FIELDS = {
     "ws_max_connections_per_key": (1, 1_000_000),
     "ws_max_connections": (1, 1_000_000),
     "ws_max_replay_entries": (0, 10**9),
+    # Input limits
+    "import_max_line_bytes": (256, 16 * 1024 * 1024),
+    "import_max_columns": (4, 4096),
+    "import_max_error_chars": (40, 10_000),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

@@ -56,7 +56,9 @@ async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
 async def delete_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[None]:
     svc = services(request)
     require_admin(principal(request))
-    if not is_identifier(key_id) or not await catalog.revoke_key(svc.db, key_id):
+    if not is_identifier(key_id):  # (not echoed: a path can be long)
+        raise NotFound("API key not found")
+    if not await catalog.revoke_key(svc.db, key_id):
         raise NotFound(f"API key {key_id!r} not found")
     svc.keys.clear()
     await publish(svc.redis, "keys", subject=key_id)

@@ -22,6 +22,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.exceptions import RedisError
 
 from omnistock.api.auth import presented_key, principal, services
+from omnistock.api.body import check_utf8
 from omnistock.api.errors import PROBLEM_JSON
 from omnistock.api.schemas import Identifier
 from omnistock.domain.errors import Forbidden
@@ -70,7 +71,7 @@ def _id_of(raw: str | bytes) -> dict[str, str]:
     """The ``id`` of a message that failed validation, when it has a usable one."""
     try:
         found = _decode_probe(raw).id
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {}
     return {"id": found} if isinstance(found, str) else {}
 
@@ -95,12 +96,20 @@ async def handle_message(
         )
         return
     try:
+        if isinstance(raw, bytes):
+            check_utf8(raw)  # a binary frame: msgspec skips unknown members unchecked
         op = _decode_op(raw)
+    except UnicodeDecodeError:
+        conn.push_control("error", detail="malformed JSON: not UTF-8")
+        return
     except msgspec.ValidationError as exc:  # (a DecodeError too: test it first)
         conn.push_control("error", detail=_validation_detail(exc), **_id_of(raw))
         return
     except msgspec.DecodeError as exc:
         conn.push_control("error", detail=f"malformed JSON: {exc}")
+        return
+    except RecursionError:  # msgspec's own depth limit; the connection stays open
+        conn.push_control("error", detail="malformed JSON: nested too deeply")
         return
     if isinstance(op, UnsubscribeOp):
         if not fanout.unsubscribe(conn, op.id):

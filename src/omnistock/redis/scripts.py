@@ -22,10 +22,11 @@ from omnistock.domain.errors import (
     ValidationFailed,
 )
 from omnistock.domain.reservations import MAX_LIFETIME_SECONDS, shortage
+from omnistock.domain.stock import MAX_QUANTITY
 
 OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
 IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
-NOT_READY = 10
+NOT_READY, QUANTITY = 10, 11
 TOO_LONG = 20  # reservation limits
 
 SCRIPT_NAMES = (
@@ -159,6 +160,16 @@ def _too_long(payload: bytes, subject: str) -> DomainError:
     )
 
 
+def _quantity(payload: bytes, subject: str) -> DomainError:
+    """A change whose result passes the cap: the field named within ``subject`` (the list the
+    item came from, e.g. ``adjustments``; '' for a single item)."""
+    index, field, value = _decode_list(payload)
+    name = f"{subject}[{index}].{field}" if subject else field
+    return ValidationFailed(
+        name, f"would make a quantity of {value:.0f}; quantities are at most {MAX_QUANTITY:,}"
+    )
+
+
 # Return code -> the domain error it means; ``subject`` names what the call was about.
 ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
@@ -177,6 +188,7 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     NOT_READY: lambda p, s: Unavailable(
         "the live store is empty or being rebuilt from Postgres; retry in a moment"
     ),
+    QUANTITY: _quantity,
 }
 
 
