@@ -23,11 +23,12 @@ from omnistock.api.availability import availability_router
 from omnistock.api.board import board_assets, board_page
 from omnistock.api.errors import EXCEPTION_HANDLERS
 from omnistock.api.feeds import feeds_router
+from omnistock.api.guards import body_deadline, page_policy, security_headers
 from omnistock.api.history import history_router
 from omnistock.api.imports import import_stock
 from omnistock.api.keys import keys_router
 from omnistock.api.locations import locations_router
-from omnistock.api.ops import docs, healthz, metrics, readyz
+from omnistock.api.ops import DOCS_SCRIPT, docs, healthz, metrics, readyz
 from omnistock.api.paths import keep_encoded_slashes
 from omnistock.api.positions import positions_router
 from omnistock.api.reservations import reservations_router
@@ -118,11 +119,14 @@ def create_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         middleware=[
+            security_headers(page_policy([DOCS_SCRIPT])),
+            body_deadline(settings.http_request_timeout_seconds),
             _metrics_middleware,
             websocket_denials,
             DefineMiddleware(ApiKeyAuth, exclude=_OPEN),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="omnistock",
             version=__version__,

@@ -82,7 +82,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             loop="uvloop",
-            http="httptools",
+            # httptools plus a header size limit (431) and a header arrival deadline (408).
+            http="omnistock.api.protocol:GuardedHttpToolsProtocol",
             log_level=settings.log_level,
             access_log=False,
             timeout_graceful_shutdown=10,

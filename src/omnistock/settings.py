@@ -39,6 +39,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    # HTTP server limits and security
+    http_max_header_bytes: int = 64 * 1024
+    http_request_timeout_seconds: float = 30.0
+    max_body_bytes: int = 64 * 1024
+    metrics_key: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -58,11 +63,14 @@ _INT_FIELDS = {
     "persister_batch": (1, 100_000),
     "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
+    "http_max_header_bytes": (8 * 1024, 1024 * 1024),
+    "max_body_bytes": (1024, 64 * 1024 * 1024),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
     "ws_stall_seconds": (0.1, 3600.0),
     "heartbeat_seconds": (0.05, 15.0),
+    "http_request_timeout_seconds": (0.5, 3600.0),
 }
 
 
