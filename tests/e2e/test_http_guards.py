@@ -12,14 +12,18 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlparse
 
+import asyncpg
 import httpx
 import pytest
+import redis
 
 from omnistock.embedded import free_port
 from tests.e2e.test_commands import OMNISTOCK, clean_env, processes_using
@@ -63,8 +67,7 @@ class GuardedServe:
         raise AssertionError(f"not ready in {timeout}s:\n{self.log.read_text()}")
 
     def connect(self) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT + SLACK + 5)
-        return sock
+        return socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT + SLACK + 5)
 
 
 def private_dir(prefix: str) -> Path:
@@ -259,3 +262,69 @@ def test_normal_and_pipelined_requests_still_work(served: GuardedServe) -> None:
     with httpx.Client(base_url=served.url, timeout=30) as http:
         for _ in range(3):
             assert http.get("/healthz").status_code == 200
+
+
+# Embedded stores: reachable only by this service.
+
+
+def run_info(served: GuardedServe) -> dict[str, str]:
+    return dict(json.loads((served.data_dir / "run.json").read_text()))
+
+
+def test_embedded_valkey_wants_the_generated_password(served: GuardedServe) -> None:
+    url = urlparse(run_info(served)["redis_url"])
+    assert url.hostname == "127.0.0.1" and url.password
+    assert url.password == (served.data_dir / "valkey.password").read_text().strip()
+    for secret in ("valkey.password", "postgres.password", "run.json"):
+        assert stat.S_IMODE((served.data_dir / secret).stat().st_mode) == 0o600, secret
+    for password in (None, "wrong"):
+        client = redis.Redis(host="127.0.0.1", port=url.port, password=password)
+        with pytest.raises(redis.AuthenticationError):
+            client.ping()
+        client.close()
+    client = redis.Redis.from_url(url.geturl())
+    try:
+        assert client.ping()
+        assert client.config_get("bind")["bind"] == "127.0.0.1"
+        assert client.config_get("port")["port"] == str(url.port)
+    finally:
+        client.close()
+
+
+async def test_embedded_postgres_wants_the_password(served: GuardedServe) -> None:
+    url = urlparse(run_info(served)["database_url"])
+    assert url.hostname == "127.0.0.1" and url.password
+    assert url.password == (served.data_dir / "postgres.password").read_text().strip()
+    for password in (None, "wrong"):
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await asyncpg.connect(
+                host="127.0.0.1",
+                port=url.port,
+                user="postgres",
+                password=password,
+                database="omnistock",
+            )
+    conn = await asyncpg.connect(url.geturl())
+    try:
+        assert await conn.fetchval("SHOW listen_addresses") == "127.0.0.1"
+        assert await conn.fetchval("SHOW unix_socket_directories") == ""
+        rules = await conn.fetch("SELECT type, auth_method FROM pg_hba_file_rules")
+        assert rules and {r["auth_method"] for r in rules} == {"scram-sha-256"}, rules
+    finally:
+        await conn.close()
+
+
+def test_cli_commands_attach_with_the_passwords(served: GuardedServe) -> None:
+    """``reconcile`` finds the running servers through run.json, passwords included."""
+    done = subprocess.run(
+        [OMNISTOCK, "reconcile"],
+        env=clean_env(served.data_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no drift" in done.stdout
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        assert http.get("/v1/locations", headers=headers).status_code == 200
