@@ -75,11 +75,16 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
 
 
 class OmnistockApp(Litestar):
-    """Litestar, with the request path fixed up before routing (see ``keep_encoded_slashes``)."""
+    """Litestar, with the request path fixed up before routing (see ``keep_encoded_slashes``) and
+    security headers on every HTTP response (see ``security_headers``)."""
+
+    _secure = staticmethod(security_headers(page_policy([DOCS_SCRIPT])))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
             keep_encoded_slashes(scope)
+            if scope["type"] == "http":
+                send = self._secure(scope, send)
         await super().__call__(scope, receive, send)
 
 
@@ -119,7 +124,6 @@ def create_app(settings: Settings) -> Litestar:
         ],
         lifespan=[lifespan],
         middleware=[
-            security_headers(page_policy([DOCS_SCRIPT])),
             body_deadline(settings.http_request_timeout_seconds),
             _metrics_middleware,
             websocket_denials,

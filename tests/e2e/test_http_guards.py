@@ -9,12 +9,10 @@ import json
 import os
 import secrets
 import select
-import shutil
 import signal
 import socket
 import stat
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ import pytest
 import redis
 
 from omnistock.embedded import free_port
+from tests.conftest import private_dir
 from tests.e2e.test_commands import OMNISTOCK, clean_env, processes_using
 
 TIMEOUT = 2.0
@@ -70,15 +69,13 @@ class GuardedServe:
         return socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT + SLACK + 5)
 
 
-def private_dir(prefix: str) -> Path:
-    """A folder of our own outside pytest's: a pytest session starting meanwhile resets its root to
-    0700, which would shut out the system user running the embedded Postgres (when root)."""
-    return Path(tempfile.mkdtemp(prefix=prefix))
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[GuardedServe]:
-    base = private_dir("omnistock-guards-")
+    with private_dir("omnistock-guards-") as base:
+        yield from _serve(base)
+
+
+def _serve(base: Path) -> Iterator[GuardedServe]:
     data_dir = base / "data"
     server = GuardedServe(data_dir, base / "serve.log")
     try:
@@ -92,7 +89,6 @@ def served() -> Iterator[GuardedServe]:
             server.proc.kill()
         for line in processes_using(str(data_dir)):
             os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def read_all(sock: socket.socket) -> bytes:

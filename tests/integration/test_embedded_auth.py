@@ -3,8 +3,6 @@ next start, keeping its data; the generated passwords are reused across restarts
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -12,14 +10,11 @@ import pytest
 import redis
 
 from omnistock.embedded import EmbeddedPostgres, EmbeddedValkey
-from tests.conftest import TEST_PG_SETTINGS
+from tests.conftest import TEST_PG_SETTINGS, private_dir
 
 
 async def test_a_trust_data_directory_gets_password_auth() -> None:
-    # Our own folder: a pytest session starting meanwhile resets pytest's root to 0700, which
-    # would shut out the system user running Postgres (when root).
-    base = Path(tempfile.mkdtemp(prefix="omnistock-pgauth-"))
-    try:
+    with private_dir("omnistock-pgauth-") as base:
         pg = EmbeddedPostgres(base / "postgres", settings=TEST_PG_SETTINGS)
         pg.start()
         conn = await asyncpg.connect(pg.url)
@@ -48,8 +43,6 @@ async def test_a_trust_data_directory_gets_password_auth() -> None:
             }
         finally:
             again.stop()
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_valkey_password_survives_a_restart(tmp_path: Path) -> None:

@@ -87,30 +87,28 @@ NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def security_headers(policy: str) -> Any:
-    """Middleware factory: every HTTP response says ``nosniff``; the pages (``/``, ``/board/...``,
-    ``/docs...``) also get ``policy`` as their Content-Security-Policy, no referrer and no framing."""
+    """``wrap(scope, send)``: a ``send`` that adds the security headers to the response. Every HTTP
+    response says ``nosniff``; the pages (``/``, ``/board/...``, ``/docs...``) also get ``policy``
+    as their Content-Security-Policy, no referrer and no framing. Applied outside Litestar (see
+    ``OmnistockApp``), so answers rendered outside the middleware stack (a 401, a 404) get them
+    too."""
     page_headers = [
         (b"content-security-policy", policy.encode()),
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
         NOSNIFF,
     ]
+    other_headers = [NOSNIFF]
 
-    def middleware(app: ASGIApp) -> ASGIApp:
-        async def with_headers(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            path = scope["path"]
-            extra = page_headers if path == "/" or path.startswith(_PAGE_PREFIXES) else [NOSNIFF]
+    def wrap(scope: Scope, send: Send) -> Send:
+        path = scope["path"]
+        extra = page_headers if path == "/" or path.startswith(_PAGE_PREFIXES) else other_headers
 
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), *extra]
-                await send(message)
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
 
-            await app(scope, receive, send_with_headers)
+        return send_with_headers
 
-        return with_headers
-
-    return middleware
+    return wrap
