@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
@@ -74,6 +74,13 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def _swagger_ui_dir() -> Path:
+    """Swagger UI's static files (the swagger-ui-py wheel; its Python part is not used)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    assert spec is not None and spec.submodule_search_locations, "swagger-ui-py is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 class OmnistockApp(Litestar):
     """Litestar, with the request path fixed up before routing (see ``keep_encoded_slashes``) and
     security headers on every HTTP response (see ``security_headers``)."""
@@ -118,7 +125,7 @@ def create_app(settings: Settings) -> Litestar:
             docs,
             create_static_files_router(
                 "/docs/assets",
-                [Path(swagger_ui_bundle.swagger_ui_path)],
+                [_swagger_ui_dir()],
                 include_in_schema=False,
             ),
         ],
