@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -63,6 +64,15 @@ def secret_file(path: Path) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(made + "\n")
     return made
+
+
+def redact(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _package_dir(name: str) -> Path | None:
@@ -413,9 +423,12 @@ class Embedded:
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
         try:
             self.redis_url = self.redis.start()
-            say(f"embedded valkey on {self.redis_url} (data in {self.redis.directory})")
+            say(f"embedded valkey on {redact(self.redis_url)} (data in {self.redis.directory})")
             self.database_url = self.postgres.start()
-            say(f"embedded postgres on {self.database_url} (data in {self.postgres.directory})")
+            say(
+                f"embedded postgres on {redact(self.database_url)} "
+                f"(data in {self.postgres.directory})"
+            )
         except BaseException:
             self.stop()
             raise

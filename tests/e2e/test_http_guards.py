@@ -273,6 +273,10 @@ def test_embedded_valkey_wants_the_generated_password(served: GuardedServe) -> N
     assert url.password == (served.data_dir / "valkey.password").read_text().strip()
     for secret in ("valkey.password", "postgres.password", "run.json"):
         assert stat.S_IMODE((served.data_dir / secret).stat().st_mode) == 0o600, secret
+    log = served.log.read_text()
+    assert "embedded valkey on redis://:***@127.0.0.1" in log
+    for secret_file in ("valkey.password", "postgres.password"):
+        assert (served.data_dir / secret_file).read_text().strip() not in log
     for password in (None, "wrong"):
         client = redis.Redis(host="127.0.0.1", port=url.port, password=password)
         with pytest.raises(redis.AuthenticationError):
