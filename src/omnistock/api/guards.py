@@ -1,5 +1,5 @@
-"""ASGI middleware guarding the HTTP server: the request body's arrival deadline and the security
-headers of the browser pages."""
+"""Guards of the HTTP server in the app: the request body's arrival deadline (a middleware) and
+the security headers (a ``send`` wrapper applied outside Litestar, see ``OmnistockApp``)."""
 
 from __future__ import annotations
 
