@@ -328,3 +328,33 @@ def test_cli_commands_attach_with_the_passwords(served: GuardedServe) -> None:
     with httpx.Client(base_url=served.url, timeout=30) as http:
         headers = {"Authorization": f"Bearer {ADMIN}"}
         assert http.get("/v1/locations", headers=headers).status_code == 200
+
+
+def test_many_slow_clients_are_all_cut_off_and_others_served(served: GuardedServe) -> None:
+    """100 connections at once that never finish their headers (or their body): each gets its
+    408 (or is closed) by the deadline, while ordinary requests keep being answered meanwhile."""
+    slow: list[socket.socket] = []
+    try:
+        started = time.monotonic()
+        for i in range(100):
+            sock = served.connect()
+            if i % 2:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            else:
+                sock.sendall(
+                    b"POST /v1/adjustments HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+                    b"Content-Type: application/json\r\nAuthorization: Bearer "
+                    + ADMIN.encode()
+                    + b"\r\n\r\n{"
+                )
+            slow.append(sock)
+        with httpx.Client(base_url=served.url, timeout=10) as http:
+            for _ in range(20):
+                assert http.get("/healthz").status_code == 200
+        answers = [read_all(sock) for sock in slow]
+        elapsed = time.monotonic() - started
+    finally:
+        for sock in slow:
+            sock.close()
+    assert elapsed <= TIMEOUT + SLACK, elapsed
+    assert [parse(raw)[0] for raw in answers] == [408] * 100
