@@ -83,7 +83,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             loop="uvloop",
-            http="httptools",
+            # httptools plus a header size limit (431) and a header arrival deadline (408).
+            http="omnistock.api.protocol:GuardedHttpToolsProtocol",
             log_level=settings.log_level,
             log_config=uvicorn_log_config(settings.log_level),  # API keys masked
             access_log=False,

@@ -60,6 +60,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     import_max_line_bytes: int = 64 * 1024
     import_max_columns: int = 64
     import_max_error_chars: int = 200
+    # HTTP server limits and security
+    http_max_header_bytes: int = 64 * 1024
+    http_request_timeout_seconds: float = 30.0
+    max_body_bytes: int = 64 * 1024
+    metrics_key: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -96,6 +101,8 @@ _INT_FIELDS = {
     "import_max_line_bytes": (256, 16 * 1024 * 1024),
     "import_max_columns": (4, 4096),
     "import_max_error_chars": (40, 10_000),
+    "http_max_header_bytes": (8 * 1024, 1024 * 1024),
+    "max_body_bytes": (1024, 64 * 1024 * 1024),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
@@ -106,6 +113,7 @@ _FLOAT_FIELDS = {
     "background_backoff_max_seconds": (0.01, 600.0),
     "background_healthy_seconds": (0.1, 3600.0),
     "prune_interval_seconds": (1.0, 86400.0),
+    "http_request_timeout_seconds": (0.5, 3600.0),
 }
 
 

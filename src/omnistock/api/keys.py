@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody
 
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
+from omnistock.api.limits import KEY_BODY_BYTES
 from omnistock.api.schemas import KeyCreate
 from omnistock.cache import publish
 from omnistock.domain.errors import NotFound, ValidationFailed
@@ -23,7 +24,12 @@ class KeyList(msgspec.Struct):
     items: list[ApiKey]
 
 
-@post("/", summary="Create an API key (its secret is in this response only)", status_code=201)
+@post(
+    "/",
+    summary="Create an API key (its secret is in this response only)",
+    status_code=201,
+    request_max_body_size=KEY_BODY_BYTES,
+)
 async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate]) -> ApiKey:
     svc = services(request)
     require_admin(principal(request))

@@ -12,6 +12,7 @@ from msgspec import UNSET
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
+from omnistock.api.limits import ADJUSTMENTS_BODY_BYTES
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import AdjustmentsIn, LocationPath, SkuPath, StockPut
 from omnistock.domain.errors import ValidationFailed
@@ -91,7 +92,12 @@ async def put_position(
     return response
 
 
-@post("/adjustments", summary="Apply stock deltas (receipts, sales, returns...)", status_code=200)
+@post(
+    "/adjustments",
+    summary="Apply stock deltas (receipts, sales, returns...)",
+    status_code=200,
+    request_max_body_size=ADJUSTMENTS_BODY_BYTES,
+)
 async def post_adjustments(
     request: Request[Any, Any, Any], data: JSONBody[AdjustmentsIn]
 ) -> Response[dict[str, list[Position]]]:
