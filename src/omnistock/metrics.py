@@ -88,6 +88,17 @@ class Metrics:
         self.expired = Counter(
             "omnistock_reservations_expired_total", "Reservations expired by the sweeper"
         )
+        # supervise: background loops, retention and the persister's quarantine
+        self.restarts = Counter(
+            "omnistock_background_restarts_total", "Restarts of a failed background loop"
+        )
+        self.pruned = Counter(
+            "omnistock_pruned_rows_total", "Rows the pruning loop deleted from Postgres, by table"
+        )
+        self.quarantined = Counter(
+            "omnistock_persister_quarantined_total",
+            "Stream entries the persister could not write and set aside in Postgres",
+        )
         self.gauges: list[Gauge] = []
 
     def gauge(self, name: str, help_: str, read: Callable[[], float]) -> None:
@@ -100,6 +111,9 @@ class Metrics:
             self.latency,
             self.reservations,
             self.expired,
+            self.restarts,
+            self.pruned,
+            self.quarantined,
             *self.gauges,
         ]
         for metric in metrics:

@@ -9,6 +9,7 @@ bodies are described by the very types the strict decoder enforces.
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from litestar.testing import TestClient
 from omnistock.api.body import decode
 from omnistock.api.openapi import EVERY_OPERATION, body_schema, document
 from omnistock.api.schemas import AdjustmentsIn
+from omnistock.api.stock import expected_version
 from omnistock.app import create_app
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN
@@ -222,3 +224,34 @@ def test_an_integer_may_be_spelled_with_a_zero_fraction() -> None:
             decode(decoder, b'{"adjustments":[' + item % bad + b"]}")
         assert caught.value.field == "adjustments[0].delta"
         assert message in caught.value.detail
+
+
+def test_if_match_pattern_is_what_the_handler_reads(doc: dict[str, Any]) -> None:
+    """Every If-Match the document's pattern admits is read as a version (or *), every other is
+    refused: checked over all short strings of the characters that matter."""
+    schema = _parameter(doc, "/v1/stock/{location_id}/{sku}", "put", "If-Match")["schema"]
+    pattern = re.compile(schema["pattern"])
+    alphabet = '*W/"0 9²a'
+    for length in range(1, 6):
+        for chars in itertools.product(alphabet, repeat=length):
+            value = "".join(chars)
+            if value != value.strip():
+                continue  # HTTP strips a header value's surrounding whitespace
+            try:
+                expected_version(value)
+                read = True
+            except ValidationFailed:
+                read = False
+            assert (pattern.search(value) is not None) == read, repr(value)
+
+
+def test_page_pattern_is_what_the_handler_reads(doc: dict[str, Any]) -> None:
+    pattern = re.compile(
+        _parameter(doc, "/v1/stock/{location_id}", "get", "page")["schema"]["pattern"]
+    )
+    edge = 2**64 - 1
+    for value in [0, 1, 10**19, edge - 1, edge, edge + 1, 10**20 - 1, 10**20]:
+        for text in (str(value), str(value).zfill(20)):
+            fits = len(text) <= 20 and int(text) <= edge
+            assert (pattern.search(text) is not None) == fits, text
+    assert pattern.search("") is None and pattern.search("1a") is None

@@ -10,6 +10,7 @@ from litestar.params import JSONBody, QueryParameter
 
 from omnistock.api.auth import services
 from omnistock.api.body import StrictBody
+from omnistock.api.limits import AVAILABILITY_BODY_BYTES
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import (
     NEAR_PATTERN,
@@ -135,6 +136,7 @@ async def sku_availability(
     "/availability",
     summary="Availability matrix: skus x locations (at most 10,000 cells: else 422)",
     status_code=200,
+    request_max_body_size=AVAILABILITY_BODY_BYTES,
     responses=responses(404, 413, 422),
 )
 async def availability_matrix(

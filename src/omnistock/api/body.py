@@ -66,12 +66,20 @@ def _integral_floats(value: Any) -> Any:
     return value
 
 
+def check_utf8(raw: bytes) -> None:
+    """Raise UnicodeDecodeError unless ``raw`` is UTF-8. msgspec checks the strings it keeps but
+    skips unknown members unchecked, so ``{"\xff": 1}`` would pass as ``{}``: JSON is UTF-8."""
+    if not raw.isascii():  # (the common case costs one fast scan)
+        raw.decode()
+
+
 def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
     """``raw`` decoded by ``decoder``; a 422 naming the field when it does not fit.
 
     JSON has one number type: ``10.0`` is the integer 10 (as JSON Schema, and so the OpenAPI
     document, says), so an integer field takes it; ``10.5`` or ``"10"`` is still a 422."""
     try:
+        check_utf8(raw)
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         if "got `float`" not in str(exc):

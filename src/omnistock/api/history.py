@@ -16,6 +16,9 @@ from omnistock.domain.errors import ValidationFailed
 from omnistock.postgres.sql import load_queries
 
 Q = load_queries("ledger.sql")
+# '<partition>:<stream id ms-seq>' (postgres/migrations/0002_ledger.sql); anything else is a 422
+# here rather than a value Postgres might refuse.
+EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}$"
 
 
 class HistoryItem(msgspec.Struct, kw_only=True):
@@ -51,7 +54,8 @@ async def position_history(
     before: Annotated[
         str | None,
         QueryParameter(
-            max_length=64, description="an event_id of this position's history (else 422)"
+            pattern=EVENT_ID_PATTERN,
+            description="`event_id` of an item (`next`) of this position's history (else 422)",
         ),
     ] = None,
 ) -> History:

@@ -10,6 +10,7 @@ from litestar.params import JSONBody, PathParameter
 
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
+from omnistock.api.limits import KEY_BODY_BYTES
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import KeyCreateBody
 from omnistock.cache import publish
@@ -28,6 +29,7 @@ class KeyList(msgspec.Struct):
     "/",
     summary="Create an API key (its secret is in this response only)",
     status_code=201,
+    request_max_body_size=KEY_BODY_BYTES,
     responses=responses(403, 413, 422),
 )
 async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreateBody]) -> ApiKey:
@@ -38,9 +40,13 @@ async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreateBo
     for i, loc_id in enumerate(data.locations):
         if await svc.locations.get(loc_id) is None:
             raise ValidationFailed(f"locations[{i}]", f"unknown location {loc_id!r}")
-    return await catalog.create_key(
+    made = await catalog.create_key(
         svc.db, data.name, data.role, list(dict.fromkeys(data.locations))
     )
+    # Instances answer unknown keys from memory: tell them all (and wait) before answering.
+    svc.keys.clear()
+    await publish(svc.redis, "keys")
+    return made
 
 
 @get("/", summary="List API keys (without secrets)", responses=responses(403))
@@ -61,10 +67,12 @@ async def delete_key(
 ) -> Response[None]:
     svc = services(request)
     require_admin(principal(request))
-    if not is_identifier(key_id) or not await catalog.revoke_key(svc.db, key_id):
+    if not is_identifier(key_id):  # (not echoed: a path can be long)
+        raise NotFound("API key not found")
+    if not await catalog.revoke_key(svc.db, key_id):
         raise NotFound(f"API key {key_id!r} not found")
     svc.keys.clear()
-    await publish(svc.redis, "keys")
+    await publish(svc.redis, "keys", subject=key_id)
     return Response(None, status_code=204)
 
 

@@ -13,9 +13,8 @@ from omnistock.domain.ids import IDENTIFIER_PATTERN, TEXT_PATTERN
 from omnistock.domain.locations import LocationKind
 from omnistock.domain.reservations import MAX_LINE_QTY, Channel
 from omnistock.domain.roles import Role
-from omnistock.domain.stock import AdjustmentReason
+from omnistock.domain.stock import MAX_QUANTITY, AdjustmentReason
 
-MAX_QUANTITY = 10**12  # scripts keep numbers as doubles: exact far beyond this
 Identifier = Annotated[
     str, Meta(pattern=IDENTIFIER_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")
 ]
@@ -159,6 +158,20 @@ IdempotencyKey = Annotated[
         "same key + another body: 422",
     ),
 ]
+
+
+def digits_at_most(bound: int) -> str:
+    """A pattern of the decimal strings of 1 to len(str(bound)) digits (leading zeros allowed)
+    whose value is at most ``bound``."""
+    top = str(bound)
+    same_length = [
+        f"{top[:i]}[0-{int(d) - 1}][0-9]{{{len(top) - i - 1}}}"
+        for i, d in enumerate(top)
+        if d != "0"
+    ]
+    return f"^([0-9]{{1,{len(top) - 1}}}|{'|'.join([*same_length, top])})$"
+
+
 # Degrees as plain decimals, latitude within ±90 and longitude within ±180.
 _LAT = r"[-+]?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
 _LON = r"[-+]?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
