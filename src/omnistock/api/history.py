@@ -18,7 +18,7 @@ from omnistock.postgres.sql import load_queries
 Q = load_queries("ledger.sql")
 # '<partition>:<stream id ms-seq>' (postgres/migrations/0002_ledger.sql); anything else is a 422
 # here rather than a value Postgres might refuse.
-EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}$"
+EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}(?!\n)$"
 
 
 class HistoryItem(msgspec.Struct, kw_only=True):

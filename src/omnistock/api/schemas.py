@@ -58,7 +58,7 @@ class LocationPut(msgspec.Struct, kw_only=True):
             Meta(
                 min_length=1,
                 max_length=64,
-                pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+                pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*(?!\n)$",
                 description="an IANA time zone name (one the server's tz database knows)",
             ),
         ]
@@ -169,10 +169,10 @@ def digits_at_most(bound: int) -> str:
         for i, d in enumerate(top)
         if d != "0"
     ]
-    return f"^([0-9]{{1,{len(top) - 1}}}|{'|'.join([*same_length, top])})$"
+    return f"^([0-9]{{1,{len(top) - 1}}}|{'|'.join([*same_length, top])})(?!\\n)$"
 
 
 # Degrees as plain decimals, latitude within ±90 and longitude within ±180.
 _LAT = r"[-+]?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
 _LON = r"[-+]?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
-NEAR_PATTERN = f"^{_LAT},{_LON}$"
+NEAR_PATTERN = f"^{_LAT},{_LON}(?!\\n)$"

@@ -32,7 +32,7 @@ IfMatch = Annotated[
     HeaderParameter(
         name="If-Match",
         # What expected_version() reads: `*`, or digits, quoted or W/-prefixed.
-        pattern=r'^(\*|(W/)?"*[0-9]+"*)$',
+        pattern=r'^(\*|(W/)?"*[0-9]+"*)(?!\n)$',
         description='the version the position must be at (412 if not), e.g. 3 or "3"; '
         "a number no version reaches (over 15 digits) is a 412 too",
     ),

@@ -76,10 +76,6 @@ def test_round_trip_every_ms_of_a_busy_stretch() -> None:
         assert parse_rfc3339(text) == ms
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: parse_rfc3339 goes through float seconds (int(ts * 1000)) and loses 1 ms",
-)
 @pytest.mark.parametrize(
     ("ms", "text"),
     [
