@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -71,29 +72,62 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"omnistock serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr
         )
+        worker = None if args.no_worker else _start_worker_child()
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: with these
         # handlers it returns instead, so the embedded servers are stopped in order and the exit
         # status is 0.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        uvicorn.run(
-            "omnistock.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            loop="uvloop",
-            # httptools plus a header size limit (431) and a header arrival deadline (408).
-            http="omnistock.api.protocol:GuardedHttpToolsProtocol",
-            log_level=settings.log_level,
-            log_config=uvicorn_log_config(settings.log_level),  # API keys masked
-            access_log=False,
-            # Past twice the message limit the protocol closes the socket (1009) instead of
-            # buffering it; below, the handler answers an error (ws_max_message_bytes).
-            ws_max_size=2 * settings.ws_max_message_bytes,
-            timeout_graceful_shutdown=10,
-        )
+        try:
+            uvicorn.run(
+                "omnistock.app:app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                loop="uvloop",
+                # httptools plus a header size limit (431) and a header arrival deadline (408).
+                http="omnistock.api.protocol:GuardedHttpToolsProtocol",
+                log_level=settings.log_level,
+                log_config=uvicorn_log_config(settings.log_level),  # API keys masked
+                access_log=False,
+                # Past twice the message limit the protocol closes the socket (1009) instead of
+                # buffering it; below, the handler answers an error (ws_max_message_bytes).
+                ws_max_size=2 * settings.ws_max_message_bytes,
+                timeout_graceful_shutdown=10,
+            )
+        finally:
+            if worker is not None:
+                _stop_worker_child(worker)
     return 0
+
+
+def _start_worker_child() -> subprocess.Popen[bytes]:
+    """``omnistock worker`` as a child (one, whatever ``--workers``), with the store URLs of
+    this process's environment; it dies with this process (PR_SET_PDEATHSIG) if that is killed."""
+    from omnistock.embedded import _die_with_parent
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "omnistock", "worker"], preexec_fn=_die_with_parent
+    )
+
+
+def _stop_worker_child(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then wait for it to end its persister batch (SIGKILL past 30 s)."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from omnistock.worker import worker_main
+
+    with stores(settings) as settings:
+        return worker_main(settings)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,7 +277,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="load demo stores, skus and stock; print an admin key"
     )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="start no worker process (background work runs in `omnistock worker` elsewhere)",
+    )
     serve.set_defaults(run=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run the background work (persister, expiry, trimming) without HTTP"
+    )
+    worker.set_defaults(run=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="apply Postgres migrations")
     migrate.set_defaults(run=cmd_migrate)
