@@ -14,7 +14,7 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from omnistock.cache import KeyCache, LocationCache, follow_invalidations
-from omnistock.durability import WriteGate, run_backlog_monitor
+from omnistock.durability import WriteGate, run_backlog_monitor, run_postgres_probe
 from omnistock.metrics import Metrics
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import ensure_ready
@@ -147,6 +147,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         )
         # The persister, sweeper, trimmer, watchdog and pruner run in the worker (worker.py).
         svc.spawn(lambda: run_backlog_monitor(svc.gate, redis, settings.partitions), "backlog")
+        if settings.ack == "postgres":  # the gate needs to know whether Postgres answers
+            svc.spawn(lambda: run_postgres_probe(svc.persister, db), "postgres-probe")
         await svc.fanout.start()
         for name, loop in svc.fanout.loops().items():
             svc.spawn(loop, name)

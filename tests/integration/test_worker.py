@@ -204,3 +204,53 @@ def worker_restarts(metrics_text: str, loop: str) -> float:
     prefix = f'omnistock_worker_background_restarts_total{{loop="{loop}"}} '
     found = [line for line in metrics_text.splitlines() if line.startswith(prefix)]
     return float(found[0].removeprefix(prefix)) if found else 0.0
+
+
+async def test_ack_postgres_gate_without_a_persister_in_the_serving_process(
+    stack: Stack, uid: str
+) -> None:
+    """With OMNISTOCK_ACK=postgres the serving process still persists each write inline, and,
+    its persister running in the worker, still refuses writes (before Redis) while Postgres does
+    not answer, and takes them again when it does."""
+    async with (
+        serving_alone(stack, ack="postgres") as (_, client),
+        open_worker(settings_for(stack, ack="postgres")),
+    ):
+        await stock_up(client, uid, s=5)
+        assert (
+            await stack.db.fetchval(
+                "SELECT on_hand FROM positions WHERE location = $1 AND sku = 's'", uid
+            )
+            == 5
+        )  # in Postgres at the ack
+        item = {"sku": "s", "location": uid, "delta": 1, "reason": "receipt"}
+        stack.servers.postgres.stop()
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                resp = await client.post("/v1/adjustments", json={"adjustments": [item]})
+                if "acknowledgements wait for Postgres" in resp.text:
+                    break
+                assert time.monotonic() < deadline, resp.text
+                await asyncio.sleep(0.1)
+            assert resp.status_code == 503
+            before = (await client.get(f"/v1/stock/{uid}/s")).json()["on_hand"]
+            for _ in range(5):
+                resp = await client.post("/v1/adjustments", json={"adjustments": [item]})
+                assert resp.status_code == 503 and "wait for Postgres" in resp.text, resp.text
+            assert (await client.get(f"/v1/stock/{uid}/s")).json()["on_hand"] == before
+        finally:
+            stack.servers.postgres.start()
+        deadline = time.monotonic() + 30
+        while (
+            await client.post("/v1/adjustments", json={"adjustments": [item]})
+        ).status_code != 200:
+            assert time.monotonic() < deadline, "writes did not resume"
+            await asyncio.sleep(0.2)
+        on_hand = (await client.get(f"/v1/stock/{uid}/s")).json()["on_hand"]
+        assert (
+            await stack.db.fetchval(
+                "SELECT on_hand FROM positions WHERE location = $1 AND sku = 's'", uid
+            )
+            == on_hand
+        )
