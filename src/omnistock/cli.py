@@ -127,6 +127,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from omnistock.worker import worker_main
 
     with stores(settings) as settings:
+        asyncio.run(_migrate(settings))  # a worker may start before any server has
         return worker_main(settings)
 
 
