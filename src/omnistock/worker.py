@@ -75,6 +75,7 @@ class WorkerRuntime:
         ours = (*WORKER_LOOPS, REPORT_LOOP)
         await worker_health.publish(
             self.svc.redis,
+            self.svc.store.scripts,
             self.id,
             os.getpid(),
             {name: error for name, error in failing.items() if name in ours},
@@ -95,7 +96,7 @@ class WorkerRuntime:
         """Stop reporting and withdraw the report; the loops stop with ``svc``."""
         await self.reporter.stop()
         with contextlib.suppress(RedisError, OSError):
-            await worker_health.withdraw(self.svc.redis, self.id)
+            await worker_health.withdraw(self.svc.redis, self.svc.store.scripts, self.id)
 
     async def finish(self) -> None:
         """Stop everything: the persister first ends the batch it is writing, then the rest

@@ -9,17 +9,18 @@ names the loops a worker reports failing; /metrics sums the workers' restart cou
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import msgspec
 
 from omnistock.redis import keys
+from omnistock.redis.scripts import Scripts
 
 _encode = msgspec.json.encode
 _decode_failing = msgspec.json.Decoder(dict[str, str]).decode
 _decode_restarts = msgspec.json.Decoder(dict[str, int]).decode
+_MAX_WORKERS = 1000  # the most recent reports read (a deployment runs a handful)
 
 
 class WorkerReport(msgspec.Struct, frozen=True):
@@ -27,56 +28,40 @@ class WorkerReport(msgspec.Struct, frozen=True):
 
     id: str
     pid: int
-    at_ms: int  # wall clock of the report
+    at_ms: int  # Redis clock of the report
     failing: dict[str, str]  # loop -> its last error, while it has not run healthily since
     restarts: dict[str, int]  # loop -> restarts since the worker started
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 async def publish(
     redis: Any,
+    scripts: Scripts,
     worker_id: str,
     pid: int,
     failing: Mapping[str, str],
     restarts: Mapping[str, int],
     ttl_seconds: float,
 ) -> None:
-    """Write this worker's report (one transaction: the hash, its TTL, the index entry; index
-    entries older than the TTL are dropped on the way)."""
-    now = _now_ms()
+    """Write this worker's report (worker_report.lua: the hash with its TTL and the index entry,
+    timed by the Redis clock)."""
     ttl_ms = max(1, int(ttl_seconds * 1000))
-    key = keys.worker_report(worker_id)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(
-            key,
-            mapping={
-                "pid": pid,
-                "at": now,
-                "failing": _encode(dict(failing)),
-                "restarts": _encode(dict(restarts)),
-            },
-        )
-        pipe.pexpire(key, ttl_ms)
-        pipe.zadd(keys.WORKERS, {worker_id: now})
-        pipe.zremrangebyscore(keys.WORKERS, "-inf", now - ttl_ms)
-        await pipe.execute()
+    args = [worker_id, ttl_ms, pid, _encode(dict(failing)), _encode(dict(restarts))]
+    await scripts.worker_report(redis, [keys.worker_report(worker_id), keys.WORKERS], args)
 
 
-async def withdraw(redis: Any, worker_id: str) -> None:
+async def withdraw(redis: Any, scripts: Scripts, worker_id: str) -> None:
     """Remove this worker's report (it is stopping)."""
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.worker_report(worker_id))
-        pipe.zrem(keys.WORKERS, worker_id)
-        await pipe.execute()
+    await scripts.worker_withdraw(redis, [keys.worker_report(worker_id), keys.WORKERS], [worker_id])
 
 
 async def live_reports(redis: Any, stale_seconds: float) -> list[WorkerReport]:
-    """Reports of the workers heard from in the last ``stale_seconds``."""
-    since = _now_ms() - int(stale_seconds * 1000)
-    ids = await redis.zrangebyscore(keys.WORKERS, since, "+inf", start=0, num=1000)
+    """Reports of the workers heard from in the last ``stale_seconds`` (of the Redis clock)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.time()
+        pipe.zrange(keys.WORKERS, 0, _MAX_WORKERS - 1, desc=True, withscores=True)
+        (seconds, micros), indexed = await pipe.execute()
+    since = seconds * 1000 + micros // 1000 - int(stale_seconds * 1000)
+    ids = [worker_id for worker_id, at in indexed if at >= since]
     if not ids:
         return []
     async with redis.pipeline(transaction=False) as pipe:
@@ -86,7 +71,7 @@ async def live_reports(redis: Any, stale_seconds: float) -> list[WorkerReport]:
     reports = []
     for worker_id, fields in zip(ids, found, strict=True):
         if not fields or int(fields.get(b"at", 0)) < since:
-            continue  # expired between the two reads, or stale
+            continue  # expired between the two reads
         reports.append(
             WorkerReport(
                 id=worker_id.decode(),
