@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -72,7 +71,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"omnistock serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr
         )
-        worker = None if args.no_worker else _start_worker_child()
+        worker = None
+        if not args.no_worker:  # one worker process, whatever --workers
+            from omnistock.worker_child import WorkerChild
+
+            worker = WorkerChild()
+            worker.start()
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: with these
         # handlers it returns instead, so the embedded servers are stopped in order and the exit
         # status is 0.
@@ -98,29 +102,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             )
         finally:
             if worker is not None:
-                _stop_worker_child(worker)
+                worker.stop()
     return 0
-
-
-def _start_worker_child() -> subprocess.Popen[bytes]:
-    """``omnistock worker`` as a child (one, whatever ``--workers``), with the store URLs of
-    this process's environment; it dies with this process (PR_SET_PDEATHSIG) if that is killed."""
-    from omnistock.embedded import _die_with_parent
-
-    return subprocess.Popen(
-        [sys.executable, "-m", "omnistock", "worker"], preexec_fn=_die_with_parent
-    )
-
-
-def _stop_worker_child(worker: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then wait for it to end its persister batch (SIGKILL past 30 s)."""
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

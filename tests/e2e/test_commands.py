@@ -195,6 +195,18 @@ def test_serve_runs_one_worker_child_and_sigint_stops_everything(
         assert workers[0].ppid() == served.proc.pid
         body = httpx.get(f"{served.url}/metrics", timeout=10).text
         assert "omnistock_workers_alive 1" in body
+        # A worker process that dies is started again (one, still).
+        workers[0].kill()
+        deadline = time.monotonic() + 30
+        while True:
+            again = worker_children(descendants(served.proc.pid))
+            if again and again[0].pid != workers[0].pid:
+                break
+            assert time.monotonic() < deadline, "the worker process was not started again"
+            time.sleep(0.1)
+        assert len(again) == 1
+        children = descendants(served.proc.pid)
+        served.wait_ready(30)
     finally:
         served.proc.send_signal(signal.SIGINT)
         code = served.proc.wait(60)
