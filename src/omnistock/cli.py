@@ -71,29 +71,47 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"omnistock serving on http://{args.host}:{args.port} (docs at /docs)", file=sys.stderr
         )
+        worker = None
+        if not args.no_worker:  # one worker process, whatever --workers
+            from omnistock.worker_child import WorkerChild
+
+            worker = WorkerChild()
+            worker.start()
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: with these
         # handlers it returns instead, so the embedded servers are stopped in order and the exit
         # status is 0.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: None)
-        uvicorn.run(
-            "omnistock.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            loop="uvloop",
-            # httptools plus a header size limit (431) and a header arrival deadline (408).
-            http="omnistock.api.protocol:GuardedHttpToolsProtocol",
-            log_level=settings.log_level,
-            log_config=uvicorn_log_config(settings.log_level),  # API keys masked
-            access_log=False,
-            # Past twice the message limit the protocol closes the socket (1009) instead of
-            # buffering it; below, the handler answers an error (ws_max_message_bytes).
-            ws_max_size=2 * settings.ws_max_message_bytes,
-            timeout_graceful_shutdown=10,
-        )
+        try:
+            uvicorn.run(
+                "omnistock.app:app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                loop="uvloop",
+                # httptools plus a header size limit (431) and a header arrival deadline (408).
+                http="omnistock.api.protocol:GuardedHttpToolsProtocol",
+                log_level=settings.log_level,
+                log_config=uvicorn_log_config(settings.log_level),  # API keys masked
+                access_log=False,
+                # Past twice the message limit the protocol closes the socket (1009) instead of
+                # buffering it; below, the handler answers an error (ws_max_message_bytes).
+                ws_max_size=2 * settings.ws_max_message_bytes,
+                timeout_graceful_shutdown=10,
+            )
+        finally:
+            if worker is not None:
+                worker.stop()
     return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from omnistock.worker import worker_main
+
+    with stores(settings) as settings:
+        asyncio.run(_migrate(settings))  # a worker may start before any server has
+        return worker_main(settings)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -243,7 +261,17 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo", action="store_true", help="load demo stores, skus and stock; print an admin key"
     )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="start no worker process (background work runs in `omnistock worker` elsewhere)",
+    )
     serve.set_defaults(run=cmd_serve)
+
+    worker = sub.add_parser(
+        "worker", help="run the background work (persister, expiry, trimming) without HTTP"
+    )
+    worker.set_defaults(run=cmd_worker)
 
     migrate = sub.add_parser("migrate", help="apply Postgres migrations")
     migrate.set_defaults(run=cmd_migrate)

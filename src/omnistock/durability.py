@@ -88,3 +88,18 @@ async def run_watchdog(
         except (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             reraise_if_cancelled()
             log.warning("watchdog: %s", exc)
+
+
+async def run_postgres_probe(persister: Persister, db: asyncpg.Pool, every: float = 0.5) -> None:
+    """With acks waiting for Postgres, keep ``persister.healthy`` current in a serving process
+    (its persister does not run there: the worker's does), so the gate refuses writes before
+    they reach Redis while Postgres does not answer."""
+    while True:
+        try:
+            await asyncio.wait_for(db.fetchval("SELECT 1"), timeout=2.0)
+            persister.healthy, persister.last_error = True, ""
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            reraise_if_cancelled()
+            persister.healthy = False
+            persister.last_error = f"{type(exc).__name__}: {exc}"
+        await asyncio.sleep(every)

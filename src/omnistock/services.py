@@ -14,16 +14,14 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from omnistock.cache import KeyCache, LocationCache, follow_invalidations
-from omnistock.durability import WriteGate, run_backlog_monitor, run_trimmer, run_watchdog
+from omnistock.durability import WriteGate, run_backlog_monitor, run_postgres_probe
 from omnistock.metrics import Metrics
 from omnistock.postgres.persister import Persister
-from omnistock.postgres.prune import run_pruner
 from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
-from omnistock.redis.sweeper import run_sweeper
 from omnistock.settings import Settings
 from omnistock.stream.fanout import Fanout
 from omnistock.supervisor import Supervisor
@@ -130,7 +128,7 @@ async def connect(
 
 @contextlib.asynccontextmanager
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
-    """Connect, warm caches, start background work; undo all of it on exit."""
+    """Connect, warm caches, start the serving process's own loops; undo all of it on exit."""
     async with connect(settings) as (redis, hot, db):
         svc = Services(settings, redis, hot, db)
         scripts = svc.store.scripts
@@ -147,15 +145,10 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             lambda: follow_invalidations(redis, svc.keys, svc.locations, svc.fanout.keys_changed),
             "invalidations",
         )
-        svc.spawn(
-            lambda: run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics),
-            "sweeper",
-        )
-        svc.spawn(svc.persister.run, "persister")
+        # The persister, sweeper, trimmer, watchdog and pruner run in the worker (worker.py).
         svc.spawn(lambda: run_backlog_monitor(svc.gate, redis, settings.partitions), "backlog")
-        svc.spawn(lambda: run_trimmer(redis, scripts, settings), "trimmer")
-        svc.spawn(lambda: run_watchdog(redis, db, scripts, settings.partitions), "watchdog")
-        svc.spawn(lambda: run_pruner(db, settings, svc.metrics), "pruner")
+        if settings.ack == "postgres":  # the gate needs to know whether Postgres answers
+            svc.spawn(lambda: run_postgres_probe(svc.persister, db), "postgres-probe")
         await svc.fanout.start()
         for name, loop in svc.fanout.loops().items():
             svc.spawn(loop, name)

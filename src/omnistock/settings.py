@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_request_timeout_seconds: float = 30.0
     max_body_bytes: int = 64 * 1024
     metrics_key: str | None = None
+    # worker process (issue 11): see docs/operations.md "The worker process"
+    worker_report_seconds: float = 1.0
+    worker_stale_seconds: float = 5.0
 
     @property
     def embedded(self) -> bool:
@@ -114,6 +117,9 @@ _FLOAT_FIELDS = {
     "background_healthy_seconds": (0.1, 3600.0),
     "prune_interval_seconds": (1.0, 86400.0),
     "http_request_timeout_seconds": (0.5, 3600.0),
+    # worker process
+    "worker_report_seconds": (0.05, 60.0),
+    "worker_stale_seconds": (0.5, 3600.0),
 }
 
 

@@ -16,16 +16,21 @@ import uvicorn
 from omnistock.app import create_app
 from omnistock.embedded import free_port
 from omnistock.settings import Settings, load_settings
+from omnistock.worker import WorkerRuntime
 from tests.conftest import Servers
 
 ADMIN_KEY = "osk_test_admin_" + secrets.token_hex(8)
 
 
 class AppServer:
-    """One running instance; ``url`` is its base URL."""
+    """One running instance; ``url`` is its base URL. With ``worker`` (the default) a worker
+    runtime runs beside it, in the same event loop and on the app's own clients, store and
+    supervisor, as ``serve`` runs its worker process: what the tests look at stays in one place."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = True) -> None:
         self.settings = settings
+        self.with_worker = worker
+        self.worker: WorkerRuntime | None = None
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -44,8 +49,13 @@ class AppServer:
             if self.task.done():
                 self.task.result()
             await asyncio.sleep(0.02)
+        if self.with_worker:
+            self.worker = WorkerRuntime(self.server.config.app.state.services)  # type: ignore[attr-defined]
+            await self.worker.start()
 
     async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()  # its loops stop with the app's supervisor
         self.server.should_exit = True
         if self.task is not None:
             await self.task

@@ -1,9 +1,11 @@
 """The commands themselves: ``omnistock serve --demo`` on a fresh data directory (embedded Valkey
 and Postgres), ``omnistock keys create`` beside it, SIGTERM leaving no process behind, and the data
-surviving a restart."""
+surviving a restart; ``serve`` running exactly one worker process (whatever ``--workers``) and
+stopping it, and ``omnistock worker`` doing the background work beside ``serve --no-worker``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from omnistock.embedded import free_port
@@ -52,14 +55,16 @@ def processes_using(needle: str) -> list[str]:
 class Served:
     """``omnistock serve`` running as a child process."""
 
-    def __init__(self, data_dir: Path, out: Path, *args: str) -> None:
+    def __init__(
+        self, data_dir: Path, out: Path, *args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.out = out
         with open(out, "wb") as sink:
             self.proc = subprocess.Popen(
                 [OMNISTOCK, "serve", "--port", str(self.port), *args],
-                env=clean_env(data_dir),
+                env={**clean_env(data_dir), **(env or {})},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
@@ -88,6 +93,32 @@ class Served:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             raise
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    return list(psutil.Process(pid).children(recursive=True))
+
+
+def worker_children(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """The ``omnistock worker`` processes among ``procs``."""
+    found = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.cmdline()
+            if cmdline[-1:] == ["worker"] and any("omnistock" in part for part in cmdline):
+                found.append(proc)
+    return found
+
+
+def still_running(procs: list[psutil.Process], within: float = 10.0) -> list[str]:
+    """Those of ``procs`` still running (not zombies) after waiting up to ``within`` seconds."""
+    _, alive = psutil.wait_procs(procs, timeout=within)
+    running = []
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
+    return running
 
 
 @pytest.fixture
@@ -129,10 +160,13 @@ def test_serve_demo_keys_sigterm_and_restart(data_dir: Path, tmp_path: Path) -> 
             assert (
                 http.put("/v1/stock/chi-loop/HOODIE-NVY-M", json={"on_hand": 1}).status_code == 403
             )
+        children = descendants(first.proc.pid)
+        assert len(worker_children(children)) == 1
     finally:
         code = first.terminate()
     assert code == 0, first.out.read_text()
     assert processes_using(str(data_dir)) == []
+    assert still_running(children) == []
 
     second = Served(data_dir, tmp_path / "serve2.log")
     try:
@@ -146,4 +180,103 @@ def test_serve_demo_keys_sigterm_and_restart(data_dir: Path, tmp_path: Path) -> 
     finally:
         code = second.terminate()
     assert code == 0, second.out.read_text()
+    assert processes_using(str(data_dir)) == []
+
+
+def test_serve_runs_one_worker_child_and_sigint_stops_everything(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    served = Served(data_dir, tmp_path / "serve.log", "--workers", "2")
+    try:
+        served.wait_ready()  # ready: a worker has reported its loops
+        children = descendants(served.proc.pid)
+        workers = worker_children(children)
+        assert len(workers) == 1, [p.cmdline() for p in children]
+        assert workers[0].ppid() == served.proc.pid
+        body = httpx.get(f"{served.url}/metrics", timeout=10).text
+        assert "omnistock_workers_alive 1" in body
+        # A worker process that dies is started again (one, still).
+        workers[0].kill()
+        deadline = time.monotonic() + 30
+        while True:
+            again = worker_children(descendants(served.proc.pid))
+            if again and again[0].pid != workers[0].pid:
+                break
+            assert time.monotonic() < deadline, "the worker process was not started again"
+            time.sleep(0.1)
+        assert len(again) == 1
+        children = descendants(served.proc.pid)
+        served.wait_ready(30)
+    finally:
+        served.proc.send_signal(signal.SIGINT)
+        code = served.proc.wait(60)
+    assert code == 0, served.out.read_text()
+    assert still_running(children) == []
+    assert processes_using(str(data_dir)) == []
+
+
+def test_omnistock_worker_does_the_background_work_beside_serve_no_worker(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    admin_key = "osk_test_admin_" + "w" * 16
+    extra = {"OMNISTOCK_ADMIN_KEY": admin_key, "OMNISTOCK_WORKER_STALE_SECONDS": "2"}
+    served = Served(data_dir, tmp_path / "serve.log", "--no-worker", env=extra)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up, but not ready: no worker
+            assert served.proc.poll() is None, served.out.read_text()
+            with contextlib.suppress(httpx.TransportError):
+                ready = httpx.get(f"{served.url}/readyz", timeout=2)
+                if ready.json().get("detail", "").startswith("worker down"):
+                    break
+            assert time.monotonic() < deadline, served.out.read_text()
+            time.sleep(0.2)
+        assert ready.status_code == 503 and "no live worker" in ready.json()["detail"]
+        assert worker_children(descendants(served.proc.pid)) == []
+
+        with open(tmp_path / "worker.log", "wb") as sink:
+            worker = subprocess.Popen(
+                [OMNISTOCK, "worker"],
+                env={**clean_env(data_dir), **extra},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        served.wait_ready(60)
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        with httpx.Client(base_url=served.url, headers=admin, timeout=30) as http:
+            assert http.put("/v1/locations/w1", json={"name": "W", "kind": "store"}).is_success
+            item = {"sku": "s", "location": "w1", "delta": 5, "reason": "receipt", "ref": "in"}
+            assert http.post("/v1/adjustments", json={"adjustments": [item]}).status_code == 200
+            body = {"location": "w1", "lines": [{"sku": "s", "qty": 2}], "ttl_seconds": 1}
+            held = http.post("/v1/reservations", json=body)
+            assert held.status_code == 201, held.text
+            rid = held.json()["id"]
+            deadline = time.monotonic() + 15
+            while http.get(f"/v1/reservations/{rid}").json()["status"] != "expired":
+                assert time.monotonic() < deadline, "not expired by the worker"
+                time.sleep(0.1)
+            position = http.get("/v1/stock/w1/s").json()
+            assert (position["on_hand"], position["reserved"]) == (5, 0)
+            # The ledger (Postgres) has all three events: the worker's persister wrote them.
+            deadline = time.monotonic() + 15
+            while True:
+                items = http.get("/v1/stock/w1/s/history").json()["items"]
+                kinds = sorted(entry["kind"] for entry in items)
+                if len(kinds) == 3:
+                    break
+                assert time.monotonic() < deadline, kinds
+                time.sleep(0.1)
+            assert [entry["reservation_id"] for entry in items[:2]] == [rid, rid]
+            assert items[-1]["ref"] == "in"
+
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, (tmp_path / "worker.log").read_text()
+        ready = httpx.get(f"{served.url}/readyz", timeout=10)
+        assert ready.status_code == 503 and "worker" in ready.json()["detail"]
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+        code = served.terminate()
+    assert code == 0, served.out.read_text()
     assert processes_using(str(data_dir)) == []

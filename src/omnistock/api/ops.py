@@ -11,6 +11,7 @@ from litestar import MediaType, Request, Response, get
 from omnistock.api.auth import services
 from omnistock.api.errors import problem
 from omnistock.domain.roles import Role
+from omnistock.worker_health import worker_metrics, worker_readiness
 
 
 @get("/healthz", include_in_schema=False)
@@ -36,8 +37,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
         )
         if reason
     ]
-    # Background loops that failed and have not run healthily since (see supervisor.py).
+    # Background loops that failed and have not run healthily since (see supervisor.py), here
+    # and in the live workers (worker_health.py); no live worker at all is "worker" down.
     failing = svc.supervisor.failing()
+    down += await worker_readiness(svc.redis, svc.settings.worker_stale_seconds, failing)
     down += [f"{name} loop: {error}" for name, error in sorted(failing.items())]
     if down:
         names = " and ".join(reason.split(":")[0] for reason in down)
@@ -81,7 +84,9 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
     denied = await _metrics_denied(request)
     if denied is not None:
         return denied
-    return Response(services(request).metrics.render(), media_type="text/plain; version=0.0.4")
+    svc = services(request)
+    text = svc.metrics.render() + await worker_metrics(svc.redis, svc.settings.worker_stale_seconds)
+    return Response(text, media_type="text/plain; version=0.0.4")
 
 
 # The one inline script of /docs: the Content-Security-Policy allows exactly it, by its hash.

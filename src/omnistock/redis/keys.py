@@ -86,3 +86,14 @@ def idempotency_claim(digest: str) -> str:
 def unused_idempotency_record(partition: int) -> str:
     """A same-slot placeholder passed when a request carries no Idempotency-Key."""
     return f"{PREFIX}:{{p{partition}}}:idem:-"
+
+
+# Worker processes' loop health (worker_health.py): one small hash per worker, with a TTL, and an
+# index of worker ids by last report time. One hash tag, so a report is one transaction on Redis
+# Cluster as well.
+WORKERS = f"{PREFIX}:{{workers}}:index"
+
+
+def worker_report(worker_id: str) -> str:
+    """What worker ``worker_id`` last reported: alive at, failing loops, restart counts."""
+    return f"{PREFIX}:{{workers}}:w:{worker_id}"

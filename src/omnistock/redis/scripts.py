@@ -38,6 +38,8 @@ SCRIPT_NAMES = (
     "extend",
     "expire",
     "trim",
+    "worker_report",
+    "worker_withdraw",
 )
 
 _decode_list = msgspec.json.Decoder(list[Any]).decode
@@ -115,6 +117,8 @@ class Scripts(msgspec.Struct, frozen=True):
     extend: Script
     expire: Script
     trim: Script
+    worker_report: Script
+    worker_withdraw: Script
 
     @classmethod
     def load(cls) -> Scripts:
