@@ -88,6 +88,13 @@ class Metrics:
         self.expired = Counter(
             "omnistock_reservations_expired_total", "Reservations expired by the sweeper"
         )
+        self.rate_limited = Counter(
+            "omnistock_rate_limited_total", "Requests refused by rate limits (429), by role"
+        )
+        self.rate_limit_unchecked = Counter(
+            "omnistock_rate_limit_unchecked_total",
+            "Requests let through unchecked because Redis did not answer the limiter (fail open)",
+        )
         self.gauges: list[Gauge] = []
 
     def gauge(self, name: str, help_: str, read: Callable[[], float]) -> None:
@@ -100,6 +107,8 @@ class Metrics:
             self.latency,
             self.reservations,
             self.expired,
+            self.rate_limited,
+            self.rate_limit_unchecked,
             *self.gauges,
         ]
         for metric in metrics:

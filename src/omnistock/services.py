@@ -19,6 +19,7 @@ from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
+from omnistock.redis.ratelimit import RateLimiter
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.sweeper import run_sweeper
@@ -69,6 +70,7 @@ class Services:
         self.store.gate = self.gate.check
         if settings.ack == "postgres":
             self.store.on_written = self.persister.persist_range
+        self.rate_limiter = RateLimiter(hot, self.store.scripts.library)
         self._tasks: list[asyncio.Task[None]] = []
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:

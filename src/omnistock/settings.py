@@ -9,6 +9,9 @@ from typing import Literal
 
 import msgspec
 
+from omnistock.domain.ratelimit import Policy, parse_policies
+from omnistock.domain.roles import Role
+
 AckMode = Literal["redis", "postgres"]
 
 
@@ -39,11 +42,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    # Rate limits: ``role=N/Ss`` pairs over the defaults of domain/ratelimit.py, or ``off``.
+    rate_limits: str = ""
 
     @property
     def embedded(self) -> bool:
         """True when either store is not configured and must be started under ``data_dir``."""
         return self.redis_url is None or self.database_url is None
+
+    @property
+    def rate_limit_policies(self) -> dict[Role, Policy] | None:
+        """The limit of every role (None: limiting is off); SettingsError when malformed."""
+        try:
+            return parse_policies(self.rate_limits)
+        except ValueError as exc:
+            raise SettingsError(f"OMNISTOCK_RATE_LIMITS: {exc}") from None
 
 
 _INT_FIELDS = {
@@ -106,6 +119,12 @@ def _parse(name: str, raw: str) -> object:
         return raw
     elif name == "data_dir":
         return Path(raw)
+    elif name == "rate_limits":
+        try:
+            parse_policies(raw)
+        except ValueError as exc:
+            raise SettingsError(f"OMNISTOCK_RATE_LIMITS: {exc}") from None
+        return raw
     else:
         return raw
     if not lo <= value <= hi:

@@ -86,3 +86,9 @@ def idempotency_claim(digest: str) -> str:
 def unused_idempotency_record(partition: int) -> str:
     """A same-slot placeholder passed when a request carries no Idempotency-Key."""
     return f"{PREFIX}:{{p{partition}}}:idem:-"
+
+
+def rate_limit(principal_id: str) -> str:
+    """An API key's rate-limit state (its GCRA time); the key id is the hash tag, so keys spread
+    over a cluster's slots and the script touches one slot."""
+    return f"{PREFIX}:rl:{{{principal_id}}}"

@@ -24,7 +24,7 @@ from omnistock.domain.reservations import shortage
 
 OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
 IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
-NOT_READY = 10
+NOT_READY, LIMITED = 10, 11  # LIMITED: ratelimit.lua refused the request (see api/ratelimit.py)
 
 SCRIPT_NAMES = (
     "adjust",
@@ -36,6 +36,8 @@ SCRIPT_NAMES = (
     "expire",
     "trim",
 )
+# Functions of the library with replies of their own shape (not a Reply): called by their adapter.
+EXTRA_FUNCTIONS = ("ratelimit",)
 
 _decode_list = msgspec.json.Decoder(list[Any]).decode
 
@@ -119,7 +121,10 @@ class Scripts(msgspec.Struct, frozen=True):
         folder = resources.files("omnistock.redis") / "lua"
         library = Library(
             (folder / "_lib.lua").read_text(),
-            {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES},
+            {
+                name: (folder / f"{name}.lua").read_text()
+                for name in (*SCRIPT_NAMES, *EXTRA_FUNCTIONS)
+            },
         )
         return cls(library, *(Script(name, library) for name in SCRIPT_NAMES))
 

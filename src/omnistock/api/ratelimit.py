@@ -1,0 +1,127 @@
+"""Rate limits per API key (API.md "Conventions (additions)"), shared by every instance.
+
+Runs inside :class:`~omnistock.api.auth.ApiKeyAuth` (it needs the caller's key and role): every
+``/v1`` request, and a WebSocket upgrade as one request, is counted by ratelimit.lua in Redis.
+Passing responses get ``RateLimit-Policy`` and ``RateLimit`` headers
+(draft-ietf-httpapi-ratelimit-headers-10); a refused one is a 429 problem with ``Retry-After``.
+
+If Redis does not answer the limiter, the request goes through unchecked (fail open, counted in
+``omnistock_rate_limit_unchecked_total``): the limiter must not turn a Redis hiccup into errors
+for reads that may not need Redis at all; the request's own Redis work answers 503 if it must.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.exceptions import RedisError
+
+from omnistock.api.errors import PROBLEM_JSON
+from omnistock.domain.ratelimit import (
+    Policy,
+    policy_header,
+    retry_after_seconds,
+    state_header,
+)
+from omnistock.domain.roles import Principal, Role
+from omnistock.services import Services
+
+log = logging.getLogger("omnistock.ratelimit")
+
+_encode = msgspec.json.Encoder().encode
+_WARN_EVERY = 10.0  # seconds between log lines while the limiter cannot reach Redis
+
+
+def rate_limits(policies: dict[Role, Policy] | None) -> Any:
+    """The middleware factory for ``policies`` (None: no limits, no headers)."""
+    policy_headers = {
+        role: policy_header(role, policy).encode() for role, policy in (policies or {}).items()
+    }
+    last_warning = [0.0]
+
+    def fail_open(svc: Services, who: Principal, exc: BaseException) -> None:
+        svc.metrics.rate_limit_unchecked.inc(role=who.role.value)
+        now = time.monotonic()
+        if now - last_warning[0] > _WARN_EVERY:
+            last_warning[0] = now
+            log.warning("rate limiter: Redis does not answer, requests pass unchecked: %s", exc)
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        if policies is None:
+            return app
+
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            who = scope.get("user")
+            if not isinstance(who, Principal) or not scope["path"].startswith("/v1"):
+                await app(scope, receive, send)
+                return
+            svc: Services = scope["app"].state.services
+            policy = policies[who.role]
+            try:
+                decision = await svc.rate_limiter.hit(who.id, policy)
+                remaining, reset_us = decision.remaining, decision.reset_us
+            except (TimeoutError, RedisError, OSError) as exc:
+                fail_open(svc, who, exc)
+                decision, remaining, reset_us = None, policy.requests, 0
+            headers = [
+                (b"ratelimit-policy", policy_headers[who.role]),
+                (b"ratelimit", state_header(who.role, remaining, reset_us).encode()),
+            ]
+            if decision is not None and not decision.allowed:
+                svc.metrics.rate_limited.inc(role=who.role.value)
+                await _refuse(scope, receive, send, who, policy, decision.retry_us, headers)
+                return
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] in ("http.response.start", "websocket.accept"):
+                    message["headers"] = [*message.get("headers", ()), *headers]
+                await send(message)
+
+            await app(scope, receive, send_with_headers)
+
+        return middleware
+
+    return factory
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    who: Principal,
+    policy: Policy,
+    retry_us: int,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """A 429 problem with ``Retry-After`` (for a WebSocket: as its handshake's HTTP answer)."""
+    retry = retry_after_seconds(retry_us)
+    body = _encode(
+        {
+            "type": "urn:omnistock:problem:too-many-requests",
+            "title": "Too many requests",
+            "status": 429,
+            "detail": f"this API key ({who.role.value}) is limited to {policy.requests} "
+            f"requests per {policy.seconds} s; retry in {retry} s",
+            "retry_after_seconds": retry,
+        }
+    )
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"retry-after", str(retry).encode()),
+        *headers,
+    ]
+    if scope["type"] != ScopeType.WEBSOCKET:
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+    elif "websocket.http.response" in (scope.get("extensions") or {}):
+        await send({"type": "websocket.http.response.start", "status": 429, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    else:
+        await receive()  # websocket.connect; closing before accept refuses the handshake
+        await send({"type": "websocket.close", "code": 1013, "reason": "rate limited"})

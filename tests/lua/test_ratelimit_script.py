@@ -1,0 +1,96 @@
+"""ratelimit.lua (GCRA) on the real Valkey: exact decisions with a controlled clock, the Redis clock
+path, and an exact count under concurrent callers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aredis
+
+from omnistock.domain.ratelimit import Policy
+from omnistock.redis import keys
+from omnistock.redis.multiplex import Multiplexer
+from omnistock.redis.ratelimit import Decision, RateLimiter
+from omnistock.redis.scripts import Scripts
+
+T0 = 1_764_000_000_123_456  # a 16-digit microsecond time, as the Redis clock gives
+
+
+def limiter(hot: Multiplexer, scripts: Scripts) -> RateLimiter:
+    return RateLimiter(hot, scripts.library)
+
+
+async def test_burst_then_steady_rate_exactly(
+    hot: Multiplexer, scripts: Scripts, uid: str, redis: aredis.Redis
+) -> None:
+    rl, policy = limiter(hot, scripts), Policy(5, 1)  # one request per 200,000 us, 5 at once
+    burst = [await rl.hit(uid, policy, T0) for _ in range(6)]
+    assert burst[:5] == [Decision(True, 4 - n, (n + 1) * 200_000, 0) for n in range(5)]
+    assert burst[5] == Decision(False, 0, 1_000_000, 200_000)  # refused: nothing counted
+    assert await rl.hit(uid, policy, T0 + 199_999) == Decision(False, 0, 800_001, 1)
+    assert await rl.hit(uid, policy, T0 + 200_000) == Decision(True, 0, 1_000_000, 0)
+    # Steady state: one request per interval passes, a second one in the same interval does not.
+    for step in range(2, 12):
+        now = T0 + step * 200_000
+        assert (await rl.hit(uid, policy, now)).allowed
+        refused = await rl.hit(uid, policy, now + 199_999)
+        assert not refused.allowed and refused.retry_us == 1
+    # The key is stored exactly (no exponent form) and expires once the bucket is full again.
+    raw = await redis.get(keys.rate_limit(uid))
+    assert raw == str(T0 + 1_000_000 + 11 * 200_000).encode()
+    assert 0 < await redis.pttl(keys.rate_limit(uid)) <= 1_001
+    # After a full window of silence the whole burst is back.
+    later = T0 + 1_000_000 + 11 * 200_000
+    assert await rl.hit(uid, policy, later) == Decision(True, 4, 200_000, 0)
+
+
+async def test_a_tighter_clock_never_owes_more_than_a_window(
+    hot: Multiplexer, scripts: Scripts, uid: str
+) -> None:
+    # A key limited by a strict policy, then by a looser one: waits at most the new window.
+    rl = limiter(hot, scripts)
+    strict, loose = Policy(1, 3600), Policy(10, 1)
+    assert (await rl.hit(uid, strict, T0)).allowed
+    assert (await rl.hit(uid, strict, T0)) == Decision(False, 0, 3_600_000_000, 3_600_000_000)
+    refused = await rl.hit(uid, loose, T0)
+    assert refused == Decision(False, 0, 1_000_000, 100_000)
+    assert await rl.hit(uid, loose, T0 + 100_000) == Decision(True, 0, 1_000_000, 0)
+
+
+async def test_the_redis_clock_is_used_without_a_time_argument(
+    hot: Multiplexer, scripts: Scripts, uid: str
+) -> None:
+    rl, policy = limiter(hot, scripts), Policy(3, 60)
+    decisions = [await rl.hit(uid, policy) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0]
+    assert 19_000_000 < decisions[3].retry_us <= 20_000_000
+
+
+async def test_concurrent_callers_get_exactly_the_quota(
+    servers: object, scripts: Scripts, uid: str
+) -> None:
+    # 400 concurrent requests over 4 connections (as 4 instances would send them) against a
+    # quota of 50 that refills once an hour: exactly 50 pass.
+    url = servers.redis_url  # type: ignore[attr-defined]
+    conns = [Multiplexer(url) for _ in range(4)]
+    try:
+        policy = Policy(50, 3600)
+        limiters = [RateLimiter(c, scripts.library) for c in conns]
+        found = await asyncio.gather(*(limiters[n % 4].hit(uid, policy) for n in range(400)))
+        assert sum(d.allowed for d in found) == 50
+        assert sorted(d.remaining for d in found if d.allowed) == list(range(50))
+    finally:
+        for c in conns:
+            await c.aclose()
+
+
+async def test_the_library_is_loaded_again_when_the_server_lost_it(
+    hot: Multiplexer, scripts: Scripts, redis: aredis.Redis, uid: str
+) -> None:
+    await redis.execute_command("FUNCTION", "DELETE", scripts.library.name)
+    assert (await limiter(hot, scripts).hit(uid, Policy(1, 1), T0)).allowed
+
+
+def test_the_key_carries_a_hash_tag_of_the_api_key() -> None:
+    assert keys.rate_limit("key-0123abcd") == "os:rl:{key-0123abcd}"
