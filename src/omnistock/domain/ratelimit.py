@@ -52,7 +52,7 @@ DEFAULT_POLICIES: dict[Role, Policy] = {
 }
 
 OFF = "off"
-_PAIR = re.compile(r"([a-z_]+)=([0-9]{1,10})/([0-9]{1,6})s")
+_PAIR = re.compile(r"([a-z_]+)\s*=\s*([0-9]{1,10})/([0-9]{1,6})s")
 
 
 def parse_policies(text: str) -> dict[Role, Policy] | None:
