@@ -290,6 +290,53 @@ def reads(bench: Bench) -> None:
     bench.latency("hello world", hello)
 
 
+def rate_limit_cost(bench: Bench) -> None:
+    """Availability reads/s with rate limits on (the bench's server: every request runs
+    ratelimit.lua, with limits out of reach) against a second server with them off, on the same
+    cpus and data, interleaved round by round."""
+    plan = bench.plan
+    bench.location("limit-store")
+    bench.receive("limit-store", ["LIM-1"], 1000)
+    bench.settle()
+    off_url = bench.stack.serve_another(
+        bench.stack.workers, plan.server_cpus, OMNISTOCK_RATE_LIMITS="off"
+    )
+    off_proc = bench.stack.processes[-1]
+    try:
+        path = "/v1/availability/LIM-1?location=limit-store"
+        on_headers = bench.http.get(path).headers
+        off_headers = bench.http.get(off_url + path).headers
+        if "ratelimit" not in on_headers or "ratelimit" in off_headers:
+            raise RuntimeError("rate limits are not on (only) where this scenario needs them")
+        env = {"REQUEST_PATH": path, "REQUEST_KEY": bench.key}
+        on, off = [], []
+        for _ in range(plan.rounds):
+            on.append(bench.wrk("request", env))
+            off.append(bench.wrk("request", env, url=off_url))
+    finally:
+        bench.stack.retire(off_proc)
+    for load in [*on, *off]:
+        if set(load.statuses) != {200}:
+            raise RuntimeError(f"rate limit cost round answered {load.statuses}")
+    bench.add(
+        Row(
+            "Rate limit cost",
+            "reads/s, limits on",
+            median([x.rps for x in on]),
+            "req/s",
+            baseline=median([x.rps for x in off]),
+            baseline_name="limits off",
+            budget=Budget("ratio", ">=", 0.9),
+            note="GET /v1/availability/{sku}?location=L with OMNISTOCK_RATE_LIMITS out of reach "
+            "(ratelimit.lua runs per request, pipelined on the hot connection) vs a second server "
+            "with OMNISTOCK_RATE_LIMITS=off, same cpus, interleaved; limits on: "
+            + _percentiles(on)
+            + "; off: "
+            + _percentiles(off),
+        )
+    )
+
+
 def batch_reads(bench: Bench) -> None:
     """Batch availability: 50 skus x 10 stores per request."""
     plan = bench.plan

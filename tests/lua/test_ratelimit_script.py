@@ -16,8 +16,20 @@ from omnistock.redis.scripts import Scripts
 T0 = 1_764_000_000_123_456  # a 16-digit microsecond time, as the Redis clock gives
 
 
-def limiter(hot: Multiplexer, scripts: Scripts) -> RateLimiter:
-    return RateLimiter(hot, scripts.library)
+def limiter(hot: Multiplexer, scripts: Scripts) -> Hits:
+    return Hits(RateLimiter(hot, scripts.library))
+
+
+class Hits:
+    """One request at a time through ratelimit.lua, at a given time."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+
+    async def hit(self, key_id: str, policy: Policy, now_us: int | None = None) -> Decision:
+        decision, taken = await self.limiter.take(key_id, policy, 1, now_us)
+        assert taken == (1 if decision.allowed else 0)
+        return decision
 
 
 async def test_burst_then_steady_rate_exactly(
@@ -76,7 +88,7 @@ async def test_concurrent_callers_get_exactly_the_quota(
     conns = [Multiplexer(url) for _ in range(4)]
     try:
         policy = Policy(50, 3600)
-        limiters = [RateLimiter(c, scripts.library) for c in conns]
+        limiters = [Hits(RateLimiter(c, scripts.library)) for c in conns]
         found = await asyncio.gather(*(limiters[n % 4].hit(uid, policy) for n in range(400)))
         assert sum(d.allowed for d in found) == 50
         assert sorted(d.remaining for d in found if d.allowed) == list(range(50))
@@ -94,3 +106,60 @@ async def test_the_library_is_loaded_again_when_the_server_lost_it(
 
 def test_the_key_carries_a_hash_tag_of_the_api_key() -> None:
     assert keys.rate_limit("key-0123abcd") == "os:rl:{key-0123abcd}"
+
+
+async def test_taking_several_at_once_takes_what_is_there(
+    hot: Multiplexer, scripts: Scripts, uid: str
+) -> None:
+    rl, policy = RateLimiter(hot, scripts.library), Policy(10, 1)  # 100,000 us each
+    assert await rl.take(uid, policy, 4, T0) == (Decision(True, 6, 400_000, 0), 4)
+    assert await rl.take(uid, policy, 4, T0) == (Decision(True, 2, 800_000, 0), 4)
+    assert await rl.take(uid, policy, 4, T0) == (Decision(True, 0, 1_000_000, 0), 2)
+    assert await rl.take(uid, policy, 4, T0) == (Decision(False, 0, 1_000_000, 100_000), 0)
+    assert await rl.take(uid, policy, 4, T0 + 250_000) == (Decision(True, 0, 950_000, 0), 2)
+
+
+async def test_a_busy_key_is_counted_down_locally_and_never_past_the_limit(
+    servers: object, scripts: Scripts, uid: str
+) -> None:
+    # Two instances (limiters on connections of their own), 5,000 concurrent requests of one key
+    # under 2000/1s (leases of 20): no more pass than Redis granted, and Redis granted no more
+    # than the bucket held over the run.
+    url = servers.redis_url  # type: ignore[attr-defined]
+    conns = [Multiplexer(url) for _ in range(2)]
+    try:
+        policy = Policy(2000, 1)
+        assert policy.lease == 20
+        limiters = [RateLimiter(c, scripts.library) for c in conns]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        found = await asyncio.gather(*(limiters[n % 2].hit(uid, policy) for n in range(5000)))
+        elapsed = loop.time() - start
+        passed = sum(d.allowed for d in found)
+        assert 2000 <= passed <= 2000 + 2000 * elapsed + 1, (passed, elapsed)
+        refused = [d for d in found if not d.allowed]
+        assert refused and all(1 <= d.retry_us <= 500 for d in refused)
+        assert all(0 <= d.remaining < 2000 for d in found)
+    finally:
+        for c in conns:
+            await c.aclose()
+
+
+async def test_concurrent_requests_of_a_key_share_one_call(
+    hot: Multiplexer, scripts: Scripts, uid: str
+) -> None:
+    class Counting:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def execute_command(self, *args: object) -> object:
+            self.calls += 1
+            return await hot.execute_command(*args)
+
+    counting = Counting()
+    rl = RateLimiter(counting, scripts.library)
+    policy = Policy(10_000, 1)  # leases of 100
+    found = await asyncio.gather(*(rl.hit(uid, policy) for _ in range(100)))
+    assert all(d.allowed for d in found)
+    assert counting.calls == 1
+    assert sorted(d.remaining for d in found) == list(range(9_900, 10_000))

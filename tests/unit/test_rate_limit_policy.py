@@ -87,6 +87,16 @@ def test_gcra_parameters() -> None:
     assert Policy(10**9, 1).interval_us == 1  # never 0
 
 
+def test_a_lease_is_at_most_1_percent_and_10_ms_of_the_rate() -> None:
+    assert Policy(2000, 1).lease == 20
+    assert Policy(10_000, 1).lease == 100
+    assert Policy(10**9, 1).lease == 100  # LEASE_MAX
+    assert Policy(2000, 10).lease == 2  # 200/s: 10 ms earn 2
+    assert Policy(100, 1).lease == 1  # low rates are counted in Redis one by one
+    assert Policy(40, 2).lease == 1
+    assert Policy(1, 3600).lease == 1
+
+
 def test_header_values_follow_the_draft_structured_fields() -> None:
     assert policy_header(Role.STOREFRONT, Policy(2000, 1)) == '"storefront";q=2000;w=1'
     assert state_header(Role.STOREFRONT, 1999, 500) == '"storefront";r=1999;t=1'

@@ -18,6 +18,11 @@ from omnistock.domain.roles import Role
 
 MAX_REQUESTS = 10**9
 MAX_SECONDS = 86_400
+# An instance may take a few requests of a busy key's quota from Redis at once and count them
+# down locally (see redis/ratelimit.py): at most 1% of the quota, at most what the key earns in
+# 10 ms, at most LEASE_MAX; a key of a low rate is counted in Redis request by request.
+LEASE_MAX = 100
+LEASE_SECONDS = 0.1  # how long an instance may hold what it took (or a refusal) before asking again
 
 
 class Policy(msgspec.Struct, frozen=True):
@@ -35,6 +40,11 @@ class Policy(msgspec.Struct, frozen=True):
     def burst_us(self) -> int:
         """How far ahead of now the bucket may be spent: the whole window."""
         return self.seconds * 1_000_000
+
+    @property
+    def lease(self) -> int:
+        """How many requests an instance takes from Redis at once (see ``LEASE_MAX``)."""
+        return max(1, min(self.requests // 100, self.requests // (self.seconds * 100), LEASE_MAX))
 
     def __str__(self) -> str:
         return f"{self.requests}/{self.seconds}s"

@@ -1,14 +1,27 @@
-"""The rate-limit adapter: one FCALL of ratelimit.lua per request, on the pipelined connection."""
+"""The rate-limit adapter: ratelimit.lua on the pipelined connection, with a small local lease.
+
+Each instance asks Redis for a key's requests; for a busy key it takes a few at once
+(``Policy.lease``: at most 1% of the quota) and counts them down locally for up to
+``LEASE_SECONDS``, and it remembers a refusal until then (or until the refusal's retry time).
+Requests taken from Redis are already counted there, so the instances together never pass more
+than the policy allows; one may hold a few requests another instance could not use meanwhile.
+One call per key is in flight at a time: concurrent requests of a key wait for its answer, which
+takes enough for them as well.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, NamedTuple
 
 from redis.exceptions import ResponseError
 
-from omnistock.domain.ratelimit import Policy
+from omnistock.domain.ratelimit import LEASE_SECONDS, Policy
 from omnistock.redis import keys
 from omnistock.redis.scripts import LIMITED, OK, Library
+
+_PRUNE_AT = 4096  # leases kept before the expired ones are dropped
 
 
 class Decision(NamedTuple):
@@ -21,6 +34,17 @@ class Decision(NamedTuple):
     retry_us: int
 
 
+class _Lease:
+    """What this instance took for one key: ``left`` requests (or a refusal) until ``until``."""
+
+    __slots__ = ("at", "decision", "left", "policy", "until")
+
+    def __init__(self, policy: Policy, decision: Decision, left: int, at: float) -> None:
+        self.policy, self.decision, self.left, self.at = policy, decision, left, at
+        hold = LEASE_SECONDS if decision.allowed else min(LEASE_SECONDS, decision.retry_us / 1e6)
+        self.until = at + hold
+
+
 class RateLimiter:
     """Counts requests per API key in Redis, so every instance shares one bucket per key.
 
@@ -31,9 +55,78 @@ class RateLimiter:
         self.client = client
         self.library = library
         self.function = library.function("ratelimit")
+        self._leases: dict[str, _Lease] = {}
+        self._asking: dict[str, asyncio.Future[None]] = {}
+        self._waiting: dict[str, int] = {}  # requests waiting for the call in flight, per key
 
-    async def hit(self, key_id: str, policy: Policy, now_us: int | None = None) -> Decision:
-        """Count one request of API key ``key_id`` under ``policy`` (``now_us``: tests' clock)."""
+    async def hit(self, key_id: str, policy: Policy) -> Decision:
+        """Count one request of API key ``key_id`` under ``policy``."""
+        while True:
+            decision = self._local(key_id, policy)
+            if decision is not None:
+                return decision
+            asking = self._asking.get(key_id)
+            if asking is None:
+                return await self._ask(key_id, policy)
+            self._waiting[key_id] = self._waiting.get(key_id, 0) + 1
+            try:
+                await asyncio.shield(asking)  # then look at what it brought
+            finally:
+                self._waiting[key_id] -= 1
+                if not self._waiting[key_id]:
+                    del self._waiting[key_id]
+
+    def _local(self, key_id: str, policy: Policy) -> Decision | None:
+        lease = self._leases.get(key_id)
+        if lease is None:
+            return None
+        now = time.monotonic()
+        if now >= lease.until or lease.policy != policy:
+            del self._leases[key_id]
+            return None
+        taken = lease.decision
+        elapsed = int((now - lease.at) * 1_000_000)
+        reset = max(0, taken.reset_us - elapsed)
+        if not taken.allowed:
+            return Decision(False, 0, reset, max(1, taken.retry_us - elapsed))
+        if lease.left <= 0:
+            return None
+        lease.left -= 1
+        return Decision(True, taken.remaining + lease.left, reset, 0)
+
+    async def _ask(self, key_id: str, policy: Policy) -> Decision:
+        asking = asyncio.get_running_loop().create_future()
+        self._asking[key_id] = asking
+        try:
+            # Enough for the requests already waiting too: they are served as soon as it answers.
+            want = policy.lease + self._waiting.get(key_id, 0)
+            decision, taken = await self.take(key_id, policy, want)
+        except Exception as exc:
+            # The requests waiting for this answer fail alike (not one after another).
+            del self._asking[key_id]
+            asking.set_exception(exc)
+            asking.exception()  # retrieved: nobody may be waiting
+            raise
+        except BaseException:  # this request was cancelled: a waiting one asks instead
+            del self._asking[key_id]
+            asking.set_result(None)
+            raise
+        del self._asking[key_id]
+        asking.set_result(None)
+        if len(self._leases) >= _PRUNE_AT:
+            now = time.monotonic()
+            self._leases = {k: v for k, v in self._leases.items() if v.until > now}
+        self._leases[key_id] = _Lease(policy, decision, taken - 1, time.monotonic())
+        if decision.allowed:
+            # This request is the first of those taken: the rest are left to count down.
+            return decision._replace(remaining=decision.remaining + taken - 1)
+        return decision
+
+    async def take(
+        self, key_id: str, policy: Policy, count: int = 1, now_us: int | None = None
+    ) -> tuple[Decision, int]:
+        """Take up to ``count`` requests of ``key_id`` from Redis (``now_us``: tests' clock);
+        the decision for the first of them and how many were taken (0 when refused)."""
         command = (
             "FCALL",
             self.function,
@@ -42,6 +135,7 @@ class RateLimiter:
             policy.interval_us,
             policy.burst_us,
             "" if now_us is None else now_us,
+            count,
         )
         try:
             raw = await self.client.execute_command(*command)
@@ -50,9 +144,9 @@ class RateLimiter:
                 raise
             await self.library.load(self.client)
             raw = await self.client.execute_command(*command)
-        code = int(raw[0])
+        code, taken = int(raw[0]), int(raw[1])
         if code == OK:
-            return Decision(True, int(raw[1]), int(raw[2]), 0)
+            return Decision(True, int(raw[2]), int(raw[3]), 0), taken
         if code == LIMITED:
-            return Decision(False, 0, int(raw[2]), int(raw[3]))
+            return Decision(False, 0, int(raw[3]), int(raw[4])), 0
         raise ResponseError(f"ratelimit.lua answered an unknown code {code}")
