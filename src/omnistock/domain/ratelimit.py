@@ -9,7 +9,6 @@ accepted at most ``N + N * D / S`` times.
 
 from __future__ import annotations
 
-import math
 import re
 
 import msgspec
@@ -106,9 +105,9 @@ def policy_header(role: Role, policy: Policy) -> str:
 
 def state_header(role: Role, remaining: int, reset_us: int) -> str:
     """``RateLimit``: ``r`` requests left now, ``t`` seconds until the quota is whole again."""
-    return f'"{role.value}";r={max(0, remaining)};t={math.ceil(max(0, reset_us) / 1_000_000)}'
+    return f'"{role.value}";r={max(0, remaining)};t={-(-max(0, reset_us) // 1_000_000)}'
 
 
 def retry_after_seconds(retry_us: int) -> int:
     """``Retry-After`` for a refused request: whole seconds until one would pass, at least 1."""
-    return max(1, math.ceil(retry_us / 1_000_000))
+    return max(1, -(-retry_us // 1_000_000))

@@ -62,7 +62,7 @@ class RateLimiter:
     async def hit(self, key_id: str, policy: Policy) -> Decision:
         """Count one request of API key ``key_id`` under ``policy``."""
         while True:
-            decision = self._local(key_id, policy)
+            decision = self.local(key_id, policy)
             if decision is not None:
                 return decision
             asking = self._asking.get(key_id)
@@ -76,7 +76,9 @@ class RateLimiter:
                 if not self._waiting[key_id]:
                     del self._waiting[key_id]
 
-    def _local(self, key_id: str, policy: Policy) -> Decision | None:
+    def local(self, key_id: str, policy: Policy) -> Decision | None:
+        """The decision this instance can make alone (from a lease or a remembered refusal),
+        counting the request; None when Redis must be asked (:meth:`hit`)."""
         lease = self._leases.get(key_id)
         if lease is None:
             return None
