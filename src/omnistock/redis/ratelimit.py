@@ -1,10 +1,11 @@
 """The rate-limit adapter: ratelimit.lua on the pipelined connection, with a small local lease.
 
-Each instance asks Redis for a key's requests; for a busy key it takes a few at once
-(``Policy.lease``: at most 1% of the quota) and counts them down locally for up to
-``LEASE_SECONDS``, and it remembers a refusal until then (or until the refusal's retry time).
-Requests taken from Redis are already counted there, so the instances together never pass more
-than the policy allows; one may hold a few requests another instance could not use meanwhile.
+Each instance asks Redis for a key's requests; for a busy key it takes a few at once and counts
+them down locally for up to ``LEASE_SECONDS``: about as many as it served in its last lease
+(doubling while they run out), at most ``Policy.lease`` (1% of the quota). It remembers a refusal
+until then too (or until the refusal's retry time). Requests taken from Redis are already counted
+there, so the instances together never pass more than the policy allows; what an instance took
+and did not use in time is lost to the key (in steady traffic about one request per lease).
 One call per key is in flight at a time: concurrent requests of a key wait for its answer, which
 takes enough for them as well.
 """
@@ -37,12 +38,21 @@ class Decision(NamedTuple):
 class _Lease:
     """What this instance took for one key: ``left`` requests (or a refusal) until ``until``."""
 
-    __slots__ = ("at", "decision", "left", "policy", "until")
+    __slots__ = ("at", "decision", "left", "policy", "taken", "until")
 
-    def __init__(self, policy: Policy, decision: Decision, left: int, at: float) -> None:
-        self.policy, self.decision, self.left, self.at = policy, decision, left, at
+    def __init__(self, policy: Policy, decision: Decision, taken: int, at: float) -> None:
+        self.policy, self.decision, self.taken, self.at = policy, decision, taken, at
+        self.left = taken - 1  # the request that asked used the first
         hold = LEASE_SECONDS if decision.allowed else min(LEASE_SECONDS, decision.retry_us / 1e6)
         self.until = at + hold
+
+    def next_size(self, policy: Policy) -> int:
+        """How many to take next time: double when this lease ran out, else what it served
+        plus one (so what an instance holds unused follows its traffic), within the policy's."""
+        if self.policy != policy or not self.decision.allowed:
+            return 1
+        used = self.taken - self.left
+        return min(policy.lease, 2 * self.taken if self.left <= 0 else used + 1)
 
 
 class RateLimiter:
@@ -84,8 +94,7 @@ class RateLimiter:
             return None
         now = time.monotonic()
         if now >= lease.until or lease.policy != policy:
-            del self._leases[key_id]
-            return None
+            return None  # kept until replaced: the next lease is sized on what this one served
         taken = lease.decision
         elapsed = int((now - lease.at) * 1_000_000)
         reset = max(0, taken.reset_us - elapsed)
@@ -101,7 +110,9 @@ class RateLimiter:
         self._asking[key_id] = asking
         try:
             # Enough for the requests already waiting too: they are served as soon as it answers.
-            want = policy.lease + self._waiting.get(key_id, 0)
+            prior = self._leases.get(key_id)
+            size = 1 if prior is None else prior.next_size(policy)
+            want = size + self._waiting.get(key_id, 0)
             decision, taken = await self.take(key_id, policy, want)
         except Exception as exc:
             # The requests waiting for this answer fail alike (not one after another).
@@ -118,7 +129,7 @@ class RateLimiter:
         if len(self._leases) >= _PRUNE_AT:
             now = time.monotonic()
             self._leases = {k: v for k, v in self._leases.items() if v.until > now}
-        self._leases[key_id] = _Lease(policy, decision, taken - 1, time.monotonic())
+        self._leases[key_id] = _Lease(policy, decision, taken, time.monotonic())
         if decision.allowed:
             # This request is the first of those taken: the rest are left to count down.
             return decision._replace(remaining=decision.remaining + taken - 1)
