@@ -84,7 +84,7 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
 
             async def send_with_headers(message: Message) -> None:
                 if message["type"] in ("http.response.start", "websocket.accept"):
-                    message["headers"] = [*message.get("headers", ()), *headers]
+                    message["headers"] = [*(message.get("headers") or ()), *headers]
                 await send(message)
 
             await app(scope, receive, send_with_headers)

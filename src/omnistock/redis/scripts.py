@@ -24,7 +24,8 @@ from omnistock.domain.reservations import shortage
 
 OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
 IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
-NOT_READY, LIMITED = 10, 11  # LIMITED: ratelimit.lua refused the request (see api/ratelimit.py)
+NOT_READY = 10
+LIMITED = 20  # ratelimit.lua refused the request (its reply has its own shape: redis/ratelimit.py)
 
 SCRIPT_NAMES = (
     "adjust",

@@ -13,7 +13,8 @@
 
 local C_OK, C_SHORTAGE, C_VERSION, C_NO_RESERVATION, C_NOT_ACTIVE = 0, 1, 2, 3, 4
 local C_IDEMPOTENCY, C_NO_LOCATION, C_BAD_COMMIT, C_STALE, C_NOT_DUE = 5, 6, 7, 8, 9
-local C_NOT_READY, C_LIMITED = 10, 11
+local C_NOT_READY = 10
+local C_LIMITED = 20  -- ratelimit.lua: the request is over its key's rate limit
 
 local function now_ms()
   local t = redis.call('TIME')
