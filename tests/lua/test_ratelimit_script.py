@@ -187,3 +187,26 @@ def test_a_lease_follows_what_its_instance_served() -> None:
     assert _Lease(policy, refused, 0, 0.0).next_size(policy) == 1
     assert _Lease(Policy(5_000, 1), ok, 10, 0.0).next_size(policy) == 1  # another policy
     assert _Lease(Policy(100, 1), ok, 1, 0.0).next_size(Policy(100, 1)) == 1  # leases of 1
+
+
+async def test_a_key_of_a_low_rate_is_counted_request_by_request(
+    servers: object, scripts: Scripts, uid: str
+) -> None:
+    # Leases of 1: two instances, 400 concurrent requests, a quota of 50 per hour: exactly 50
+    # pass, and each instance then refuses from memory without asking Redis again.
+    url = servers.redis_url  # type: ignore[attr-defined]
+    conns = [Multiplexer(url) for _ in range(2)]
+    try:
+        policy = Policy(50, 3600)
+        assert policy.lease == 1
+        limiters = [RateLimiter(c, scripts.library) for c in conns]
+        found = await asyncio.gather(*(limiters[n % 2].hit(uid, policy) for n in range(400)))
+        assert sum(d.allowed for d in found) == 50
+        for limiter in limiters:
+            assert not (await limiter.hit(uid, policy)).allowed  # asks Redis or remembers
+            remembered = limiter.local(uid, policy)  # (right after: well within 100 ms)
+            assert remembered is not None and not remembered.allowed
+            assert 71_000_000 < remembered.retry_us <= 72_000_000  # one per 72 s comes back
+    finally:
+        for c in conns:
+            await c.aclose()

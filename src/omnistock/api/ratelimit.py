@@ -62,7 +62,8 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
                 await app(scope, receive, send)
                 return
             svc: Services = scope["app"].state.services
-            policy = policies[who.role]
+            role = who.role
+            policy = policies[role]
             limiter = svc.rate_limiter
             # Most requests of a busy key are counted down locally: no coroutine, no Redis.
             decision = limiter.local(who.id, policy)
@@ -74,8 +75,8 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
                 fail_open(svc, who, exc)
                 decision, remaining, reset_us = None, policy.requests, 0
             headers = [
-                policy_headers[who.role],
-                (b"ratelimit", state_header(who.role, remaining, reset_us).encode()),
+                policy_headers[role],
+                (b"ratelimit", state_header(role, remaining, reset_us).encode()),
             ]
             if decision is not None and not decision.allowed:
                 svc.metrics.rate_limited.inc(role=who.role.value)

@@ -105,7 +105,10 @@ def policy_header(role: Role, policy: Policy) -> str:
 
 def state_header(role: Role, remaining: int, reset_us: int) -> str:
     """``RateLimit``: ``r`` requests left now, ``t`` seconds until the quota is whole again."""
-    return f'"{role.value}";r={max(0, remaining)};t={-(-max(0, reset_us) // 1_000_000)}'
+    if remaining < 0:
+        remaining = 0
+    seconds = -(-reset_us // 1_000_000) if reset_us > 0 else 0
+    return f'"{role}";r={remaining};t={seconds}'
 
 
 def retry_after_seconds(retry_us: int) -> int:

@@ -71,6 +71,15 @@ class RateLimiter:
 
     async def hit(self, key_id: str, policy: Policy) -> Decision:
         """Count one request of API key ``key_id`` under ``policy``."""
+        if policy.lease == 1:
+            # A key of a low rate: every request is asked for by itself, no waiting on another.
+            decision = self.local(key_id, policy)
+            if decision is not None:
+                return decision
+            decision, _ = await self.take(key_id, policy)
+            if not decision.allowed:
+                self._leases[key_id] = _Lease(policy, decision, 0, time.monotonic())
+            return decision
         while True:
             decision = self.local(key_id, policy)
             if decision is not None:
@@ -93,11 +102,13 @@ class RateLimiter:
         if lease is None:
             return None
         now = time.monotonic()
-        if now >= lease.until or lease.policy != policy:
+        if now >= lease.until or (lease.policy is not policy and lease.policy != policy):
             return None  # kept until replaced: the next lease is sized on what this one served
         taken = lease.decision
         elapsed = int((now - lease.at) * 1_000_000)
-        reset = max(0, taken.reset_us - elapsed)
+        reset = taken.reset_us - elapsed
+        if reset < 0:
+            reset = 0
         if not taken.allowed:
             return Decision(False, 0, reset, max(1, taken.retry_us - elapsed))
         if lease.left <= 0:
