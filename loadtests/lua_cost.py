@@ -82,6 +82,7 @@ def main() -> None:
                     requests=args.calls,
                     pipeline=16,
                     cpus=None,
+                    password=valkey.password,
                 )
                 stats = client.info("commandstats")[f"cmdstat_{verb.lower()}"]
                 usec[name].append(float(stats["usec_per_call"]))

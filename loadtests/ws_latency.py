@@ -66,6 +66,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+CLIENTS_PER_KEY = 50
+
+
 async def open_client(
     ws_url: str, key: str, frozen: bool, compression: bool = True
 ) -> ClientConnection:
@@ -225,17 +228,29 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     locations = [f"lt-{run}-{n}" for n in range(args.locations)]
     flood_location = f"lt-{run}-flood"  # followed by the frozen clients only
     headers = {"Authorization": f"Bearer {args.key}"}
+    key_ids: list[str] = []
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
         for loc in [*locations, flood_location]:
             resp = await http.put(f"/v1/locations/{loc}", json={"name": loc, "kind": "store"})
             resp.raise_for_status()
+        # Stream keys of its own, a few dozen clients each: a server takes at most
+        # OMNISTOCK_WS_MAX_CONNECTIONS_PER_KEY (default 100) connections of one key.
+        stream_keys: list[str] = []
+        for n in range(-(-args.subscribers // CLIENTS_PER_KEY) + 1):
+            made = await http.post(
+                "/v1/keys", json={"name": f"ws-latency-{run}-{n}", "role": "feed"}
+            )
+            made.raise_for_status()
+            stream_keys.append(made.json()["key"])
+            key_ids.append(made.json()["id"])
         current: list[Phase] = [Phase(expected=1 << 62)]
         print(f"opening {args.subscribers:,} subscribers over {len(locations)} locations ...")
         sem = asyncio.Semaphore(100)
 
         async def live_client(n: int) -> ClientConnection:
             async with sem:
-                ws = await open_client(ws_url, args.key, False, not args.no_compression)
+                key = stream_keys[n % (len(stream_keys) - 1)]
+                ws = await open_client(ws_url, key, False, not args.no_compression)
                 await subscribe(ws, f"s{n}", [locations[n % len(locations)]])
                 return ws
 
@@ -252,7 +267,7 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                 if name == "frozen":
                     count = max(1, round(args.subscribers * args.frozen))
                     for n in range(count):  # extra clients that subscribe to everything, then stop
-                        ws = await open_client(ws_url, args.key, frozen=True)
+                        ws = await open_client(ws_url, stream_keys[-1], frozen=True)
                         await subscribe(ws, f"f{n}", [*locations, flood_location])
                         frozen.append(ws)
                     await flood(http, flood_location, args.flood)
@@ -291,6 +306,8 @@ async def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             await asyncio.gather(
                 *(ws.close() for ws in [*clients, *frozen]), return_exceptions=True
             )
+            for key_id in key_ids:
+                await http.delete(f"/v1/keys/{key_id}")
         return results
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -31,6 +33,18 @@ class Servers:
 
 
 @contextlib.contextmanager
+def private_dir(prefix: str) -> Iterator[Path]:
+    """A folder outside pytest's temporary root, removed on exit. Any pytest session starting
+    (another checkout's too) resets that root to 0700, which shuts out the system user running
+    the embedded Postgres (when root) in the middle of its initdb."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def running_servers(base: Path) -> Iterator[Servers]:
     """A Valkey and a Postgres of their own under ``base``, stopped on exit."""
     valkey = EmbeddedValkey(base / "valkey")
@@ -47,9 +61,9 @@ def running_servers(base: Path) -> Iterator[Servers]:
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     """The servers every test shares (tests stay apart by ``uid``)."""
-    with running_servers(tmp_path_factory.mktemp("servers")) as found:
+    with private_dir("omnistock-servers-") as base, running_servers(base) as found:
         yield found
 
 

@@ -197,7 +197,12 @@ def reservations(bench: Bench) -> None:
         for _ in range(plan.rounds):
             raw_client.config_resetstat()
             rps, cpu = redis_benchmark(
-                raw.port, command, requests=plan.script_calls, pipeline=16, cpus=plan.load_cpus
+                raw.port,
+                command,
+                requests=plan.script_calls,
+                pipeline=16,
+                cpus=plan.load_cpus,
+                password=raw.password,
             )
             raw_rps.append(rps)
             raw_cpu.append(cpu)

@@ -78,7 +78,13 @@ def run_wrk(
 
 
 def redis_benchmark(
-    port: int, command: Sequence[str], *, requests: int, pipeline: int, cpus: str | None
+    port: int,
+    command: Sequence[str],
+    *,
+    requests: int,
+    pipeline: int,
+    cpus: str | None,
+    password: str | None = None,
 ) -> tuple[float, float]:
     """Calls/s of ``command`` from redis-benchmark (50 clients, pipelined; ``__rand_int__`` in an
     argument becomes a random number per call), and the generator's share of a core."""
@@ -87,6 +93,7 @@ def redis_benchmark(
         [
             "redis-benchmark",
             *("-h", "127.0.0.1", "-p", str(port), "-n", str(requests), "-c", "50"),
+            *(("-a", password) if password else ()),
             *("-P", str(pipeline), "-r", "1000000000", "--csv", *command),
         ],
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aredis
 
-from omnistock.imports import Format, ImportResult, import_stream
+from omnistock.imports import Format, ImportLimits, ImportResult, import_stream
 from omnistock.postgres import catalog
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import Restored, ensure_ready, rebuild_locked
@@ -113,6 +113,7 @@ async def import_file(
                 allowed=lambda loc: None if loc in known else f"unknown location {loc!r}",
                 pace=pace,
                 progress=progress,
+                limits=ImportLimits.from_settings(settings),
             )
             progress(result.rows, final=True)
             elapsed = time.perf_counter() - started

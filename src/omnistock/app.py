@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
@@ -23,17 +23,19 @@ from omnistock.api.availability import availability_router
 from omnistock.api.board import board_assets, board_page
 from omnistock.api.errors import EXCEPTION_HANDLERS
 from omnistock.api.feeds import feeds_router
+from omnistock.api.guards import body_deadline, page_policy, security_headers
 from omnistock.api.history import history_router
 from omnistock.api.imports import import_stock
 from omnistock.api.keys import keys_router
 from omnistock.api.locations import locations_router
-from omnistock.api.ops import docs, healthz, metrics, readyz
+from omnistock.api.ops import DOCS_SCRIPT, docs, healthz, metrics, readyz
 from omnistock.api.paths import keep_encoded_slashes
 from omnistock.api.positions import positions_router
 from omnistock.api.ratelimit import rate_limits
 from omnistock.api.reservations import reservations_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
+from omnistock.logs import install_everywhere
 from omnistock.services import Services, open_services
 from omnistock.settings import Settings
 
@@ -74,12 +76,24 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def _swagger_ui_dir() -> Path:
+    """Swagger UI's static files (the swagger-ui-py wheel; its Python part is not used)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    assert spec is not None and spec.submodule_search_locations, "swagger-ui-py is not installed"
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 class OmnistockApp(Litestar):
-    """Litestar, with the request path fixed up before routing (see ``keep_encoded_slashes``)."""
+    """Litestar, with the request path fixed up before routing (see ``keep_encoded_slashes``) and
+    security headers on every HTTP response (see ``security_headers``)."""
+
+    _secure = staticmethod(security_headers(page_policy([DOCS_SCRIPT])))
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
             keep_encoded_slashes(scope)
+            if scope["type"] == "http":
+                send = self._secure(scope, send)
         await super().__call__(scope, receive, send)
 
 
@@ -93,7 +107,7 @@ def create_app(settings: Settings) -> Litestar:
             app.state.services = svc
             yield
 
-    return OmnistockApp(
+    app = OmnistockApp(
         route_handlers=[
             stock_router,
             history_router,
@@ -114,18 +128,20 @@ def create_app(settings: Settings) -> Litestar:
             docs,
             create_static_files_router(
                 "/docs/assets",
-                [Path(swagger_ui_bundle.swagger_ui_path)],
+                [_swagger_ui_dir()],
                 include_in_schema=False,
             ),
         ],
         lifespan=[lifespan],
         middleware=[
+            body_deadline(settings.http_request_timeout_seconds),
             _metrics_middleware,
             websocket_denials,
             DefineMiddleware(ApiKeyAuth, exclude=_OPEN),
             rate_limits(policies),  # after auth: it counts per API key
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="omnistock",
             version=__version__,
@@ -138,6 +154,8 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+    install_everywhere()  # Litestar has just set up its log handlers: no API key in them
+    return app
 
 
 def app_from_env() -> Litestar:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import msgspec
 
+from omnistock.logs import install_everywhere, uvicorn_log_config
 from omnistock.settings import Settings, SettingsError, load_settings
 
 
@@ -82,9 +83,14 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             loop="uvloop",
-            http="httptools",
+            # httptools plus a header size limit (431) and a header arrival deadline (408).
+            http="omnistock.api.protocol:GuardedHttpToolsProtocol",
             log_level=settings.log_level,
+            log_config=uvicorn_log_config(settings.log_level),  # API keys masked
             access_log=False,
+            # Past twice the message limit the protocol closes the socket (1009) instead of
+            # buffering it; below, the handler answers an error (ws_max_message_bytes).
+            ws_max_size=2 * settings.ws_max_message_bytes,
             timeout_graceful_shutdown=10,
         )
     return 0
@@ -99,15 +105,28 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _create_key(settings: Settings, name: str, role: str, locations: list[str]) -> str:
     import asyncpg
+    from redis.exceptions import RedisError
 
+    from omnistock.cache import publish
     from omnistock.domain.roles import Role
     from omnistock.postgres import catalog
+    from omnistock.redis.client import redis_client
 
     conn = await asyncpg.connect(settings.database_url)
     try:
         key = await catalog.create_key(conn, name, Role(role), locations)
     finally:
         await conn.close()
+    # Running servers answer unknown keys from memory: tell them (they reread the keys). Without
+    # Redis they cannot hear it, but they reread everything when their subscription comes back.
+    assert settings.redis_url is not None
+    redis = redis_client(settings.redis_url, 2)
+    try:
+        await publish(redis, "keys")
+    except (RedisError, OSError) as exc:
+        print(f"warning: could not tell running servers about the key: {exc}", file=sys.stderr)
+    finally:
+        await redis.aclose()
     print(f"created {key.role} key {key.id} ({key.name})", file=sys.stderr)
     assert key.key is not None
     return key.key
@@ -282,4 +301,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    install_everywhere()
     return int(args.run(args, settings))

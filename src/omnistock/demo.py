@@ -11,6 +11,7 @@ import random
 
 import asyncpg
 
+from omnistock.cache import publish
 from omnistock.domain.locations import Location, default_pickup
 from omnistock.domain.roles import Role
 from omnistock.postgres import catalog
@@ -114,4 +115,7 @@ async def load_demo(db: asyncpg.Pool, store: StockStore) -> tuple[str, int]:
             loaded += len(batch)
     key = await catalog.create_key(db, DEMO_KEY_NAME, Role.ADMIN, [])
     assert key.key is not None
+    # Servers already running serve locations and keys from memory: tell them.
+    await publish(store.client, "locations")
+    await publish(store.client, "keys")
     return key.key, loaded

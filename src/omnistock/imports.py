@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from omnistock.domain.errors import ValidationFailed
+from omnistock.domain.errors import PayloadTooLarge, ValidationFailed
 from omnistock.domain.ids import is_identifier
+from omnistock.domain.stock import MAX_QUANTITY
 from omnistock.redis.store import Count, StockStore
+from omnistock.settings import Settings
 
 Format = Literal["csv", "ndjson"]
-MAX_ON_HAND = 10**12
+MAX_ON_HAND = MAX_QUANTITY
 MAX_REJECTED = 1000  # listed; beyond that only counted
 # Redis is the limit of an import, and a deeper queue of bigger scripts costs it more per row
 # (measured): 4 batches of 250 rows keep it busy while queueing at most ~10 ms of its time.
@@ -26,7 +29,32 @@ BATCH = 250  # rows per batch: one script call, all of one partition
 LANES = 4  # batches in flight at most
 WAITING = 16_000  # rows waiting for their batch to fill, at most (then the fullest one goes)
 YIELD_EVERY = 32  # rows read between turns of the event loop (a batch waiting its turn goes)
+YIELD_LINES = 256  # lines read between turns of the event loop, whatever became of them
 PACE_EVERY = 20_000  # rows between back-pressure checks
+# Input limits (defaults of the settings import_max_line_bytes, import_max_columns and
+# import_max_error_chars; see docs/operations.md "Limits: input and import").
+MAX_LINE_BYTES = 64 * 1024
+MAX_COLUMNS = 64
+MAX_ERROR_CHARS = 200
+
+
+class ImportLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What one import may make the server hold or say: bytes of one line (a longer one is
+    rejected and skipped up to its newline, never buffered), columns of a CSV header, characters
+    of one rejection message."""
+
+    line_bytes: int = MAX_LINE_BYTES
+    columns: int = MAX_COLUMNS
+    error_chars: int = MAX_ERROR_CHARS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImportLimits:
+        """The limits ``settings`` set (``import_max_*``)."""
+        return cls(
+            line_bytes=settings.import_max_line_bytes,
+            columns=settings.import_max_columns,
+            error_chars=settings.import_max_error_chars,
+        )
 
 
 class Rejected(msgspec.Struct):
@@ -70,18 +98,47 @@ def format_for(content_type: str | None, filename: str | None = None) -> Format:
     raise ValidationFailed("Content-Type", "send text/csv or application/x-ndjson")
 
 
-async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, list[bytes]]]:
+async def _lines(
+    chunks: AsyncIterator[bytes], limit: int
+) -> AsyncIterator[tuple[int, list[bytes | None]]]:
     """The lines of a byte stream, a chunk's worth at a time, with the number (1-based) of the
-    first of them (a line keeps its trailing CR, if any)."""
-    number, tail = 1, b""
+    first of them (a line keeps its trailing CR, if any). A line longer than ``limit`` bytes is
+    None: its bytes are dropped as they arrive (never buffered past ``limit``) up to its newline,
+    where reading resumes. Each byte is looked at a bounded number of times: linear time."""
+    number = 1
+    tail = bytearray()  # the start of the current line (at most ``limit`` bytes)
+    skipping = False  # the current line is already too long
     async for chunk in chunks:
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
-        if lines:
-            yield number, lines
-            number += len(lines)
-    if tail:
-        yield number, [tail]
+        end = chunk.find(b"\n")
+        if end < 0:
+            if not skipping:
+                tail += chunk
+                if len(tail) > limit:
+                    skipping = True
+                    tail.clear()
+            await asyncio.sleep(0)  # a line without end must not hold the event loop
+            continue
+        lines: list[bytes | None] = []
+        if skipping or len(tail) + end > limit:
+            lines.append(None)
+        else:
+            tail += chunk[:end]
+            lines.append(bytes(tail))
+        tail.clear()
+        skipping = False
+        rest = chunk[end + 1 :].split(b"\n")
+        last = rest.pop()
+        lines += [line if len(line) <= limit else None for line in rest]
+        if len(last) > limit:
+            skipping = True
+        else:
+            tail += last
+        yield number, lines
+        number += len(lines)
+    if skipping:
+        yield number, [None]
+    elif tail:
+        yield number, [bytes(tail)]
 
 
 # The common CSV line, matched in one go: identifiers, counts of at most 12 digits (below
@@ -91,6 +148,46 @@ _ID_RE = r"([A-Za-z0-9._:-]{1,128})"
 _COUNT_RE = r"([0-9]{1,12})"
 _COUNT_OR_EMPTY_RE = r"([0-9]{0,12})"
 _OTHER_RE = r"[\x20\x21\x23-\x2b\x2d-\x7e]*"
+
+
+def _header(raw: bytes, limits: ImportLimits) -> _CsvColumns:
+    """The columns a CSV header names; 422 for one that is not UTF-8, not CSV, or too wide (the
+    width is counted before anything else is done with it)."""
+    if raw.count(b",") >= limits.columns:
+        raise ValidationFailed(
+            "body",
+            f"CSV header has {raw.count(b',') + 1} columns, at most {limits.columns} are read",
+        )
+    try:
+        return _CsvColumns(_csv_fields(raw))
+    except UnicodeDecodeError:
+        raise ValidationFailed("body", "CSV header is not UTF-8") from None
+    except csv.Error as exc:
+        raise ValidationFailed("body", bounded(f"CSV header: {exc}", limits.error_chars)) from None
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters (rejections must not echo whole fields)."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "\u2026"
+
+
+FAST_COLUMNS = 8  # headers up to this wide get a fast-path regex (one per layout, cached)
+
+
+def _no_match(raw: bytes) -> None:
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _line_pattern(width: int, ours: tuple[int, ...]) -> Callable[[bytes], Any]:
+    """The fast-path regex of one column layout (``ours``: the columns of location, sku,
+    on_hand[, safety_stock]), compiled once per layout: at most FAST_COLUMNS wide, cached."""
+    columns = [_OTHER_RE] * width
+    columns[ours[0]] = columns[ours[1]] = _ID_RE
+    columns[ours[2]] = _COUNT_RE
+    if len(ours) > 3:
+        columns[ours[3]] = _COUNT_OR_EMPTY_RE
+    return re.compile(",".join(columns).encode()).fullmatch
 
 
 class _CsvColumns:
@@ -107,17 +204,15 @@ class _CsvColumns:
         )
         self.safety = names.index("safety_stock") if "safety_stock" in names else None
         self.width = len(names)
-        columns = [_OTHER_RE] * self.width
-        columns[self.location] = columns[self.sku] = _ID_RE
-        columns[self.on_hand] = _COUNT_RE
-        if self.safety is not None:
-            columns[self.safety] = _COUNT_OR_EMPTY_RE
         # Regex groups come in column order: where each of ours is.
         ours = [self.location, self.sku, self.on_hand]
         if self.safety is not None:
             ours.append(self.safety)
         self.groups = [sorted(ours).index(column) + 1 for column in ours]
-        self.simple = re.compile(",".join(columns).encode()).fullmatch
+        # Compiling costs ~0.1 ms per column on the event loop: wide files take the careful path.
+        self.simple = (
+            _line_pattern(self.width, tuple(ours)) if self.width <= FAST_COLUMNS else _no_match
+        )
 
     def fast(self, raw: bytes) -> Count | None:
         """The count of a common line (see _ID_RE), or None to parse it with _parse_csv."""
@@ -143,14 +238,18 @@ def _csv_fields(raw: bytes) -> list[str]:
     return next(csv.reader([text]))
 
 
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also takes "²", which int() refuses
+
+
 def _int(value: str, name: str) -> int:
     value = value.strip()
-    if not value.isdigit():
+    if _DIGITS.fullmatch(value) is None:
         raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-    number = int(value)
-    if number > MAX_ON_HAND:
+    digits = value.lstrip("0")
+    # Counted before int(): a number of thousands of digits is not converted just to refuse it.
+    if len(digits) > len(str(MAX_ON_HAND)) or int(digits or "0") > MAX_ON_HAND:
         raise ValueError(f"{name} must be at most {MAX_ON_HAND}")
-    return number
+    return int(digits or "0")
 
 
 def _parse_csv(raw: bytes, cols: _CsvColumns) -> Count:
@@ -168,10 +267,14 @@ def _parse_csv(raw: bytes, cols: _CsvColumns) -> Count:
 
 
 def _parse_ndjson(raw: bytes) -> Count:
+    if not raw.isascii():
+        raw.decode()  # UnicodeDecodeError: msgspec would skip an unknown member unchecked
     try:
         row = _decode_ndjson(raw)
     except msgspec.MsgspecError as exc:
         raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply") from None
     return Count(
         location=row.location,
         sku=row.sku,
@@ -190,9 +293,12 @@ async def import_stream(
     allowed: Callable[[str], str | None],
     pace: Callable[[], Awaitable[None]] | None = None,
     progress: Callable[[int], None] | None = None,
+    limits: ImportLimits | None = None,
 ) -> ImportResult:
     """Apply every good line; ``allowed(location)`` returns why a location cannot be written
-    (unknown, or not this key's), or None. ``pace`` is awaited between batches (back-pressure)."""
+    (unknown, or not this key's), or None. ``pace`` is awaited between batches (back-pressure).
+    A line past ``limits.line_bytes`` is rejected (a CSV header that long: 413, nothing read)."""
+    limits = limits or ImportLimits()
     result = ImportResult()
     # Rows wait in one batch per partition. A full batch goes at once (the fullest when WAITING
     # rows wait), after the batch before it of its partition: a position's rows are applied in
@@ -208,7 +314,7 @@ async def import_stream(
     def reject(line: int, error: str) -> None:
         result.rejected_total += 1
         if len(result.rejected) < MAX_REJECTED:
-            result.rejected.append(Rejected(line=line, error=error))
+            result.rejected.append(Rejected(line=line, error=bounded(error, limits.error_chars)))
 
     async def apply(previous: asyncio.Task[None] | None, counts: list[Count]) -> None:
         if previous is not None:
@@ -246,15 +352,23 @@ async def import_stream(
         return count
 
     try:
-        async for first, lines in _lines(chunks):
-            for number, raw in enumerate(lines, first):
-                raw = raw.rstrip(b"\r")
+        too_long = f"line longer than {limits.line_bytes} bytes"
+        async for first, lines in _lines(chunks, limits.line_bytes):
+            for number, line in enumerate(lines, first):
+                if number % YIELD_LINES == 0:
+                    await asyncio.sleep(0)  # rejected lines queue nothing: a turn by lines too
+                if line is None:
+                    if fmt == "csv" and cols is None:  # the header: nothing can be read
+                        raise PayloadTooLarge(f"CSV header: {too_long}", field="body")
+                    reject(number, too_long)
+                    continue
+                raw = line.rstrip(b"\r")
                 count = cols.fast(raw) if cols is not None else None
                 if count is None:
                     if not raw.strip():
                         continue
                     if fmt == "csv" and cols is None:
-                        cols = _CsvColumns(_csv_fields(raw))
+                        cols = _header(raw, limits)
                         continue
                     count = parse(number, raw)
                     if count is None:

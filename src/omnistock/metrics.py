@@ -88,6 +88,18 @@ class Metrics:
         self.expired = Counter(
             "omnistock_reservations_expired_total", "Reservations expired by the sweeper"
         )
+        # supervise: background loops, retention and the persister's quarantine
+        self.restarts = Counter(
+            "omnistock_background_restarts_total", "Restarts of a failed background loop"
+        )
+        self.pruned = Counter(
+            "omnistock_pruned_rows_total", "Rows the pruning loop deleted from Postgres, by table"
+        )
+        self.quarantined = Counter(
+            "omnistock_persister_quarantined_total",
+            "Stream entries the persister could not write and set aside in Postgres",
+        )
+        # ratelimit: 429s per role, requests let through while Redis did not answer
         self.rate_limited = Counter(
             "omnistock_rate_limited_total", "Requests refused by rate limits (429), by role"
         )
@@ -107,6 +119,9 @@ class Metrics:
             self.latency,
             self.reservations,
             self.expired,
+            self.restarts,
+            self.pruned,
+            self.quarantined,
             self.rate_limited,
             self.rate_limit_unchecked,
             *self.gauges,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from omnistock.cache import KeyCache, LocationCache, follow_invalidations
 from omnistock.durability import WriteGate, run_backlog_monitor, run_trimmer, run_watchdog
 from omnistock.metrics import Metrics
 from omnistock.postgres.persister import Persister
+from omnistock.postgres.prune import run_pruner
 from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
@@ -25,6 +27,7 @@ from omnistock.redis.store import StockStore
 from omnistock.redis.sweeper import run_sweeper
 from omnistock.settings import Settings
 from omnistock.stream.fanout import Fanout
+from omnistock.supervisor import Supervisor
 
 log = logging.getLogger("omnistock")
 
@@ -58,45 +61,46 @@ class Services:
         self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
-        self.fanout = Fanout(settings, redis, self.locations, self.metrics)
+        self.fanout = Fanout(settings, redis, self.locations, self.metrics, self.keys)
         self.persister = Persister(
             redis,
             db,
             settings.partitions,
             batch=settings.persister_batch,
             claim_idle_ms=settings.persister_claim_idle_ms,
+            metrics=self.metrics,
         )
         self.gate = WriteGate(settings, self.persister)
         self.store.gate = self.gate.check
         if settings.ack == "postgres":
             self.store.on_written = self.persister.persist_range
+        self.supervisor = Supervisor(
+            self.metrics,
+            backoff_initial=settings.background_backoff_initial_seconds,
+            backoff_max=settings.background_backoff_max_seconds,
+            healthy_seconds=settings.background_healthy_seconds,
+        )
+        self.metrics.gauge(
+            "omnistock_background_loops_failing",
+            "Background loops that failed and have not run healthily since",
+            lambda: len(self.supervisor.failing()),
+        )
         self.rate_limiter = RateLimiter(hot, self.store.scripts.library)
-        self._tasks: list[asyncio.Task[None]] = []
 
-    def spawn(self, coro: Awaitable[None], name: str) -> None:
-        """Run a background task for the life of the process; a crash is logged, not silent."""
-
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background task %s failed", name)
-
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+    def spawn(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run ``loop()`` for the life of the process, supervised: restarted with backoff after
+        any exception, counted in /metrics, shown by /readyz while it keeps failing."""
+        given: object = loop  # a coroutine (round-1 style) runs once and cannot be restarted
+        if inspect.iscoroutine(given):
+            given.close()
+            raise TypeError(f"spawn {name!r}: pass the function, not a coroutine (restartable)")
+        self.supervisor.spawn(name, loop)
 
     async def stop(self) -> None:
-        """Stop the background tasks and wait until each has ended. The persister is asked to
-        stop (it then finishes its batch); the others are cancelled. A task can swallow a
-        cancellation (a client library may turn it into an error that the task's retry loop
-        catches), so what is still running after a second is cancelled again."""
+        """Stop the background loops and wait until each has ended. The persister is asked to
+        stop (it then returns after its current read); every loop is cancelled as well."""
         self.persister.stop()
-        pending = {task for task in self._tasks if not task.done()}
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=1.0)
+        await self.supervisor.stop()
 
 
 @contextlib.asynccontextmanager
@@ -141,14 +145,22 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
             log.warning("redis: %s", done)
         await svc.locations.reload()
         await svc.store.put_location_meta(svc.locations.all())
-        svc.spawn(follow_invalidations(redis, svc.keys, svc.locations), "invalidations")
-        svc.spawn(run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics), "sweeper")
-        svc.spawn(svc.persister.run(), "persister")
-        svc.spawn(run_backlog_monitor(svc.gate, redis, settings.partitions), "backlog")
-        svc.spawn(run_trimmer(redis, db, scripts, settings), "trimmer")
-        svc.spawn(run_watchdog(redis, db, scripts, settings.partitions), "watchdog")
+        svc.spawn(
+            lambda: follow_invalidations(redis, svc.keys, svc.locations, svc.fanout.keys_changed),
+            "invalidations",
+        )
+        svc.spawn(
+            lambda: run_sweeper(svc.store, settings.sweeper_interval_seconds, svc.metrics),
+            "sweeper",
+        )
+        svc.spawn(svc.persister.run, "persister")
+        svc.spawn(lambda: run_backlog_monitor(svc.gate, redis, settings.partitions), "backlog")
+        svc.spawn(lambda: run_trimmer(redis, scripts, settings), "trimmer")
+        svc.spawn(lambda: run_watchdog(redis, db, scripts, settings.partitions), "watchdog")
+        svc.spawn(lambda: run_pruner(db, settings, svc.metrics), "pruner")
         await svc.fanout.start()
-        svc.spawn(svc.fanout.run(), "stream")
+        for name, loop in svc.fanout.loops().items():
+            svc.spawn(loop, name)
         try:
             yield svc
         finally:

@@ -30,7 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default_ttl_seconds: int = 900
     sweeper_interval_seconds: float = 0.25
     idempotency_ttl_seconds: int = 24 * 3600
-    finished_reservation_retention_seconds: int = 7 * 24 * 3600
+    finished_reservation_retention_seconds: int = 3600
     redis_max_connections: int = 64
     database_pool_size: int = 10
     ack: AckMode = "redis"
@@ -42,6 +42,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
+    # supervise: supervised background loops and retention
+    background_backoff_initial_seconds: float = 0.1
+    background_backoff_max_seconds: float = 5.0
+    background_healthy_seconds: float = 2.0
+    prune_interval_seconds: float = 60.0
+    prune_batch: int = 1000
+    ledger_retention_days: int = 400
+    reservation_retention_days: int = 90
+    # WebSocket limits (docs/operations.md, "Limits: WebSocket")
+    ws_max_message_bytes: int = 1 << 20
+    ws_max_subscriptions: int = 100
+    ws_max_filter_entries: int = 10_000
+    ws_max_connection_filter_entries: int = 20_000
+    ws_max_key_filter_entries: int = 100_000
+    ws_max_connections_per_key: int = 100
+    ws_max_connections: int = 10_000
+    ws_max_replay_entries: int = 100_000
+    # Input limits (issue 10, input): see docs/operations.md "Limits: input and import".
+    import_max_line_bytes: int = 64 * 1024
+    import_max_columns: int = 64
+    import_max_error_chars: int = 200
+    # HTTP server limits and security
+    http_max_header_bytes: int = 64 * 1024
+    http_request_timeout_seconds: float = 30.0
+    max_body_bytes: int = 64 * 1024
+    metrics_key: str | None = None
     # Rate limits: ``role=N/Ss`` pairs over the defaults of domain/ratelimit.py, or ``off``.
     rate_limits: str = ""
 
@@ -71,11 +97,36 @@ _INT_FIELDS = {
     "persister_batch": (1, 100_000),
     "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
+    # supervise
+    "prune_batch": (1, 100_000),
+    "ledger_retention_days": (0, 36500),
+    "reservation_retention_days": (0, 36500),
+    # WebSocket limits
+    "ws_max_message_bytes": (1024, 64 << 20),
+    "ws_max_subscriptions": (1, 10_000),
+    "ws_max_filter_entries": (1, 1_000_000),
+    "ws_max_connection_filter_entries": (1, 10_000_000),
+    "ws_max_key_filter_entries": (1, 100_000_000),
+    "ws_max_connections_per_key": (1, 1_000_000),
+    "ws_max_connections": (1, 1_000_000),
+    "ws_max_replay_entries": (0, 10**9),
+    # Input limits
+    "import_max_line_bytes": (256, 16 * 1024 * 1024),
+    "import_max_columns": (4, 4096),
+    "import_max_error_chars": (40, 10_000),
+    "http_max_header_bytes": (8 * 1024, 1024 * 1024),
+    "max_body_bytes": (1024, 64 * 1024 * 1024),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
     "ws_stall_seconds": (0.1, 3600.0),
     "heartbeat_seconds": (0.05, 15.0),
+    # supervise
+    "background_backoff_initial_seconds": (0.01, 60.0),
+    "background_backoff_max_seconds": (0.01, 600.0),
+    "background_healthy_seconds": (0.1, 3600.0),
+    "prune_interval_seconds": (1.0, 86400.0),
+    "http_request_timeout_seconds": (0.5, 3600.0),
 }
 
 

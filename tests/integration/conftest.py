@@ -4,7 +4,6 @@ the streams (the shared app's persister would otherwise take entries)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -15,7 +14,7 @@ from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
-from tests.conftest import Servers, running_servers
+from tests.conftest import Servers, private_dir, running_servers
 
 PARTITIONS = 16
 
@@ -56,9 +55,8 @@ async def open_stack(servers: Servers) -> tuple[Stack, aredis.Redis, asyncpg.Poo
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    base: Path = tmp_path_factory.mktemp("own")
-    with running_servers(base) as servers:
+async def stack() -> AsyncIterator[Stack]:
+    with private_dir("omnistock-own-") as base, running_servers(base) as servers:
         own, redis, db = await open_stack(servers)
         yield own
         await own.hot.aclose()

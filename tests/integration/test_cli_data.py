@@ -75,3 +75,32 @@ async def test_import_reconcile_rebuild(stack: Stack, uid: str, tmp_path: Path) 
     await stack.store.put_location_meta([loc])
     assert (await stack.store.get_position(loc, "sku-2999")).on_hand == 3000
     assert omnistock(stack, "reconcile").returncode == 0
+
+
+async def test_import_command_keeps_the_input_limits(
+    stack: Stack, uid: str, tmp_path: Path
+) -> None:
+    """``omnistock import`` reads with the same limits as the API (from OMNISTOCK_IMPORT_*): a long
+    line is rejected and reading resumes; a header it cannot read is a message, not a traceback."""
+    loc = Location(id=uid, name=uid, kind="warehouse")
+    await catalog.upsert_location(stack.db, loc)
+    await stack.store.put_location_meta([loc])
+    path = tmp_path / "long.csv"
+    path.write_bytes(
+        b"location,sku,on_hand\n"
+        + f"{uid},a,1\n{uid},b,{'9' * 200_000}\n{uid},c,3\n{uid},d,{'x' * 500}".encode()
+    )
+    done = omnistock(stack, "import", str(path))
+    assert done.returncode == 1, done.stderr
+    assert "imported 2 rows" in done.stdout
+    assert "line 3: line longer than 65536 bytes" in done.stdout
+    line_5 = next(line for line in done.stdout.splitlines() if "line 5:" in line)
+    assert len(line_5.split("line 5: ", 1)[1]) <= 200  # the rejection does not echo the field
+    assert (await stack.store.get_position(loc, "c")).on_hand == 3
+
+    for name, header in [("utf8.csv", b"location,sku,on_hand\xff"), ("wide.csv", b",c" * 5000)]:
+        bad = tmp_path / name
+        bad.write_bytes(header + f"\n{uid},e,1\n".encode())
+        refused = omnistock(stack, "import", str(bad))
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert "CSV header" in refused.stderr

@@ -83,7 +83,7 @@ async def test_reserve_all_or_nothing_shortage(store: StockStore, probe: Probe, 
         store.client,
         [keys.stream(p), keys.unused_idempotency_record(p), keys.reservation(p, "x"), keys.expiries(p),
          keys.location_meta(p, uid), keys.sku_index(p, uid), keys.position(p, uid, "b")],
-        ["shop", "", 1000, "", "x", uid, 1000, "", "", "0", "b", 2],
+        ["shop", "", 1000, "", "x", uid, 1000, "", "", "0", "", "", "b", 2],
     )  # fmt: skip
     assert (raw.code, raw.payload) == (SHORTAGE, b'[["b",2,1]]')
 

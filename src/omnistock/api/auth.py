@@ -32,19 +32,24 @@ def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str:
     return ""
 
 
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The API key the caller sent: the bearer token (WebSocket: or ``?api_key=``); "" if none."""
+    header = _authorization(connection.scope["headers"])
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        secret = ""
+        if connection.scope["type"] == ScopeType.WEBSOCKET:
+            secret = connection.query_params.get("api_key", "")
+    return secret.strip()
+
+
 class ApiKeyAuth(AbstractAuthenticationMiddleware):
     """Resolves the API key to a principal; 401 when it is missing or unknown."""
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        header = _authorization(connection.scope["headers"])
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            secret = ""
-            if connection.scope["type"] == ScopeType.WEBSOCKET:
-                secret = connection.query_params.get("api_key", "")
-        secret = secret.strip()
+        secret = presented_key(connection)
         if not secret:
             raise NotAuthorizedException("missing API key: send 'Authorization: Bearer <key>'")
         found = await services(connection).keys.principal(secret)

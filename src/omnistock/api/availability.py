@@ -10,6 +10,7 @@ from litestar.params import JSONBody, QueryParameter
 
 from omnistock.api.auth import services
 from omnistock.api.body import StrictBody
+from omnistock.api.limits import AVAILABILITY_BODY_BYTES
 from omnistock.api.schemas import AvailabilityQuery, SkuPath
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN, check_identifier
@@ -110,7 +111,12 @@ async def sku_availability(
     return SkuAvailability(sku=sku, total_available=sum(r.available for r in rows), locations=rows)
 
 
-@post("/availability", summary="Availability matrix: skus x locations", status_code=200)
+@post(
+    "/availability",
+    summary="Availability matrix: skus x locations",
+    status_code=200,
+    request_max_body_size=AVAILABILITY_BODY_BYTES,
+)
 async def availability_matrix(
     request: Request[Any, Any, Any], data: JSONBody[AvailabilityQuery]
 ) -> Matrix:

@@ -55,9 +55,17 @@ def validation_error(exc: msgspec.MsgspecError) -> ValidationFailed:
     return ValidationFailed(path or "body", message)
 
 
+def check_utf8(raw: bytes) -> None:
+    """Raise UnicodeDecodeError unless ``raw`` is UTF-8. msgspec checks the strings it keeps but
+    skips unknown members unchecked, so ``{"\xff": 1}`` would pass as ``{}``: JSON is UTF-8."""
+    if not raw.isascii():  # (the common case costs one fast scan)
+        raw.decode()
+
+
 def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
     """``raw`` decoded by ``decoder``; a 422 naming the field when it does not fit."""
     try:
+        check_utf8(raw)
         return decoder.decode(raw)
     except msgspec.MsgspecError as exc:
         raise validation_error(exc) from None

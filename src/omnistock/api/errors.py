@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from redis.exceptions import RedisError
 
 from omnistock.api.body import humane, validation_error
@@ -27,6 +28,7 @@ _SLUGS = {
     403: ("forbidden", "This API key may not do that"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
     413: ("payload-too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     429: ("too-many-requests", "Too many requests"),
@@ -90,7 +92,7 @@ def on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Respon
     return validation_problem(errors[0]["field"], errors[0]["message"], errors)
 
 
-def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     if status >= 500:
         log.error("server error: %s", exc.detail)
@@ -99,7 +101,12 @@ def on_http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[byt
         # Litestar raises a 400 for bodies it cannot parse (malformed JSON, wrong content).
         return validation_problem("body", f"malformed JSON: {exc.detail}")
     slug, title = _SLUGS.get(status, ("error", "Error"))
-    return problem(status, slug, title, str(exc.detail), dict(exc.headers or {}) or None)
+    detail = str(exc.detail)
+    if isinstance(exc, RequestEntityTooLarge):  # Litestar's body limit: name it (api/limits.py)
+        limit = request.route_handler.resolve_request_max_body_size()
+        if limit:
+            detail = f"the request body may not exceed {limit} bytes"
+    return problem(status, slug, title, detail, dict(exc.headers or {}) or None)
 
 
 def on_redis_error(_: Request[Any, Any, Any], exc: RedisError) -> Response[bytes]:

@@ -15,6 +15,9 @@ from omnistock.domain.errors import ValidationFailed
 from omnistock.postgres.sql import load_queries
 
 Q = load_queries("ledger.sql")
+# '<partition>:<stream id ms-seq>' (postgres/migrations/0002_ledger.sql); anything else is a 422
+# here rather than a value Postgres might refuse.
+EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}$"
 
 
 class HistoryItem(msgspec.Struct, kw_only=True):
@@ -43,7 +46,10 @@ async def position_history(
     location_id: LocationPath,
     sku: SkuPath,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
-    before: Annotated[str | None, QueryParameter(max_length=64, description="an event_id")] = None,
+    before: Annotated[
+        str | None,
+        QueryParameter(pattern=EVENT_ID_PATTERN, description="`event_id` of an item (`next`)"),
+    ] = None,
 ) -> History:
     svc = services(request)
     await svc.locations.require(location_id)

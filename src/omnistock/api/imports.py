@@ -9,7 +9,7 @@ from litestar import Request, post
 
 from omnistock.api.auth import principal, services
 from omnistock.domain.roles import Role, require_stock_writer
-from omnistock.imports import ImportResult, format_for, import_stream
+from omnistock.imports import ImportLimits, ImportResult, format_for, import_stream
 from omnistock.services import Services
 
 
@@ -46,5 +46,11 @@ async def import_stock(request: Request[Any, Any, Any]) -> ImportResult:
         return None
 
     return await import_stream(
-        request.stream(), fmt, svc.store, who.name, allowed=allowed, pace=backlog_pacer(svc)
+        request.stream(),
+        fmt,
+        svc.store,
+        who.name,
+        allowed=allowed,
+        pace=backlog_pacer(svc),
+        limits=ImportLimits.from_settings(svc.settings),
     )

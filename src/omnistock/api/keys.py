@@ -10,6 +10,7 @@ from litestar.params import FromPath, JSONBody
 
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
+from omnistock.api.limits import KEY_BODY_BYTES
 from omnistock.api.schemas import KeyCreate
 from omnistock.cache import publish
 from omnistock.domain.errors import NotFound, ValidationFailed
@@ -23,7 +24,12 @@ class KeyList(msgspec.Struct):
     items: list[ApiKey]
 
 
-@post("/", summary="Create an API key (its secret is in this response only)", status_code=201)
+@post(
+    "/",
+    summary="Create an API key (its secret is in this response only)",
+    status_code=201,
+    request_max_body_size=KEY_BODY_BYTES,
+)
 async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate]) -> ApiKey:
     svc = services(request)
     require_admin(principal(request))
@@ -32,9 +38,13 @@ async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate])
     for i, loc_id in enumerate(data.locations):
         if await svc.locations.get(loc_id) is None:
             raise ValidationFailed(f"locations[{i}]", f"unknown location {loc_id!r}")
-    return await catalog.create_key(
+    made = await catalog.create_key(
         svc.db, data.name, data.role, list(dict.fromkeys(data.locations))
     )
+    # Instances answer unknown keys from memory: tell them all (and wait) before answering.
+    svc.keys.clear()
+    await publish(svc.redis, "keys")
+    return made
 
 
 @get("/", summary="List API keys (without secrets)")
@@ -52,10 +62,12 @@ async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
 async def delete_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[None]:
     svc = services(request)
     require_admin(principal(request))
-    if not is_identifier(key_id) or not await catalog.revoke_key(svc.db, key_id):
+    if not is_identifier(key_id):  # (not echoed: a path can be long)
+        raise NotFound("API key not found")
+    if not await catalog.revoke_key(svc.db, key_id):
         raise NotFound(f"API key {key_id!r} not found")
     svc.keys.clear()
-    await publish(svc.redis, "keys")
+    await publish(svc.redis, "keys", subject=key_id)
     return Response(None, status_code=204)
 
 

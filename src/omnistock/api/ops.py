@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
 from litestar import MediaType, Request, Response, get
 
 from omnistock.api.auth import services
 from omnistock.api.errors import problem
+from omnistock.domain.roles import Role
 
 
 @get("/healthz", include_in_schema=False)
@@ -34,27 +36,64 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
         )
         if reason
     ]
+    # Background loops that failed and have not run healthily since (see supervisor.py).
+    failing = svc.supervisor.failing()
+    down += [f"{name} loop: {error}" for name, error in sorted(failing.items())]
     if down:
         names = " and ".join(reason.split(":")[0] for reason in down)
         return problem(
-            503, "not-ready", "Not ready", f"{names} down: " + "; ".join(down), down=down
+            503,
+            "not-ready",
+            "Not ready",
+            f"{names} down: " + "; ".join(down),
+            down=down,
+            failing_loops=sorted(failing),
         )
-    return Response({"status": "ready", "redis": "ok", "postgres": "ok"})
+    return Response({"status": "ready", "redis": "ok", "postgres": "ok", "loops": "ok"})
+
+
+async def _metrics_denied(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """With ``metrics_key`` set, /metrics needs ``Authorization: Bearer`` with it or an admin key."""
+    svc = services(request)
+    wanted = svc.settings.metrics_key
+    if wanted is None:
+        return None
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return problem(401, "unauthorized", "Missing or unknown API key", _METRICS_AUTH)
+    if hmac.compare_digest(secret.encode(), wanted.encode()):
+        return None
+    found = await svc.keys.principal(secret)
+    if found is None:
+        return problem(401, "unauthorized", "Missing or unknown API key", _METRICS_AUTH)
+    if found.role is not Role.ADMIN:
+        return problem(403, "forbidden", "This API key may not do that", _METRICS_AUTH)
+    return None
+
+
+_METRICS_AUTH = "/metrics needs 'Authorization: Bearer <OMNISTOCK_METRICS_KEY or an admin key>'"
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any]) -> str:
-    return services(request).metrics.render()
+async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Prometheus metrics; open unless ``OMNISTOCK_METRICS_KEY`` is set."""
+    denied = await _metrics_denied(request)
+    if denied is not None:
+        return denied
+    return Response(services(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-DOCS_HTML = """<!doctype html>
+# The one inline script of /docs: the Content-Security-Policy allows exactly it, by its hash.
+DOCS_SCRIPT = """window.ui = SwaggerUIBundle({url: "/schema/openapi.json", dom_id: "#swagger-ui",
+  persistAuthorization: true, validatorUrl: null});"""
+DOCS_HTML = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>omnistock API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="/docs/assets/swagger-ui-bundle.js"></script>
-<script>window.ui = SwaggerUIBundle({url: "/schema/openapi.json", dom_id: "#swagger-ui",
-  persistAuthorization: true});</script>
+<script>{DOCS_SCRIPT}</script>
 </body></html>"""
 
 

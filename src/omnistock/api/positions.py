@@ -10,9 +10,12 @@ from litestar.params import QueryParameter
 
 from omnistock.api.auth import services
 from omnistock.api.schemas import LocationPath
+from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN
 from omnistock.domain.stock import Position
 from omnistock.redis.scan import position_page
+
+_MAX_SCAN_CURSOR = 2**64 - 1  # SSCAN cursors are unsigned 64-bit
 
 
 class PositionPage(msgspec.Struct):
@@ -41,9 +44,12 @@ async def list_positions(
     """Positions sorted by sku within a page; pages are in no particular order. Follow ``next``
     until it is null."""
     svc = services(request)
+    cursor = int(page or 0)
+    if cursor > _MAX_SCAN_CURSOR:  # Redis refuses it ("invalid cursor"): it is none of ours
+        raise ValidationFailed("page", "not a page token of this server (use a page's `next`)")
     location = await svc.locations.require(location_id)
     match = _case_insensitive_glob(q) if q else None
-    cursor, items = int(page or 0), list[Position]()
+    items = list[Position]()
     while True:
         cursor, found = await position_page(
             svc.store, location, cursor, max(limit, 1000) if match else limit, match

@@ -21,7 +21,7 @@ from omnistock.domain.reservations import (
     present,
     sum_lines,
 )
-from omnistock.domain.roles import require_reserve
+from omnistock.domain.roles import Principal, may_see_reservation, require_reserve
 from omnistock.postgres.sql import load_queries
 from omnistock.services import Services
 
@@ -49,32 +49,52 @@ async def create_reservation(
         allow_partial=data.allow_partial,
         actor=who.name,
         idem=idem,
+        owner=who.id,
+        owner_role=who.role.value,
     )
     svc.metrics.reservations.inc(outcome="held")
     return replayable(present(doc), 201, replayed)
 
 
-async def _from_postgres(svc: Services, reservation_id: str) -> StoredReservation:
+def _not_found(reservation_id: str) -> NotFound:
+    return NotFound(f"reservation {reservation_id!r} not found")
+
+
+def _visible(who: Principal, doc: StoredReservation) -> StoredReservation:
+    """``doc``, or the same 404 as for an id that does not exist when it is not ``who``'s to see
+    (a storefront key's reservation: API.md "Roles (additions)")."""
+    if not may_see_reservation(who, doc.location, doc.owner, doc.owner_role):
+        raise _not_found(doc.id)
+    return doc
+
+
+async def _from_postgres(svc: Services, who: Principal, reservation_id: str) -> StoredReservation:
     """A reservation Redis no longer keeps (finished past retention, or not restored by a
     rebuild) comes from Postgres, the record."""
     raw = await svc.db.fetchval(LEDGER["reservation_doc"], reservation_id)
     if raw is None:
-        raise NotFound(f"reservation {reservation_id!r} not found")
-    return decode_reservation(raw)
+        raise _not_found(reservation_id)
+    return _visible(who, decode_reservation(raw))
 
 
-async def _find(svc: Services, reservation_id: str) -> StoredReservation:
+async def _find(svc: Services, who: Principal, reservation_id: str) -> StoredReservation:
     doc = await svc.store.get_reservation(reservation_id)
-    return doc if doc is not None else await _from_postgres(svc, reservation_id)
+    if doc is None:
+        return await _from_postgres(svc, who, reservation_id)
+    return _visible(who, doc)
 
 
-async def _find_live(svc: Services, reservation_id: str) -> StoredReservation:
+async def _find_live(svc: Services, who: Principal, reservation_id: str) -> StoredReservation:
     """For commit, release and extend: the reservation in Redis, where its scripts act (and
-    replay); one only Postgres still has is no longer active."""
+    replay); one only Postgres still has is no longer active. Ownership is checked before
+    anything else is said about it; it never changes, so the script need not check it again."""
     doc = await svc.store.get_reservation(reservation_id)
     if doc is not None:
+        doc = _visible(who, doc)
+        require_reserve(who, doc.location)
         return doc
-    doc = await _from_postgres(svc, reservation_id)
+    doc = await _from_postgres(svc, who, reservation_id)
+    require_reserve(who, doc.location)
     raise NotActive(
         f"reservation {reservation_id} is {doc.status}, no longer active",
         reservation_status=doc.status,
@@ -85,7 +105,7 @@ async def _find_live(svc: Services, reservation_id: str) -> StoredReservation:
 async def get_reservation(
     request: Request[Any, Any, Any], reservation_id: ReservationId
 ) -> Reservation:
-    return present(await _find(services(request), reservation_id))
+    return present(await _find(services(request), principal(request), reservation_id))
 
 
 @post("/{reservation_id:str}/commit", summary="Commit: held units leave on_hand", status_code=200)
@@ -95,9 +115,10 @@ async def commit_reservation(
     data: JSONBody[CommitIn | None] = None,
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
-    doc = await _find_live(svc, reservation_id)
-    require_reserve(who, doc.location)
-    lines = sum_lines((line.sku, line.qty) for line in data.lines) if data and data.lines else None
+    doc = await _find_live(svc, who, reservation_id)
+    lines = None
+    if data and data.lines:
+        lines = sum_lines((line.sku, line.qty) for line in data.lines)
     doc, replayed = await svc.store.commit(
         doc, lines, who.name, idempotency(request, who, data or CommitIn())
     )
@@ -109,8 +130,7 @@ async def release_reservation(
     request: Request[Any, Any, Any], reservation_id: ReservationId
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
-    doc = await _find_live(svc, reservation_id)
-    require_reserve(who, doc.location)
+    doc = await _find_live(svc, who, reservation_id)
     doc, replayed = await svc.store.release(doc, who.name, idempotency(request, who, None))
     return replayable(present(doc), 200, replayed)
 
@@ -122,8 +142,7 @@ async def extend_reservation(
     request: Request[Any, Any, Any], reservation_id: ReservationId, data: JSONBody[ExtendIn]
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
-    doc = await _find_live(svc, reservation_id)
-    require_reserve(who, doc.location)
+    doc = await _find_live(svc, who, reservation_id)
     doc, replayed = await svc.store.extend(
         doc, data.ttl_seconds, who.name, idempotency(request, who, data)
     )

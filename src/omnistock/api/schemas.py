@@ -12,9 +12,8 @@ from omnistock.domain.ids import IDENTIFIER_PATTERN, TEXT_PATTERN
 from omnistock.domain.locations import LocationKind
 from omnistock.domain.reservations import MAX_LINE_QTY, Channel
 from omnistock.domain.roles import Role
-from omnistock.domain.stock import AdjustmentReason
+from omnistock.domain.stock import MAX_QUANTITY, AdjustmentReason
 
-MAX_QUANTITY = 10**12  # scripts keep numbers as doubles: exact far beyond this
 Identifier = Annotated[
     str, Meta(pattern=IDENTIFIER_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from litestar import Request, Response, Router, get, post, put
@@ -11,6 +12,7 @@ from msgspec import UNSET
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
+from omnistock.api.limits import ADJUSTMENTS_BODY_BYTES
 from omnistock.api.responses import replayable
 from omnistock.api.schemas import AdjustmentsIn, LocationPath, SkuPath, StockPut
 from omnistock.domain.errors import ValidationFailed
@@ -26,13 +28,23 @@ IfMatch = Annotated[
 ]
 
 
-def _expected_version(if_match: str | None) -> int | None:
+# ASCII digits only (str.isdigit() also takes "²", which int() refuses), of any length: a longer
+# number is a well-formed version no position can be at.
+_VERSION = re.compile(r"[0-9]+")
+_VERSION_DIGITS = 15  # versions stay far below 10^15 (and exact in Lua's doubles)
+NO_VERSION = -1  # what set.lua compares with for such a version: never equal, so a 412
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` header asks for: None for none or ``*``; 422 naming the
+    header when it is not a version; :data:`NO_VERSION` for a number no version can reach."""
     if if_match is None or if_match.strip() == "*":
         return None
     value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    if _VERSION.fullmatch(value) is None:
         raise ValidationFailed("If-Match", 'must be a position version, e.g. 3 or "3"')
-    return int(value)
+    digits = value.lstrip("0")
+    return int(digits or "0") if len(digits) <= _VERSION_DIGITS else NO_VERSION
 
 
 @get("/{location_id:str}/{sku:str}", summary="Read one position")
@@ -55,7 +67,7 @@ async def put_position(
 ) -> Response[Position]:
     svc, who = services(request), principal(request)
     require_stock_write(who, location_id)
-    expected = _expected_version(if_match)
+    expected = expected_version(if_match)
     await svc.locations.require(location_id)
     # Count.safety_stock: None keeps the position's own value, -1 drops it.
     own: int | None = None
@@ -80,7 +92,12 @@ async def put_position(
     return response
 
 
-@post("/adjustments", summary="Apply stock deltas (receipts, sales, returns...)", status_code=200)
+@post(
+    "/adjustments",
+    summary="Apply stock deltas (receipts, sales, returns...)",
+    status_code=200,
+    request_max_body_size=ADJUSTMENTS_BODY_BYTES,
+)
 async def post_adjustments(
     request: Request[Any, Any, Any], data: JSONBody[AdjustmentsIn]
 ) -> Response[dict[str, list[Position]]]:

@@ -2,43 +2,43 @@
 
 One handler per client runs two tasks: the receiver applies ``subscribe``/``unsubscribe``
 messages (a bad one gets an ``error`` message, the connection stays open) and the sender drains
-the client's outbox. When the fan-out drops a client (too slow), the socket is closed with 1008
-and the reason.
+the client's outbox. When the fan-out drops a client, the socket is closed with the reason and a
+code: 1008 (too slow), 4401 (its API key was deleted). A connection past the process's limits is
+closed at once: 4429 (its key has the most connections allowed), 1013 (the process has).
+Per-message limits (size, subscriptions, filter entries) answer with an ``error`` message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.types import ASGIApp, Receive, Scope, Send
-from msgspec import Meta
 from redis.exceptions import RedisError
 
-from omnistock.api.auth import principal, services
+from omnistock.api.auth import presented_key, principal, services
+from omnistock.api.body import check_utf8
 from omnistock.api.errors import PROBLEM_JSON
 from omnistock.api.schemas import Identifier
 from omnistock.domain.errors import Forbidden
 from omnistock.domain.roles import require_stream
+from omnistock.settings import Settings
 from omnistock.stream import cursor
 from omnistock.stream.connection import Connection, Subscription
-from omnistock.stream.fanout import Fanout
-
-MAX_SUBSCRIPTIONS = 100
-MAX_MESSAGE_CHARS = 1 << 20
-POLICY_VIOLATION = 1008
+from omnistock.stream.fanout import KEY_CHECK_ERRORS, Fanout
 
 
 class SubscribeOp(msgspec.Struct, tag="subscribe", tag_field="op", kw_only=True):
     id: Identifier
-    skus: Annotated[list[Identifier], Meta(max_length=10_000)] | None = None
-    locations: Annotated[list[Identifier], Meta(max_length=10_000)] | None = None
-    groups: Annotated[list[Identifier], Meta(max_length=1000)] | None = None
+    # Sizes are bounded by the settings (ws_max_filter_entries, ws_max_message_bytes).
+    skus: list[Identifier] | None = None
+    locations: list[Identifier] | None = None
+    groups: list[Identifier] | None = None
     status_only: bool = False
     since: str | None = None
 
@@ -71,30 +71,59 @@ def _id_of(raw: str | bytes) -> dict[str, str]:
     """The ``id`` of a message that failed validation, when it has a usable one."""
     try:
         found = _decode_probe(raw).id
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return {}
     return {"id": found} if isinstance(found, str) else {}
 
 
-async def handle_message(fanout: Fanout, conn: Connection, raw: str | bytes) -> None:
+def _size(raw: str | bytes, limit: int) -> int:
+    """The size of ``raw`` in bytes, or any number past ``limit`` when it is past it (a
+    character takes 1 to 4 bytes: encode only when the answer depends on it)."""
+    if isinstance(raw, bytes) or len(raw) > limit or len(raw) * 4 <= limit:
+        return len(raw)
+    return len(raw.encode())
+
+
+async def handle_message(
+    fanout: Fanout, conn: Connection, raw: str | bytes, settings: Settings
+) -> None:
     """Apply one client message; anything wrong with it becomes an ``error`` message."""
-    if len(raw) > MAX_MESSAGE_CHARS:
-        conn.push_control("error", detail=f"message longer than {MAX_MESSAGE_CHARS} characters")
+    if _size(raw, settings.ws_max_message_bytes) > settings.ws_max_message_bytes:
+        conn.push_control(
+            "error",
+            detail=f"message larger than {settings.ws_max_message_bytes} bytes "
+            "(ws_max_message_bytes)",
+        )
         return
     try:
+        if isinstance(raw, bytes):
+            check_utf8(raw)  # a binary frame: msgspec skips unknown members unchecked
         op = _decode_op(raw)
+    except UnicodeDecodeError:
+        conn.push_control("error", detail="malformed JSON: not UTF-8")
+        return
     except msgspec.ValidationError as exc:  # (a DecodeError too: test it first)
         conn.push_control("error", detail=_validation_detail(exc), **_id_of(raw))
         return
     except msgspec.DecodeError as exc:
         conn.push_control("error", detail=f"malformed JSON: {exc}")
         return
+    except RecursionError:  # msgspec's own depth limit; the connection stays open
+        conn.push_control("error", detail="malformed JSON: nested too deeply")
+        return
     if isinstance(op, UnsubscribeOp):
         if not fanout.unsubscribe(conn, op.id):
             conn.push_control("error", detail=f"no subscription with id {op.id!r}", id=op.id)
         return
+    try:  # a deleted key may not subscribe (even before its revocation reached this process)
+        if not await fanout.authorized(conn):
+            return
+    except KEY_CHECK_ERRORS:
+        conn.push_control("error", detail="cannot check the API key now; retry", id=op.id)
+        return
+    # No await from here until the subscription is counted: the limits hold exactly.
     try:
-        since = _accept(fanout, conn, op)
+        since = _accept(fanout, conn, op, settings)
     except _Refused as exc:
         conn.push_control("error", detail=str(exc), id=op.id)
         return
@@ -102,7 +131,7 @@ async def handle_message(fanout: Fanout, conn: Connection, raw: str | bytes) -> 
     try:
         await fanout.subscribe(sub, since)
     except (RedisError, OSError) as exc:
-        conn.subs.pop(op.id, None)
+        fanout.unsubscribe(conn, op.id)
         conn.push_control("error", detail=f"the stream is unavailable: {exc}", id=op.id)
 
 
@@ -110,12 +139,35 @@ class _Refused(Exception):
     """A subscribe that cannot be accepted; the message is the client's error detail."""
 
 
-def _accept(fanout: Fanout, conn: Connection, op: SubscribeOp) -> list[int] | None:
-    """Check ``op`` against the connection and the key's role; its decoded ``since``."""
+def _accept(
+    fanout: Fanout, conn: Connection, op: SubscribeOp, settings: Settings
+) -> list[int] | None:
+    """Check ``op`` against the connection's limits and the key's role; its decoded ``since``."""
     if op.id in conn.subs:
         raise _Refused(f"subscription id {op.id!r} is already in use on this connection")
-    if len(conn.subs) >= MAX_SUBSCRIPTIONS:
-        raise _Refused(f"too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection")
+    most = settings.ws_max_subscriptions
+    if len(conn.subs) >= most:
+        raise _Refused(f"too many subscriptions: at most {most} per connection")
+    entries = len(op.skus or ()) + len(op.locations or ()) + len(op.groups or ())
+    most = settings.ws_max_filter_entries
+    if entries > most:
+        raise _Refused(
+            f"too many filter entries: {entries} skus, locations and groups; "
+            f"at most {most} per subscription"
+        )
+    most = settings.ws_max_connection_filter_entries
+    if conn.filter_entries + entries > most:
+        raise _Refused(
+            f"too many filter entries: this connection holds {conn.filter_entries}, "
+            f"{entries} more would pass the limit of {most} per connection"
+        )
+    most = settings.ws_max_key_filter_entries
+    held = fanout.key_entries.get(conn.principal.id, 0)
+    if held + entries > most:
+        raise _Refused(
+            f"too many filter entries: this API key holds {held} on this server process, "
+            f"{entries} more would pass the limit of {most}"
+        )
     try:
         require_stream(conn.principal, not (op.skus or op.locations or op.groups))
     except Forbidden as exc:
@@ -128,16 +180,17 @@ def _accept(fanout: Fanout, conn: Connection, op: SubscribeOp) -> list[int] | No
         raise _Refused(f"since: {exc}") from None
 
 
-async def _receive(socket: WebSocket[Any, Any, Any], fanout: Fanout, conn: Connection) -> None:
+async def _receive(
+    socket: WebSocket[Any, Any, Any], fanout: Fanout, conn: Connection, settings: Settings
+) -> None:
     while True:
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
             return
         if event["type"] == "websocket.receive":
             text = event.get("text")
-            await handle_message(
-                fanout, conn, text if text is not None else event.get("bytes") or b""
-            )
+            raw = text if text is not None else event.get("bytes") or b""
+            await handle_message(fanout, conn, raw, settings)
 
 
 async def _send(socket: WebSocket[Any, Any, Any], conn: Connection) -> None:
@@ -154,10 +207,16 @@ async def stream_socket(socket: WebSocket[Any, Any, Any]) -> None:
     """Position changes as they happen (see API.md, "Change stream")."""
     svc = services(socket)
     fanout = svc.fanout
+    who = principal(socket)
     await socket.accept()
-    conn = fanout.connect(principal(socket))
+    refused = fanout.refusal(who)
+    if refused is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(socket.close(*refused), svc.settings.ws_stall_seconds)
+        return
+    conn = fanout.connect(who, presented_key(socket))
     tasks = [
-        asyncio.create_task(_receive(socket, fanout, conn)),
+        asyncio.create_task(_receive(socket, fanout, conn, svc.settings)),
         asyncio.create_task(_send(socket, conn)),
         asyncio.create_task(conn.closed.wait()),
     ]
@@ -167,15 +226,13 @@ async def stream_socket(socket: WebSocket[Any, Any, Any]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        reason = conn.close_reason
+        reason, code = conn.close_reason, conn.close_code
         fanout.disconnect(conn)
     if reason is not None:
         # A slow client gets the close frame (and its reason) after what it still has to read;
         # a frozen one never takes it: give up after the stall limit (its outbox is freed).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                socket.close(POLICY_VIOLATION, reason), svc.settings.ws_stall_seconds
-            )
+            await asyncio.wait_for(socket.close(code, reason), svc.settings.ws_stall_seconds)
 
 
 def websocket_denials(app: ASGIApp) -> ASGIApp:

@@ -8,18 +8,27 @@ from typing import Literal
 import msgspec
 
 from omnistock.domain.clock import rfc3339
-from omnistock.domain.errors import Shortage
+from omnistock.domain.errors import Shortage, ValidationFailed
 
 ReservationStatus = Literal["active", "committed", "released", "expired"]
 Channel = Literal["web", "app", "kiosk", "store", "marketplace"]
 MAX_LINE_QTY = 1_000_000
+# extend may not move expires_at past created_at + this (API.md, "Reservations (additions)").
+MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 
 
-def sum_lines(lines: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-    """Merge lines naming the same sku (first appearance keeps its place)."""
+def sum_lines(lines: Iterable[tuple[str, int]], field: str = "lines") -> list[tuple[str, int]]:
+    """Merge lines naming the same sku (first appearance keeps its place). A sku whose lines sum
+    past MAX_LINE_QTY is a 422 naming the line that passes it (``lines[3].qty``)."""
     totals: dict[str, int] = {}
-    for sku, qty in lines:
-        totals[sku] = totals.get(sku, 0) + qty
+    for index, (sku, qty) in enumerate(lines):
+        total = totals.get(sku, 0) + qty
+        if total > MAX_LINE_QTY:
+            raise ValidationFailed(
+                f"{field}[{index}].qty",
+                f"the lines naming sku {sku!r} sum to {total}, over {MAX_LINE_QTY}",
+            )
+        totals[sku] = total
     return list(totals.items())
 
 
@@ -37,6 +46,9 @@ class StoredReservation(msgspec.Struct, kw_only=True):
     channel: str | None = None
     ref: str | None = None
     finished_at: int | None = None
+    # The API key that created it and its role (absent on reservations made before round 2).
+    owner: str | None = None
+    owner_role: str | None = None
 
 
 decode_reservation = msgspec.json.Decoder(StoredReservation).decode

@@ -72,3 +72,16 @@ def require_feed(who: Principal) -> None:
     """Feeds are for admin, integration and feed keys."""
     if who.role not in _FEED_READERS:
         raise Forbidden(f"role {who.role} may not read feeds")
+
+
+def may_see_reservation(
+    who: Principal, location: str, owner: str | None, owner_role: str | None
+) -> bool:
+    """A reservation a ``storefront`` key created belongs to it: only that key, admin and
+    integration keys, and store keys of its location may see or act on it (anyone else is told
+    it does not exist). Others' reservations follow the role rules of each action."""
+    if owner_role != Role.STOREFRONT or who.id == owner:
+        return True
+    if who.role in (Role.ADMIN, Role.INTEGRATION):
+        return True
+    return who.role is Role.STORE and location in who.locations

@@ -6,6 +6,10 @@ from typing import Literal
 
 import msgspec
 
+# API.md: quantities never exceed 10^12 in any field. Lua keeps numbers as doubles and cjson prints
+# integers >= 10^14 in exponent form: this cap keeps every value exact. _lib.lua's MAX_QUANTITY
+# is the same number (tests/lua/test_quantity_caps.py checks).
+MAX_QUANTITY = 10**12
 Status = Literal["in_stock", "limited", "out_of_stock"]
 ADJUSTMENT_REASONS = (
     "receipt",

@@ -114,13 +114,14 @@ async def revoke_key(db: asyncpg.Pool | asyncpg.Connection, key_id: str) -> bool
     return await db.fetchval(Q["revoke_key"], key_id) is not None
 
 
-async def principal_for(db: asyncpg.Pool | asyncpg.Connection, secret: str) -> Principal | None:
-    row = await db.fetchrow(Q["key_by_hash"], hash_key(secret))
-    if row is None:
-        return None
-    return Principal(
-        id=row["id"],
-        name=row["name"],
-        role=Role(row["role"]),
-        locations=frozenset(row["locations"]),
-    )
+async def live_keys(db: asyncpg.Pool | asyncpg.Connection) -> dict[bytes, Principal]:
+    """Every key not deleted, by the hash of its secret."""
+    return {
+        bytes(row["key_hash"]): Principal(
+            id=row["id"],
+            name=row["name"],
+            role=Role(row["role"]),
+            locations=frozenset(row["locations"]),
+        )
+        for row in await db.fetch(Q["live_key_hashes"])
+    }

@@ -52,6 +52,12 @@ SELECT o.partition, o.ms, o.seq FROM unnest($1::int[], $2::bigint[], $3::bigint[
 ON CONFLICT (partition) DO UPDATE SET last_ms = EXCLUDED.last_ms, last_seq = EXCLUDED.last_seq
 WHERE (stream_offsets.last_ms, stream_offsets.last_seq) < (EXCLUDED.last_ms, EXCLUDED.last_seq);
 
+-- name: quarantine
+-- A stream entry the persister cannot write, kept with the error (see persister.py).
+INSERT INTO quarantined_events (event_id, partition, fields, error)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (event_id) DO NOTHING;
+
 -- name: offsets
 SELECT partition, last_ms, last_seq FROM stream_offsets;
 
@@ -90,9 +96,6 @@ FROM idempotency WHERE expires_at > now() + interval '1 second';
 SELECT location, sku, on_hand, reserved, safety_stock, version,
        (extract(epoch FROM updated_at) * 1000)::bigint AS ts
 FROM positions WHERE (location, sku) IN (SELECT * FROM unnest($1::text[], $2::text[]));
-
--- name: expire_idempotency
-DELETE FROM idempotency WHERE expires_at < now();
 
 -- name: positions_chunk
 -- Positions in key order, after ($1, $2), for walking every position in chunks.

@@ -4,6 +4,11 @@ Every ``serve`` process runs one; together they read all partition streams as on
 Each batch is written in one transaction (ledger rows ignore replays; positions and reservations
 only move forward), then acknowledged. Killed at any instant, nothing is lost (unacked entries are
 claimed again) and nothing is doubled (writes are idempotent).
+
+An entry that cannot be written (it does not decode, or Postgres refuses its values) would block
+every batch it is claimed with, for ever: its batch is split until the entry is alone, and that
+entry is quarantined (kept in the ``quarantined_events`` table with the error, acknowledged,
+counted) so everything behind it keeps flowing.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 from redis.exceptions import RedisError
 
 from omnistock.domain.events import (
@@ -28,6 +34,7 @@ from omnistock.domain.events import (
     decode_position,
 )
 from omnistock.domain.reservations import decode_reservation
+from omnistock.metrics import Metrics
 from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, parse_id
@@ -39,6 +46,21 @@ Q = load_queries("ledger.sql")
 Entry = tuple[int, bytes, dict[bytes, bytes]]  # partition, stream id, fields
 # Test seam: called at "before_commit" and "after_commit"; raising there simulates a crash.
 FaultHook = Callable[[str], Awaitable[None]]
+# What an entry's own content causes, the same way every time it is tried: decoding errors
+# (msgspec's are ValueErrors, as are asyncpg's client-side encoding errors; a number past
+# bigint is an OverflowError) and Postgres refusing the values (class 22 data exceptions,
+# class 23 constraint violations). Anything else (I/O, a crash) is not the entry's fault: it
+# propagates, and the batch is tried again later.
+POISON: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    ArithmeticError,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 
 
 class Batch:
@@ -123,6 +145,7 @@ class Persister:
         claim_idle_ms: int = 5000,
         fault: FaultHook | None = None,
         streams: dict[bytes, int] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.redis = redis
         self.db = db
@@ -135,7 +158,9 @@ class Persister:
         # drains streams it has set aside)
         self.streams = streams or {keys.stream(p).encode(): p for p in range(partitions)}
         self._stream_of = {p: name for name, p in self.streams.items()}
+        self.metrics = metrics
         self.persisted = 0
+        self.quarantined = 0
         self.stopping = False
         self.healthy = True
         self.last_error = ""
@@ -160,6 +185,9 @@ class Persister:
                 log.warning("persister: %s; retrying", self.last_error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+            except Exception as exc:  # unexpected: the supervisor restarts run()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                raise
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current read (at most ``block_ms``). Cancelling
@@ -198,16 +226,51 @@ class Persister:
         return claimed
 
     async def persist(self, entries: Sequence[Entry]) -> None:
-        """Write ``entries`` in one transaction, then ack them."""
+        """Write ``entries`` in one transaction, then ack them. An entry that cannot be written
+        is found by halving the batch, and quarantined; the others are written."""
         if not entries:
             return
-        batch = Batch(entries)
-        async with self.db.acquire() as conn, conn.transaction():
-            await batch.write(conn)
-            if self.fault is not None:
-                await self.fault("before_commit")
+        try:
+            batch = Batch(entries)
+            async with self.db.acquire() as conn, conn.transaction():
+                await batch.write(conn)
+                if self.fault is not None:
+                    await self.fault("before_commit")
+        except POISON as exc:
+            if len(entries) == 1:
+                await self._quarantine(entries[0], exc)
+            else:
+                half = len(entries) // 2
+                await self.persist(entries[:half])
+                await self.persist(entries[half:])
+            return
         if self.fault is not None:
             await self.fault("after_commit")
+        await self._ack(entries)
+        self.persisted += len(entries)
+
+    async def _quarantine(self, entry: Entry, exc: Exception) -> None:
+        """Keep an entry that cannot be written, with why, and count it as handled (its stream
+        offset moves past it); then ack it."""
+        p, raw_id, fields = entry
+        ms, seq = parse_id(raw_id)
+        error = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:2000]
+        async with self.db.acquire() as conn, conn.transaction():
+            await conn.execute(
+                Q["quarantine"],
+                f"{p}:{raw_id.decode()}",
+                p,
+                msgspec.msgpack.encode(fields),
+                error,
+            )
+            await conn.execute(Q["advance_offsets"], [p], [ms], [seq])
+        log.error("persister: entry %s of partition %d quarantined: %s", raw_id, p, error)
+        await self._ack([entry])
+        self.quarantined += 1
+        if self.metrics is not None:
+            self.metrics.quarantined.inc()
+
+    async def _ack(self, entries: Sequence[Entry]) -> None:
         ids: dict[int, list[bytes]] = defaultdict(list)
         for p, entry_id, _ in entries:
             ids[p].append(entry_id)
@@ -215,7 +278,6 @@ class Persister:
             for p, acked in ids.items():
                 pipe.xack(self._stream_of[p], GROUP, *acked)
             await pipe.execute()
-        self.persisted += len(entries)
 
     async def persist_range(self, partition: int, first: bytes, last: bytes) -> None:
         """Write the events one script appended, now (OMNISTOCK_ACK=postgres). Not acked here:

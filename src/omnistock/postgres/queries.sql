@@ -20,8 +20,8 @@ RETURNING id, name, kind, lat, lon, pickup, ship_from, groups, safety_stock, lim
 INSERT INTO api_keys (id, name, role, locations, key_hash) VALUES ($1, $2, $3, $4, $5)
 RETURNING id, name, role, locations, created_at;
 
--- name: key_by_hash
-SELECT id, name, role, locations FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL;
+-- name: live_key_hashes
+SELECT id, name, role, locations, key_hash FROM api_keys WHERE revoked_at IS NULL;
 
 -- name: active_keys
 SELECT id, name, role, locations, created_at FROM api_keys WHERE revoked_at IS NULL

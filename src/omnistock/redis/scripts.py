@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 import msgspec
 from redis.exceptions import ResponseError
 
+from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import (
     Conflict,
     DomainError,
@@ -17,15 +18,18 @@ from omnistock.domain.errors import (
     NotActive,
     NotFound,
     PreconditionFailed,
+    RateLimited,
     Unavailable,
     ValidationFailed,
 )
-from omnistock.domain.reservations import shortage
+from omnistock.domain.reservations import MAX_LIFETIME_SECONDS, shortage
+from omnistock.domain.stock import MAX_QUANTITY
 
 OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
 IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
-NOT_READY = 10
-LIMITED = 20  # ratelimit.lua refused the request (its reply has its own shape: redis/ratelimit.py)
+NOT_READY, QUANTITY = 10, 11
+TOO_LONG = 20  # reservation limits
+LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
 
 SCRIPT_NAMES = (
     "adjust",
@@ -151,6 +155,28 @@ def _bad_commit(payload: bytes, subject: str) -> DomainError:
     )
 
 
+def _too_long(payload: bytes, subject: str) -> DomainError:
+    latest, left_ms = _decode_list(payload)
+    return ValidationFailed(
+        "ttl_seconds",
+        f"would move expires_at past created_at + {MAX_LIFETIME_SECONDS // 86400} days "
+        f"({rfc3339(int(latest))}): "
+        f"reservation {subject} may be extended by at most {max(0, int(left_ms)) // 1000} "
+        "seconds from now",
+        latest_expires_at=rfc3339(int(latest)),
+    )
+
+
+def _quantity(payload: bytes, subject: str) -> DomainError:
+    """A change whose result passes the cap: the field named within ``subject`` (the list the
+    item came from, e.g. ``adjustments``; '' for a single item)."""
+    index, field, value = _decode_list(payload)
+    name = f"{subject}[{index}].{field}" if subject else field
+    return ValidationFailed(
+        name, f"would make a quantity of {value:.0f}; quantities are at most {MAX_QUANTITY:,}"
+    )
+
+
 # Return code -> the domain error it means; ``subject`` names what the call was about.
 ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
@@ -165,9 +191,12 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     NO_LOCATION: lambda p, s: NotFound(f"location {_text(p)!r} not found"),
     BAD_COMMIT: _bad_commit,
     STALE: lambda p, s: Conflict(f"reservation {s} changed while being read; retry"),
+    TOO_LONG: _too_long,
     NOT_READY: lambda p, s: Unavailable(
         "the live store is empty or being rebuilt from Postgres; retry in a moment"
     ),
+    QUANTITY: _quantity,
+    LIMITED: lambda p, s: RateLimited(f"{s} is over its rate limit; retry later"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypedDict, Unpack
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import msgspec
 
@@ -14,10 +14,23 @@ from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import partition_of, reservation_partition
 from omnistock.domain.locations import Location
-from omnistock.domain.reservations import StoredReservation, decode_reservation
+from omnistock.domain.reservations import (
+    MAX_LIFETIME_SECONDS,
+    StoredReservation,
+    decode_reservation,
+)
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
-from omnistock.redis.scripts import NOT_ACTIVE, NOT_DUE, OK, Reply, Script, Scripts, check
+from omnistock.redis.scripts import (
+    NOT_ACTIVE,
+    NOT_DUE,
+    OK,
+    QUANTITY,
+    Reply,
+    Script,
+    Scripts,
+    check,
+)
 from omnistock.settings import Settings
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
@@ -51,6 +64,8 @@ class Hold(TypedDict):
     allow_partial: bool
     actor: str
     idem: Idempotency | None
+    owner: NotRequired[str]  # the creating API key's id and role (who may act on it: roles.py)
+    owner_role: NotRequired[str]
 
 
 class Count(msgspec.Struct, frozen=True):
@@ -96,6 +111,8 @@ _decode_rows = msgspec.json.Decoder(list[PositionRow]).decode
 
 
 _pack = msgspec.msgpack.Encoder().encode
+_encode = msgspec.json.Encoder().encode
+_decode_list = msgspec.json.Decoder(list[Any]).decode
 
 
 def _in_order(
@@ -248,6 +265,8 @@ class StockStore:
         await self._claim(idem)
 
         groups = self._by_partition(items)
+        if len(groups) > 1:
+            await self._check_caps(items)
 
         async def run(p: int, indexes: list[int]) -> Reply:
             script_keys = [keys.stream(p), self._idem_key(p, idem)]
@@ -260,9 +279,31 @@ class StockStore:
                     keys.location_meta(p, item.location),
                 ]
                 script_args += [item.location, item.sku, item.delta, item.reason, item.ref or ""]
-            return await self._run(self.scripts.adjust, p, script_keys, script_args, "")
+            reply = await self._run(
+                self.scripts.adjust, p, script_keys, script_args, "", tolerate=(QUANTITY,)
+            )
+            if reply.code == QUANTITY:  # the script names its item in the call: name ours
+                index, field, value = _decode_list(reply.payload)
+                reply = reply._replace(payload=_encode([indexes[index], field, value]))
+            return check(reply, "adjustments")
 
         return _in_order(groups, await _each_partition(groups, run), len(items))
+
+    async def _check_caps(self, items: Sequence[Adjustment]) -> None:
+        """Partitions' scripts run apart, so one refusing a result past the quantity cap would
+        leave the others applied: check every result first (one round trip). Each script checks
+        again, atomically, before it writes."""
+        cells = list(dict.fromkeys((item.location, item.sku) for item in items))
+        found = await self.hot.execute_many(
+            [("HGET", keys.position(self.partition(loc), loc, sku), "oh") for loc, sku in cells]
+        )
+        running = {cell: _int(raw) for cell, raw in zip(cells, found, strict=True)}
+        for index, item in enumerate(items):
+            cell = (item.location, item.sku)
+            running[cell] += item.delta
+            if abs(running[cell]) > stock.MAX_QUANTITY:
+                reply = Reply(QUANTITY, _encode([index, "delta", running[cell]]), False, b"", b"")
+                check(reply, "adjustments")
 
     async def set_counts(
         self,
@@ -381,6 +422,8 @@ class StockStore:
             hold["channel"] or "",
             hold["ref"] or "",
             "1" if hold["allow_partial"] else "0",
+            hold.get("owner", ""),
+            hold.get("owner_role", ""),
         ]
         for sku, qty in lines:
             script_args += [sku, qty]
@@ -409,8 +452,10 @@ class StockStore:
     async def extend(
         self, doc: StoredReservation, ttl_seconds: int, actor: str, idem: Idempotency | None
     ) -> tuple[StoredReservation, bool]:
+        """Move ``expires_at`` to now + ``ttl_seconds``; past created_at + MAX_LIFETIME_SECONDS
+        it is a 422 (the script checks it against the Redis clock)."""
         return await self._on_reservation(
-            self.scripts.extend, doc, [ttl_seconds * 1000], actor, idem
+            self.scripts.extend, doc, [ttl_seconds * 1000, MAX_LIFETIME_SECONDS * 1000], actor, idem
         )
 
     async def expire(self, reservation_id: str, actor: str = "system:expiry") -> bool:

@@ -22,6 +22,7 @@ from omnistock.stream import cursor
 from omnistock.stream.events import Change, Heartbeat, control, json_string
 
 _HEARTBEAT = "heartbeat"
+POLICY_VIOLATION = 1008  # close code of a client dropped for its own behaviour (too slow)
 
 
 class Subscription:
@@ -45,6 +46,9 @@ class Subscription:
         self.groups = frozenset(groups) if groups else None
         self.status_only = status_only
         self.progress: list[int] | None = None
+        self.replay_left = 0  # stream entries a catch-up may still scan
+        # Filter entries held (what the per-connection limit counts).
+        self.entries = sum(len(f) for f in (self.skus, self.locations, self.groups) if f)
 
     @property
     def firehose(self) -> bool:
@@ -80,10 +84,12 @@ _Entry = str | _Pending | Heartbeat
 class Connection:
     """A client's state, shared by its handler (reads ``next_message``) and the reader (pushes)."""
 
-    def __init__(self, principal: Principal, limit: int, now: float) -> None:
+    def __init__(self, principal: Principal, limit: int, now: float, secret: str = "") -> None:
         self.principal = principal
+        self.secret = secret  # the API key it came with, to re-check it (never logged)
         self.limit = limit
         self.subs: dict[str, Subscription] = {}
+        self.filter_entries = 0  # skus + locations + groups over all its subscriptions
         self.catching_up: set[Subscription] = set()
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._outbox: OrderedDict[object, _Entry] = OrderedDict()
@@ -92,6 +98,7 @@ class Connection:
         self._popped = asyncio.Event()
         self.closed = asyncio.Event()
         self.close_reason: str | None = None
+        self.close_code = POLICY_VIOLATION
         self.sending_since = 0.0  # loop time a send started; 0 while not sending
         self.last_heartbeat = now
         self.peak = 0  # most entries ever pending: the memory this client held
@@ -167,10 +174,12 @@ class Connection:
             self._popped.clear()
             await self._popped.wait()
 
-    def kill(self, reason: str) -> None:
-        """Drop the client: free its outbox at once; its handler closes the socket."""
+    def kill(self, reason: str, code: int = POLICY_VIOLATION) -> None:
+        """Drop the client: free its outbox at once; its handler closes the socket with
+        ``code`` and ``reason``."""
         if self.close_reason is None:
             self.close_reason = reason
+            self.close_code = code
             self._outbox.clear()
             self._wake.set()
             self._popped.set()

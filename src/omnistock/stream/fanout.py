@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -24,7 +24,7 @@ import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
-from omnistock.cache import LocationCache
+from omnistock.cache import KeyCache, LocationCache
 from omnistock.domain.events import POSITION, decode_position
 from omnistock.domain.roles import Principal
 from omnistock.metrics import Metrics
@@ -43,14 +43,32 @@ _DELETIONS_EVERY = 2.0  # seconds between checks for rebuilt or trimmed-past str
 _CLOCK_TICK = 0.25  # seconds: heartbeats go out in small groups, a few each tick
 _GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly, in any number
 
+REVOKED = 4401  # close code: the connection's API key was deleted (API.md, "Roles (additions)")
+TOO_MANY_FOR_KEY = 4429  # close code: the API key has its maximum of connections here
+TRY_AGAIN_LATER = 1013  # close code (RFC 6455): this process has its maximum of connections
+KEY_CHECK_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # key look-ups
+
+
+class _ReplayCapped(Exception):
+    """A catch-up has scanned its maximum of stream entries."""
+
 
 class Fanout:
     """Reader, subscription index and client registry of one process."""
 
     def __init__(
-        self, settings: Settings, redis: Any, locations: LocationCache, metrics: Metrics
+        self,
+        settings: Settings,
+        redis: Any,
+        locations: LocationCache,
+        metrics: Metrics,
+        api_keys: KeyCache | None = None,
     ) -> None:
         self.partitions = settings.partitions
+        self._api_keys = api_keys
+        self._max_connections = settings.ws_max_connections
+        self._max_per_key = settings.ws_max_connections_per_key
+        self._max_replay = settings.ws_max_replay_entries
         self._redis_url = settings.redis_url
         self._stall = settings.ws_stall_seconds
         self._heartbeat = settings.heartbeat_seconds
@@ -61,6 +79,9 @@ class Fanout:
         self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
         self.positions = [0] * self.partitions
         self.connections: set[Connection] = set()
+        self.by_key: dict[str, set[Connection]] = {}  # API key id -> its connections here
+        self.key_entries: dict[str, int] = {}  # API key id -> filter entries its subs hold
+        self._rechecks: set[asyncio.Task[None]] = set()
         self._joined = itertools.count()
         self._firehose: set[Subscription] = set()
         self._by_location: dict[str, set[Subscription]] = {}
@@ -70,6 +91,11 @@ class Fanout:
             "omnistock_stream_connections",
             "WebSocket stream clients of this process",
             lambda: len(self.connections),
+        )
+        metrics.gauge(
+            "omnistock_stream_filter_entries",
+            "Filter entries (skus, locations, groups) held by this process's stream clients",
+            lambda: sum(self.key_entries.values()),
         )
         metrics.gauge(
             "omnistock_stream_pending_messages",
@@ -88,32 +114,31 @@ class Fanout:
         """The cursor of everything this process has read so far."""
         return encode(self.positions)
 
+    def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The fan-out's background loops by name, each run (and restarted) by the supervisor:
+        the stream reader, the clock (heartbeats, stalled clients) and the deletion watch."""
+        return {
+            "stream": self.run,
+            "stream-clock": self._clock,
+            "stream-deletions": self._watch_deletions,
+        }
+
     async def run(self) -> None:
-        """Read the streams forever on a dedicated connection (reconnecting after errors),
-        with the clock (heartbeats, stalled clients) and the deletion watch alongside."""
+        """Read the streams forever on a dedicated connection, reconnecting after Redis errors
+        (anything else reaches the supervisor, which restarts this from the same positions)."""
         assert self._redis_url is not None
-        helpers = [
-            asyncio.create_task(self._clock(), name="stream-clock"),
-            asyncio.create_task(self._watch_deletions(), name="stream-deletions"),
-        ]
-        try:
-            while True:
-                # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
-                client = aredis.Redis.from_url(
-                    self._redis_url, socket_keepalive=True, socket_timeout=None
-                )
-                try:
-                    await self._read(client)
-                except (RedisError, OSError) as exc:
-                    log.warning("stream reader lost redis (%s); reconnecting", exc)
-                except Exception:
-                    log.exception("stream reader failed; restarting it")
-                finally:
-                    await client.aclose()
-                await asyncio.sleep(0.5)
-        finally:
-            for task in helpers:
-                task.cancel()
+        while True:
+            # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
+            client = aredis.Redis.from_url(
+                self._redis_url, socket_keepalive=True, socket_timeout=None
+            )
+            try:
+                await self._read(client)
+            except (RedisError, OSError) as exc:
+                log.warning("stream reader lost redis (%s); reconnecting", exc)
+            finally:
+                await client.aclose()
+            await asyncio.sleep(0.5)
 
     async def _read(self, client: aredis.Redis) -> None:
         while True:
@@ -275,33 +300,96 @@ class Fanout:
 
     # -- clients --------------------------------------------------------------------------------
 
-    def connect(self, principal: Principal) -> Connection:
+    def refusal(self, principal: Principal) -> tuple[int, str] | None:
+        """The close code and reason for a new connection of ``principal`` past the limits of
+        this process (connections in all, connections of its key); None when it may stay."""
+        if len(self.connections) >= self._max_connections:
+            return TRY_AGAIN_LATER, (
+                f"too many connections: at most {self._max_connections} per server process"
+            )
+        if len(self.by_key.get(principal.id, ())) >= self._max_per_key:
+            return TOO_MANY_FOR_KEY, (
+                f"too many connections: at most {self._max_per_key} per API key and process"
+            )
+        return None
+
+    def connect(self, principal: Principal, secret: str = "") -> Connection:
         """A new client. Each connection beats at its own phase of the heartbeat interval (the
         first heartbeat comes early, never late): clients that connected together (a restart,
         a deploy, a benchmark) would otherwise all be due in the same tick for as long as they
         stay, and a thousand heartbeats sent at once hold the loop for 100 ms or more, in
         front of every change."""
         now = asyncio.get_running_loop().time()
-        conn = Connection(principal, self._outbox_limit, now)
+        conn = Connection(principal, self._outbox_limit, now, secret)
         conn.last_heartbeat = now - (next(self._joined) * _GOLDEN % 1.0) * self._heartbeat
         self.connections.add(conn)
+        self.by_key.setdefault(principal.id, set()).add(conn)
         return conn
 
     def disconnect(self, conn: Connection) -> None:
         self.connections.discard(conn)
+        of_key = self.by_key.get(conn.principal.id)
+        if of_key is not None:
+            of_key.discard(conn)
+            if not of_key:
+                del self.by_key[conn.principal.id]
         for task in conn.tasks.values():
             task.cancel()
         for sub in conn.subs.values():
             self._unindex(sub)
+            self._hold(conn, -sub.entries)
         conn.subs.clear()
         conn.catching_up.clear()
         conn.kill("disconnected")
+
+    # -- revocation -----------------------------------------------------------------------------
+
+    def revoke(self, key_id: str) -> int:
+        """Close every connection of the deleted key ``key_id`` (code 4401); how many."""
+        conns = list(self.by_key.get(key_id, ()))
+        for conn in conns:
+            conn.kill("API key deleted", REVOKED)
+        return len(conns)
+
+    def keys_changed(self, key_id: str | None) -> None:
+        """Told by the invalidation channel (``cache.follow_invalidations``): ``key_id`` was
+        deleted, or (None) any key may have been, so every connected key is checked again."""
+        if key_id is not None:
+            if self.revoke(key_id):
+                log.info("closed the streams of deleted API key %s", key_id)
+            return
+        if self.connections and self._api_keys is not None:
+            task = asyncio.get_running_loop().create_task(self._recheck_all())
+            self._rechecks.add(task)
+            task.add_done_callback(self._rechecks.discard)
+
+    async def authorized(self, conn: Connection) -> bool:
+        """Whether ``conn``'s API key still exists (the key cache, Postgres after a change);
+        when it does not, the connection is closed with 4401. Database errors propagate."""
+        if self._api_keys is None or not conn.secret:
+            return True
+        if await self._api_keys.principal(conn.secret) is not None:
+            return True
+        conn.kill("API key deleted", REVOKED)
+        return False
+
+    async def _recheck_all(self) -> None:
+        one_per_key: dict[str, Connection] = {}
+        for conn in list(self.connections):
+            one_per_key.setdefault(conn.secret, conn)
+        try:
+            for conn in one_per_key.values():
+                if not await self.authorized(conn):
+                    self.revoke(conn.principal.id)
+        except KEY_CHECK_ERRORS as exc:  # subscribe checks again; the next gap too
+            log.warning("cannot re-check the API keys of open streams (%s)", exc)
 
     async def subscribe(self, sub: Subscription, since: list[int] | None) -> None:
         """Register ``sub`` (already validated) and queue its ``subscribed``; with ``since``,
         replay from there first, or send ``resync`` when retention has dropped what it needs."""
         conn = sub.conn
         conn.subs[sub.id] = sub
+        self._hold(conn, sub.entries)
         resync = since is not None and bool(await self.trimmed_past(since))
         if resync:
             since = None
@@ -314,6 +402,7 @@ class Fanout:
                 conn.push_control("resync", sub=sub.id)
             return
         sub.progress = list(map(min, since, self.positions))
+        sub.replay_left = self._max_replay
         conn.catching_up.add(sub)
         conn.push_subscribed(sub.id, tuple(self.positions))
         conn.tasks[sub.id] = asyncio.create_task(self._catch_up(sub), name=f"catch-up {sub.id}")
@@ -322,6 +411,7 @@ class Fanout:
         sub = conn.subs.pop(sub_id, None)
         if sub is None:
             return False
+        self._hold(conn, -sub.entries)
         task = conn.tasks.pop(sub_id, None)
         if task is not None:
             task.cancel()
@@ -329,6 +419,16 @@ class Fanout:
         self._unindex(sub)
         conn.drop_subscription(sub)
         return True
+
+    def _hold(self, conn: Connection, entries: int) -> None:
+        """Count filter entries taken (or given back) by a subscription of ``conn``."""
+        conn.filter_entries += entries
+        key = conn.principal.id
+        held = self.key_entries.get(key, 0) + entries
+        if held:
+            self.key_entries[key] = held
+        else:
+            self.key_entries.pop(key, None)
 
     def _buckets(self, sub: Subscription) -> list[tuple[dict[str, set[Subscription]], str]]:
         if sub.locations is not None or sub.groups is not None:
@@ -370,6 +470,13 @@ class Fanout:
                     return
                 for p, end in enumerate(target):
                     await self._replay(sub, p, end)
+        except _ReplayCapped:
+            # Too far behind to replay (ws_max_replay_entries): follow live from here, and
+            # the client re-reads by HTTP.
+            sub.progress = None
+            conn.catching_up.discard(sub)
+            self._index(sub)
+            conn.push_control("resync", sub=sub.id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -384,12 +491,16 @@ class Fanout:
         conn, progress = sub.conn, sub.progress
         assert progress is not None
         while progress[p] < end:
+            if sub.replay_left <= 0:
+                raise _ReplayCapped
+            count = min(_REPLAY_CHUNK, sub.replay_left)
             entries = await self._redis.xrange(
                 self._streams[p],
                 min=f"({format_id(progress[p])}",
                 max=format_id(end),
-                count=_REPLAY_CHUNK,
+                count=count,
             )
+            sub.replay_left -= len(entries)
             for entry_id, fields in entries:
                 pos = parse_id(entry_id)
                 raw = fields.get(POSITION)
@@ -408,5 +519,5 @@ class Fanout:
                             conn.push_change(sub, change)
                         continue
                 progress[p] = pos
-            if len(entries) < _REPLAY_CHUNK:
+            if len(entries) < count:
                 progress[p] = end

@@ -56,3 +56,22 @@ async def quick_app(servers: Servers, app: AppServer) -> AsyncIterator[AppServer
     )
     async for server in _serving(settings):
         yield server
+
+
+LIMITS = {
+    "ws_max_message_bytes": 4096,
+    "ws_max_subscriptions": 4,
+    "ws_max_filter_entries": 50,
+    "ws_max_connection_filter_entries": 120,
+    "ws_max_key_filter_entries": 200,
+    "ws_max_connections_per_key": 3,
+    "ws_max_connections": 5,
+    "ws_max_replay_entries": 100,
+}
+
+
+@pytest.fixture(scope="package")
+async def limited_app(servers: Servers, app: AppServer) -> AsyncIterator[AppServer]:
+    """An instance with small WebSocket limits (``LIMITS``)."""
+    async for server in _serving(app_settings(servers, **LIMITS)):
+        yield server

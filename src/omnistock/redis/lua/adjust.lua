@@ -6,7 +6,9 @@
 -- ARGV[1] actor, ARGV[2] idempotency body hash ('' = none), ARGV[3] idempotency ttl ms,
 --   ARGV[4] idempotency key (for the ledger), then per item i: ARGV[5+5i] location, sku, delta,
 --   reason, ref
--- Returns {C_OK, json [position view, ...]} | {C_NO_LOCATION, location} | {C_IDEMPOTENCY, ''};
+-- Returns {C_OK, json [position view, ...]} | {C_NO_LOCATION, location} | {C_IDEMPOTENCY, ''}
+--   | {C_QUANTITY, json [item index, 'delta', on_hand it would make]} (nothing written: an
+--   on_hand past +-MAX_QUANTITY, items of one position counted in order);
 --   a replay returns the recorded reply with a third element 1.
 local ctx, stop = begin(KEYS, ARGV)
 if stop then return stop end
@@ -18,6 +20,17 @@ for i = 0, n - 1 do
   local loc = load_loc_cached(metas, KEYS[5 + 3 * i])
   if not loc then return reply(ctx, C_NO_LOCATION, loc_id) end
   locs[i] = loc
+end
+
+-- Every result is checked before anything is written.
+local running = {}
+for i = 0, n - 1 do
+  local key = KEYS[3 + 3 * i]
+  local oh = running[key]
+  if oh == nil then oh = tonumber(redis.call('HGET', key, 'oh')) or 0 end
+  oh = oh + tonumber(ARGV[7 + 5 * i])
+  if over_cap(oh) then return reply(ctx, C_QUANTITY, cjson.encode({ i, 'delta', oh })) end
+  running[key] = oh
 end
 
 local out = {}

@@ -17,6 +17,7 @@
 --   ('' any), reason, ref
 -- Returns {C_OK, json [position view, ...] (or '')} | {C_VERSION, json [location, sku, version]}
 --   | {C_NO_LOCATION, location} | {C_IDEMPOTENCY, ''}
+--   | {C_QUANTITY, json [item index, 'on_hand'|'safety_stock', value]} (nothing written)
 local ctx, stop = begin(KEYS, ARGV)
 if stop then return stop end
 
@@ -32,6 +33,13 @@ for i = 0, n - 1 do
     loc = load_loc(KEYS[1 + 2 * j])
     if not loc then return reply(ctx, C_NO_LOCATION, loc_ids[j]) end
     locs[j] = loc
+  end
+  if over_cap(items[a + 3]) then
+    return reply(ctx, C_QUANTITY, cjson.encode({ i, 'on_hand', items[a + 3] }))
+  end
+  local ss_arg = items[a + 4]
+  if type(ss_arg) == 'number' and over_cap(ss_arg) then
+    return reply(ctx, C_QUANTITY, cjson.encode({ i, 'safety_stock', ss_arg }))
   end
   local expected = items[a + 5]
   if expected ~= '' then

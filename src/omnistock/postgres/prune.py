@@ -1,0 +1,109 @@
+"""Pruning: what Postgres no longer needs to keep, deleted in small batches by a background loop.
+
+- ledger rows older than ``ledger_retention_days`` (the history endpoint reaches back that far);
+- finished reservations (committed, released, expired) whose end is older than
+  ``reservation_retention_days`` (reads of them answer 404 afterwards); never an active one;
+- idempotency records past their expiry.
+
+Nothing that rebuild or reconcile reads is touched: they read positions, active reservations,
+live idempotency records and stream offsets, never the ledger. Rows a stream still holds (within
+``stream_retention_seconds``) are never pruned, so a replayed entry cannot bring one back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+import msgspec
+
+from omnistock.metrics import Metrics
+from omnistock.postgres.sql import load_queries
+from omnistock.settings import Settings
+from omnistock.tasks import reraise_if_cancelled
+
+log = logging.getLogger("omnistock.prune")
+Q = load_queries("prune.sql")
+DAY = 86400
+_MARGIN = 3600  # past the stream retention: entries still in a stream are never pruned
+
+
+class Retention(msgspec.Struct, frozen=True, kw_only=True):
+    """Ages (seconds) past which rows are deleted; 0 keeps them for ever."""
+
+    ledger_seconds: int
+    reservations_seconds: int
+    batch: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retention:
+        """The configured retention, raised where it is shorter than what must stay (rows of
+        events still in a stream; finished reservations Redis still answers for)."""
+        floor = settings.stream_retention_seconds + _MARGIN
+        ledger = settings.ledger_retention_days * DAY
+        reservations = settings.reservation_retention_days * DAY
+        return cls(
+            ledger_seconds=max(ledger, floor) if ledger else 0,
+            reservations_seconds=(
+                max(reservations, floor, settings.finished_reservation_retention_seconds + _MARGIN)
+                if reservations
+                else 0
+            ),
+            batch=settings.prune_batch,
+        )
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[1])  # "DELETE <n>"
+
+
+async def _prune(db: asyncpg.Pool, query: str, args: tuple[int, ...], batch: int) -> int:
+    """Run ``query`` (one batch per call) until a batch deletes fewer than ``batch`` rows."""
+    total = 0
+    while True:
+        n = _count(await db.execute(query, *args))
+        total += n
+        if n < batch:
+            return total
+        await asyncio.sleep(0.01)  # let the persister's transactions in between
+
+
+async def prune_once(
+    db: asyncpg.Pool, retention: Retention, metrics: Metrics | None = None
+) -> dict[str, int]:
+    """Delete everything past retention now; the rows deleted, per table."""
+    done: dict[str, int] = {}
+    if retention.ledger_seconds:
+        done["ledger"] = await _prune(
+            db, Q["prune_ledger"], (retention.ledger_seconds, retention.batch), retention.batch
+        )
+    if retention.reservations_seconds:
+        done["reservations"] = await _prune(
+            db,
+            Q["prune_reservations"],
+            (retention.reservations_seconds, retention.batch),
+            retention.batch,
+        )
+    done["idempotency"] = await _prune(
+        db, Q["prune_idempotency"], (retention.batch,), retention.batch
+    )
+    if metrics is not None:
+        for table, n in done.items():
+            if n:
+                metrics.pruned.inc(n, table=table)
+    return done
+
+
+async def run_pruner(db: asyncpg.Pool, settings: Settings, metrics: Metrics) -> None:
+    """Prune every ``prune_interval_seconds``; Postgres outages are waited out."""
+    retention = Retention.from_settings(settings)
+    while True:
+        try:
+            done = await prune_once(db, retention, metrics)
+            if any(done.values()):
+                log.info("pruned %s", done)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            reraise_if_cancelled()
+            log.warning("pruner: %s", exc)
+        await asyncio.sleep(settings.prune_interval_seconds)

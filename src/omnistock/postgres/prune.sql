@@ -1,0 +1,33 @@
+-- Pruning (postgres/prune.py): each block deletes at most $2 (or $1) rows, oldest first, and
+-- returns at once; the caller repeats until a batch comes back short. Short transactions hold
+-- only row locks, never a lock that blocks the persister. SKIP LOCKED: instances pruning at once
+-- take different rows instead of waiting on each other.
+
+-- name: prune_ledger
+-- Ledger rows older than $1 seconds. Ledger rows never change, so their ctid is stable.
+DELETE FROM ledger WHERE ctid = ANY (ARRAY(
+    SELECT ctid FROM ledger
+    WHERE ts < now() - $1::double precision * interval '1 second'
+    ORDER BY ts LIMIT $2 FOR UPDATE SKIP LOCKED
+));
+
+-- name: prune_reservations
+-- Finished reservations whose last event (their end) is older than $1 seconds; never an active
+-- one (the condition is checked again on the row deleted).
+DELETE FROM reservations
+WHERE id = ANY (ARRAY(
+    SELECT id FROM reservations
+    WHERE status <> 'active'
+      AND event_ms < (extract(epoch FROM now()) * 1000)::bigint - $1::bigint * 1000
+    ORDER BY event_ms LIMIT $2 FOR UPDATE SKIP LOCKED
+))
+AND status <> 'active';
+
+-- name: prune_idempotency
+-- Recorded replies past their expiry (Redis forgot them at the same moment).
+DELETE FROM idempotency
+WHERE key = ANY (ARRAY(
+    SELECT key FROM idempotency WHERE expires_at < now()
+    ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
+))
+AND expires_at < now();
