@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 import msgspec
 from litestar.enums import ScopeType
@@ -29,6 +30,7 @@ from omnistock.domain.ratelimit import (
     state_header,
 )
 from omnistock.domain.roles import Principal, Role
+from omnistock.redis.ratelimit import Decision
 from omnistock.services import Services
 
 log = logging.getLogger("omnistock.ratelimit")
@@ -56,41 +58,64 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
         if policies is None:
             return app
 
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        def middleware(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+            # A plain function returning the next awaitable: a request decided locally (most of
+            # a busy key's) adds no coroutine to the chain its every await passes through.
             who = scope.get("user")
             if not isinstance(who, Principal) or not scope["path"].startswith("/v1"):
-                await app(scope, receive, send)
-                return
+                return app(scope, receive, send)
             svc: Services = scope["app"].state.services
-            role = who.role
-            policy = policies[role]
-            limiter = svc.rate_limiter
-            # Most requests of a busy key are counted down locally: no coroutine, no Redis.
-            decision = limiter.local(who.id, policy)
+            policy = policies[who.role]
+            decision = svc.rate_limiter.local(who.id, policy)
+            if decision is None:
+                return asked(scope, receive, send, svc, who, policy)
+            return answer(scope, receive, send, svc, who, policy, decision)
+
+        async def asked(
+            scope: Scope,
+            receive: Receive,
+            send: Send,
+            svc: Services,
+            who: Principal,
+            policy: Policy,
+        ) -> None:
             try:
-                if decision is None:
-                    decision = await limiter.hit(who.id, policy)
-                remaining, reset_us = decision.remaining, decision.reset_us
+                decision: Decision | None = await svc.rate_limiter.hit(who.id, policy)
             except (TimeoutError, RedisError, OSError) as exc:
                 fail_open(svc, who, exc)
-                decision, remaining, reset_us = None, policy.requests, 0
+                decision = None
+            await answer(scope, receive, send, svc, who, policy, decision)
+
+        def answer(
+            scope: Scope,
+            receive: Receive,
+            send: Send,
+            svc: Services,
+            who: Principal,
+            policy: Policy,
+            decision: Decision | None,
+        ) -> Awaitable[None]:
+            role = who.role
+            if decision is None:  # not checked (fail open): the full quota
+                remaining, reset_us = policy.requests, 0
+            else:
+                remaining, reset_us = decision.remaining, decision.reset_us
             headers = [
                 policy_headers[role],
                 (b"ratelimit", state_header(role, remaining, reset_us).encode()),
             ]
             if decision is not None and not decision.allowed:
-                svc.metrics.rate_limited.inc(role=who.role.value)
-                await _refuse(scope, receive, send, who, policy, decision.retry_us, headers)
-                return
+                svc.metrics.rate_limited.inc(role=role.value)
+                return _refuse(scope, receive, send, who, policy, decision.retry_us, headers)
 
             async def send_with_headers(message: Message) -> None:
                 if message["type"] in ("http.response.start", "websocket.accept"):
                     message["headers"] = [*(message.get("headers") or ()), *headers]
                 await send(message)
 
-            await app(scope, receive, send_with_headers)
+            return app(scope, receive, send_with_headers)
 
-        return middleware
+        return cast(ASGIApp, middleware)
 
     return factory
 

@@ -39,11 +39,12 @@ class Decision(NamedTuple):
 class _Lease:
     """What this instance took for one key: ``left`` requests (or a refusal) until ``until``."""
 
-    __slots__ = ("at", "decision", "left", "policy", "taken", "until")
+    __slots__ = ("at", "decision", "left", "policy", "refilling", "taken", "until")
 
     def __init__(self, policy: Policy, decision: Decision, taken: int, at: float) -> None:
         self.policy, self.decision, self.taken, self.at = policy, decision, taken, at
         self.left = taken - 1  # the request that asked used the first
+        self.refilling = False
         hold = LEASE_SECONDS if decision.allowed else min(LEASE_SECONDS, decision.retry_us / 1e6)
         self.until = at + hold
 
@@ -69,6 +70,7 @@ class RateLimiter:
         self._leases: dict[str, _Lease] = {}
         self._asking: dict[str, asyncio.Future[None]] = {}
         self._waiting: dict[str, int] = {}  # requests waiting for the call in flight, per key
+        self._refills: set[asyncio.Task[tuple[Decision, int]]] = set()
 
     async def hit(self, key_id: str, policy: Policy) -> Decision:
         """Count one request of API key ``key_id`` under ``policy``."""
@@ -115,7 +117,37 @@ class RateLimiter:
         if lease.left <= 0:
             return None
         lease.left -= 1
+        if 2 * lease.left <= lease.taken and not lease.refilling and lease.taken > 1:
+            self._refill(key_id, lease)
         return Decision(True, taken.remaining + lease.left, reset, 0)
+
+    def _refill(self, key_id: str, lease: _Lease) -> None:
+        """Half of a busy key's lease is used: take the next before it runs out, in the
+        background, so that its requests never wait for Redis (twice as many: it is busy)."""
+        lease.refilling = True
+        size = min(lease.policy.lease, 2 * lease.taken)
+        task = asyncio.get_running_loop().create_task(self.take(key_id, lease.policy, size))
+        self._refills.add(task)
+        task.add_done_callback(lambda done: self._refilled(key_id, lease, done))
+
+    def _refilled(
+        self, key_id: str, lease: _Lease, done: asyncio.Task[tuple[Decision, int]]
+    ) -> None:
+        self._refills.discard(done)
+        lease.refilling = False
+        if done.cancelled() or done.exception() is not None:
+            return  # the next request that finds the lease empty asks (and fails open if it must)
+        decision, taken = done.result()
+        # Into the key's lease (a newer one if the requests ran out meanwhile and asked).
+        current = self._leases.get(key_id)
+        if not decision.allowed or current is None or current.policy != lease.policy:
+            return  # refused: what is left is used up first
+        if not current.decision.allowed:
+            return  # (cannot happen while this one was refilling; nothing is held then)
+        now = time.monotonic()
+        current.decision, current.at, current.until = decision, now, now + LEASE_SECONDS
+        current.left += taken
+        current.taken = current.left
 
     async def _ask(self, key_id: str, policy: Policy) -> Decision:
         asking = asyncio.get_running_loop().create_future()
