@@ -6,7 +6,8 @@ them down locally for up to ``LEASE_SECONDS``: about as many as it served in its
 until then too (or until the refusal's retry time). Requests taken from Redis are already counted
 there, so the instances together never pass more than the policy allows; what an instance took
 and did not use in time is lost to the key (in steady traffic about one request per lease).
-For a busy key one call is in flight at a time: concurrent requests of the key wait for its
+Once half of a lease is used, the next is taken in the background, so a busy key's requests do
+not wait for Redis. For a busy key one call is in flight at a time: concurrent requests of the key wait for its
 answer, which takes enough for them as well. A key of a low rate (``Policy.lease`` 1) is asked
 for request by request.
 """
