@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from omnistock import __version__
+from omnistock.api.allow import fix_options_allow
 from omnistock.api.auth import ApiKeyAuth
 from omnistock.api.availability import availability_router
 from omnistock.api.board import board_assets, board_page
@@ -28,6 +29,7 @@ from omnistock.api.history import history_router
 from omnistock.api.imports import import_stock
 from omnistock.api.keys import keys_router
 from omnistock.api.locations import locations_router
+from omnistock.api.openapi import OpenAPIJson
 from omnistock.api.ops import DOCS_SCRIPT, docs, healthz, metrics, readyz
 from omnistock.api.paths import keep_encoded_slashes
 from omnistock.api.positions import positions_router
@@ -145,15 +147,21 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="omnistock",
             version=__version__,
-            description="Real-time inventory visibility: stock, availability, reservations, change stream.",
+            description=(
+                "Real-time inventory visibility: stock, availability, reservations, change "
+                "stream. The WebSocket change stream (`/v1/stream`), which OpenAPI cannot "
+                "describe, is specified in API.md."
+            ),
             path="/schema",
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
             ),
             security=[{"bearer": []}],
+            render_plugins=[OpenAPIJson()],
         ),
         debug=False,
     )
+    fix_options_allow(app)
     install_everywhere()  # Litestar has just set up its log handlers: no API key in them
     return app
 

@@ -11,9 +11,16 @@ from litestar.params import JSONBody, QueryParameter
 from omnistock.api.auth import services
 from omnistock.api.body import StrictBody
 from omnistock.api.limits import AVAILABILITY_BODY_BYTES
-from omnistock.api.schemas import AvailabilityQuery, SkuPath
+from omnistock.api.openapi import responses
+from omnistock.api.schemas import (
+    NEAR_PATTERN,
+    AvailabilityQuery,
+    IdentifierListQuery,
+    IdentifierQuery,
+    SkuPath,
+)
 from omnistock.domain.errors import ValidationFailed
-from omnistock.domain.ids import IDENTIFIER_PATTERN, check_identifier
+from omnistock.domain.ids import check_identifier
 from omnistock.domain.locations import Location, nearest
 from omnistock.domain.stock import Status
 
@@ -63,17 +70,31 @@ def parse_near(near: str | None, radius_km: float | None) -> tuple[float, float]
     return lat, lon
 
 
-Radius = Annotated[float | None, QueryParameter(gt=0, le=20_000, description="km, with near")]
-Near = Annotated[str | None, QueryParameter(description="lat,lon: nearest locations first")]
-Group = Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)]
+Radius = Annotated[
+    float | None,
+    QueryParameter(
+        gt=0,
+        le=20_000,
+        description="km; only with near (without it: 422)",
+        schema_extra={"exclusiveMinimum": 0},
+    ),
+]
+Near = Annotated[
+    str | None,
+    QueryParameter(pattern=NEAR_PATTERN, description="lat,lon: nearest locations first"),
+]
 
 
-@get("/availability/{sku:str}", summary="Availability of one sku across locations")
+@get(
+    "/availability/{sku:str}",
+    summary="Availability of one sku across locations",
+    responses=responses(404, 422),
+)
 async def sku_availability(
     request: Request[Any, Any, Any],
     sku: SkuPath,
-    location: Annotated[list[str] | None, QueryParameter(description="repeatable")] = None,
-    group: Group = None,
+    location: IdentifierListQuery = None,
+    group: IdentifierQuery = None,
     near: Near = None,
     radius_km: Radius = None,
 ) -> SkuAvailability:
@@ -113,9 +134,10 @@ async def sku_availability(
 
 @post(
     "/availability",
-    summary="Availability matrix: skus x locations",
+    summary="Availability matrix: skus x locations (at most 10,000 cells: else 422)",
     status_code=200,
     request_max_body_size=AVAILABILITY_BODY_BYTES,
+    responses=responses(404, 413, 422),
 )
 async def availability_matrix(
     request: Request[Any, Any, Any], data: JSONBody[AvailabilityQuery]

@@ -55,6 +55,17 @@ def validation_error(exc: msgspec.MsgspecError) -> ValidationFailed:
     return ValidationFailed(path or "body", message)
 
 
+def _integral_floats(value: Any) -> Any:
+    """``value`` with every float that has no fractional part (``10.0``) as an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_integral_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _integral_floats(v) for k, v in value.items()}
+    return value
+
+
 def check_utf8(raw: bytes) -> None:
     """Raise UnicodeDecodeError unless ``raw`` is UTF-8. msgspec checks the strings it keeps but
     skips unknown members unchecked, so ``{"\xff": 1}`` would pass as ``{}``: JSON is UTF-8."""
@@ -63,10 +74,22 @@ def check_utf8(raw: bytes) -> None:
 
 
 def decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
-    """``raw`` decoded by ``decoder``; a 422 naming the field when it does not fit."""
+    """``raw`` decoded by ``decoder``; a 422 naming the field when it does not fit.
+
+    JSON has one number type: ``10.0`` is the integer 10 (as JSON Schema, and so the OpenAPI
+    document, says), so an integer field takes it; ``10.5`` or ``"10"`` is still a 422."""
     try:
         check_utf8(raw)
         return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        if "got `float`" not in str(exc):
+            raise validation_error(exc) from None
+        try:  # rare: only bodies that spell an integer with a fraction come this way
+            return msgspec.convert(
+                _integral_floats(msgspec.json.decode(raw)), decoder.type, strict=True
+            )
+        except msgspec.MsgspecError as again:
+            raise validation_error(again) from None
     except msgspec.MsgspecError as exc:
         raise validation_error(exc) from None
     except UnicodeDecodeError:
@@ -98,9 +121,10 @@ class StrictBody(AbstractDTO[Any]):
     def create_openapi_schema(
         cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
     ) -> Reference | Schema:
-        return schema_creator.for_field_definition(
-            FieldDefinition.from_annotation(field_definition.annotation)
-        )
+        # msgspec's own schema of the type the decoder above enforces: they cannot disagree.
+        from omnistock.api.openapi import body_schema
+
+        return body_schema(field_definition.raw)
 
     def decode_bytes(self, value: bytes) -> Any:
         handler = self.asgi_connection.route_handler

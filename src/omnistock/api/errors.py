@@ -74,17 +74,40 @@ def on_domain_error(_: Request[Any, Any, Any], exc: DomainError) -> Response[byt
     return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
 
 
-def on_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """A parameter as the client spells it (``If-Match``), not as the handler names it."""
+    try:
+        param = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # no handler resolved: keep Litestar's key
+        return key
+    kwarg = getattr(param, "kwarg_definition", None)
+    for alias in ("header", "query", "name"):
+        if isinstance(found := getattr(kwarg, alias, None), str):
+            return found
+    return key
+
+
+def _body_is_optional(request: Request[Any, Any, Any]) -> bool:
+    try:
+        data = request.route_handler.parsed_fn_signature.parameters.get("data")
+    except Exception:  # no handler resolved
+        return False
+    return data is not None and data.has_default
+
+
+def on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     """Litestar's parameter and body validation, reported as 422 naming each field."""
     errors: list[dict[str, str]] = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if not isinstance(item, dict):
             continue
-        key = str(item.get("key") or "body")
+        key = _wire_name(request, str(item.get("key") or "body"))
         message = humane(str(item.get("message", "invalid")))
         if key == "data":
             key = "body"
             if message == "'data'":
+                if _body_is_optional(request):
+                    continue  # Litestar lists an optional body when another parameter fails
                 message = "a JSON body is required"
         errors.append({"field": key, "message": message})
     if not errors:

@@ -6,17 +6,24 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from litestar import Request, Router, get
+from litestar.datastructures import ResponseHeader
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from omnistock.api.auth import principal, services
+from omnistock.api.openapi import responses
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN
 from omnistock.domain.roles import require_feed
 from omnistock.feeds import google_local
 
 CURSOR_HEADER = "Omnistock-Cursor"
-Filter = Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)]
+Filter = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=IDENTIFIER_PATTERN, description="location or group, not both (else 422)"
+    ),
+]
 
 
 @get(
@@ -28,6 +35,15 @@ Filter = Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)]
         "subscribe with it as `since` to keep a copy current without missing a change."
     ),
     media_type=google_local.MEDIA_TYPE,
+    responses=responses(403, 404, 422),
+    response_headers=[
+        ResponseHeader(
+            name=CURSOR_HEADER,
+            documentation_only=True,
+            required=True,
+            description="a stream cursor taken before the first row was read",
+        )
+    ],
 )
 async def local_inventory(
     request: Request[Any, Any, Any], location: Filter = None, group: Filter = None

@@ -9,6 +9,7 @@ from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
 from omnistock.api.auth import services
+from omnistock.api.openapi import responses
 from omnistock.api.schemas import LocationPath, SkuPath
 from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import ValidationFailed
@@ -17,7 +18,7 @@ from omnistock.postgres.sql import load_queries
 Q = load_queries("ledger.sql")
 # '<partition>:<stream id ms-seq>' (postgres/migrations/0002_ledger.sql); anything else is a 422
 # here rather than a value Postgres might refuse.
-EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}$"
+EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}(?!\n)$"
 
 
 class HistoryItem(msgspec.Struct, kw_only=True):
@@ -40,7 +41,11 @@ class History(msgspec.Struct, kw_only=True):
     next: str | None
 
 
-@get("/{location_id:str}/{sku:str}/history", summary="Audit ledger of a position (newest first)")
+@get(
+    "/{location_id:str}/{sku:str}/history",
+    summary="Audit ledger of a position (newest first)",
+    responses=responses(404, 422),
+)
 async def position_history(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
@@ -48,7 +53,10 @@ async def position_history(
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     before: Annotated[
         str | None,
-        QueryParameter(pattern=EVENT_ID_PATTERN, description="`event_id` of an item (`next`)"),
+        QueryParameter(
+            pattern=EVENT_ID_PATTERN,
+            description="`event_id` of an item (`next`) of this position's history (else 422)",
+        ),
     ] = None,
 ) -> History:
     svc = services(request)

@@ -8,6 +8,7 @@ from typing import Any
 from litestar import Request, post
 
 from omnistock.api.auth import principal, services
+from omnistock.api.openapi import StreamedImport, responses
 from omnistock.domain.roles import Role, require_stock_writer
 from omnistock.imports import ImportLimits, ImportResult, format_for, import_stream
 from omnistock.services import Services
@@ -32,6 +33,8 @@ def backlog_pacer(svc: Services, max_wait: float = 30.0) -> Any:
     status_code=200,
     request_max_body_size=None,
     tags=["stock"],
+    operation_class=StreamedImport,
+    responses=responses(403, 413, 422),
 )
 async def import_stock(request: Request[Any, Any, Any]) -> ImportResult:
     svc, who = services(request), principal(request)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, PathParameter
 
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.limits import KEY_BODY_BYTES
-from omnistock.api.schemas import KeyCreate
+from omnistock.api.openapi import responses
+from omnistock.api.schemas import KeyCreateBody
 from omnistock.cache import publish
 from omnistock.domain.errors import NotFound, ValidationFailed
 from omnistock.domain.ids import is_identifier
@@ -29,8 +30,9 @@ class KeyList(msgspec.Struct):
     summary="Create an API key (its secret is in this response only)",
     status_code=201,
     request_max_body_size=KEY_BODY_BYTES,
+    responses=responses(403, 413, 422),
 )
-async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate]) -> ApiKey:
+async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreateBody]) -> ApiKey:
     svc = services(request)
     require_admin(principal(request))
     if data.role is Role.STORE and not data.locations:
@@ -47,7 +49,7 @@ async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreate])
     return made
 
 
-@get("/", summary="List API keys (without secrets)")
+@get("/", summary="List API keys (without secrets)", responses=responses(403))
 async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
     svc = services(request)
     require_admin(principal(request))
@@ -58,8 +60,11 @@ async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
     "/{key_id:str}",
     summary="Delete an API key: it stops working at once, everywhere",
     status_code=204,
+    responses=responses(403, 404, 422),
 )
-async def delete_key(request: Request[Any, Any, Any], key_id: FromPath[str]) -> Response[None]:
+async def delete_key(
+    request: Request[Any, Any, Any], key_id: Annotated[str, PathParameter(min_length=1)]
+) -> Response[None]:
     svc = services(request)
     require_admin(principal(request))
     if not is_identifier(key_id):  # (not echoed: a path can be long)

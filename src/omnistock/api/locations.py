@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import zoneinfo
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, put
-from litestar.params import JSONBody, QueryParameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
 from msgspec import UNSET, UnsetType
 
 from omnistock.api.auth import principal, services
 from omnistock.api.availability import Near, Radius, parse_near
 from omnistock.api.body import StrictBody
-from omnistock.api.schemas import LocationPath, LocationPut
+from omnistock.api.openapi import responses
+from omnistock.api.schemas import IdentifierQuery, LocationPath, LocationPutBody
 from omnistock.cache import publish
 from omnistock.domain.errors import ValidationFailed
-from omnistock.domain.ids import IDENTIFIER_PATTERN
 from omnistock.domain.locations import Location, default_pickup, default_ship_from, nearest
 from omnistock.domain.roles import require_admin
 from omnistock.postgres import catalog
@@ -41,9 +42,16 @@ def _check_timezone(name: str | None) -> None:
         raise ValidationFailed("timezone", f"unknown IANA time zone {name!r}") from None
 
 
-@put("/{location_id:str}", summary="Create or replace a location (admin)")
+@put(
+    "/{location_id:str}",
+    summary="Create or replace a location (admin)",
+    responses={
+        **responses(403, 413, 422),
+        201: ResponseSpec(Location, description="Created (200: replaced)"),
+    },
+)
 async def put_location(
-    request: Request[Any, Any, Any], location_id: LocationPath, data: JSONBody[LocationPut]
+    request: Request[Any, Any, Any], location_id: LocationPath, data: JSONBody[LocationPutBody]
 ) -> Response[Location]:
     svc = services(request)
     require_admin(principal(request))
@@ -70,15 +78,15 @@ async def put_location(
     return Response(stored, status_code=201 if created else 200)
 
 
-@get("/{location_id:str}", summary="Read a location")
+@get("/{location_id:str}", summary="Read a location", responses=responses(404, 422))
 async def get_location(request: Request[Any, Any, Any], location_id: LocationPath) -> Location:
     return await services(request).locations.require(location_id)
 
 
-@get("/", summary="List locations, by group and/or nearest first")
+@get("/", summary="List locations, by group and/or nearest first", responses=responses(422))
 async def list_locations(
     request: Request[Any, Any, Any],
-    group: Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)] = None,
+    group: IdentifierQuery = None,
     near: Near = None,
     radius_km: Radius = None,
 ) -> LocationList:

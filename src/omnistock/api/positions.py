@@ -9,13 +9,15 @@ from litestar import Request, Router, get
 from litestar.params import QueryParameter
 
 from omnistock.api.auth import services
-from omnistock.api.schemas import LocationPath
+from omnistock.api.openapi import responses
+from omnistock.api.schemas import LocationPath, digits_at_most
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN
 from omnistock.domain.stock import Position
 from omnistock.redis.scan import position_page
 
 _MAX_SCAN_CURSOR = 2**64 - 1  # SSCAN cursors are unsigned 64-bit
+PAGE_PATTERN = digits_at_most(_MAX_SCAN_CURSOR)
 
 
 class PositionPage(msgspec.Struct):
@@ -28,7 +30,11 @@ def _case_insensitive_glob(text: str) -> str:
     return "*" + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text) + "*"
 
 
-@get("/{location_id:str}", summary="List the positions of a location (paged, sku search)")
+@get(
+    "/{location_id:str}",
+    summary="List the positions of a location (paged, sku search)",
+    responses=responses(404, 422),
+)
 async def list_positions(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
@@ -38,7 +44,8 @@ async def list_positions(
     ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000, description="about this many")] = 200,
     page: Annotated[
-        str | None, QueryParameter(pattern=r"^[0-9]{1,20}$", description="`next` of a page")
+        str | None,
+        QueryParameter(pattern=PAGE_PATTERN, description="`next` of a page (at most 2^64 - 1)"),
     ] = None,
 ) -> PositionPage:
     """Positions sorted by sku within a page; pages are in no particular order. Follow ``next``

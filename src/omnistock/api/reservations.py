@@ -10,8 +10,9 @@ from litestar.params import JSONBody, PathParameter
 from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
+from omnistock.api.openapi import REPLAYED, responses
 from omnistock.api.responses import replayable
-from omnistock.api.schemas import CommitIn, ExtendIn, ReservationCreate
+from omnistock.api.schemas import CommitIn, ExtendIn, IdempotencyKey, ReservationCreate
 from omnistock.domain.errors import NotActive, NotFound
 from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.reservations import (
@@ -26,14 +27,22 @@ from omnistock.postgres.sql import load_queries
 from omnistock.services import Services
 
 LEDGER = load_queries("ledger.sql")
-ReservationId = Annotated[str, PathParameter(max_length=64, description="reservation id")]
+ReservationId = Annotated[
+    str, PathParameter(min_length=1, max_length=64, description="reservation id")
+]
 
 
 @post(
-    "/", summary="Create a reservation (all lines or none, unless allow_partial)", status_code=201
+    "/",
+    summary="Create a reservation (all lines or none, unless allow_partial)",
+    status_code=201,
+    responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
 )
 async def create_reservation(
-    request: Request[Any, Any, Any], data: JSONBody[ReservationCreate]
+    request: Request[Any, Any, Any],
+    data: JSONBody[ReservationCreate],
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
     require_reserve(who, data.location)
@@ -101,18 +110,25 @@ async def _find_live(svc: Services, who: Principal, reservation_id: str) -> Stor
     )
 
 
-@get("/{reservation_id:str}", summary="Read a reservation")
+@get("/{reservation_id:str}", summary="Read a reservation", responses=responses(403, 404, 422))
 async def get_reservation(
     request: Request[Any, Any, Any], reservation_id: ReservationId
 ) -> Reservation:
     return present(await _find(services(request), principal(request), reservation_id))
 
 
-@post("/{reservation_id:str}/commit", summary="Commit: held units leave on_hand", status_code=200)
+@post(
+    "/{reservation_id:str}/commit",
+    summary="Commit: held units leave on_hand",
+    status_code=200,
+    responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
+)
 async def commit_reservation(
     request: Request[Any, Any, Any],
     reservation_id: ReservationId,
     data: JSONBody[CommitIn | None] = None,
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
     doc = await _find_live(svc, who, reservation_id)
@@ -125,9 +141,17 @@ async def commit_reservation(
     return replayable(present(doc), 200, replayed)
 
 
-@post("/{reservation_id:str}/release", summary="Release everything held", status_code=200)
+@post(
+    "/{reservation_id:str}/release",
+    summary="Release everything held",
+    status_code=200,
+    responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
+)
 async def release_reservation(
-    request: Request[Any, Any, Any], reservation_id: ReservationId
+    request: Request[Any, Any, Any],
+    reservation_id: ReservationId,
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
     doc = await _find_live(svc, who, reservation_id)
@@ -136,10 +160,17 @@ async def release_reservation(
 
 
 @post(
-    "/{reservation_id:str}/extend", summary="Move expires_at to now + ttl_seconds", status_code=200
+    "/{reservation_id:str}/extend",
+    summary="Move expires_at to now + ttl_seconds (at most created_at + 7 days: else 422)",
+    status_code=200,
+    responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
 )
 async def extend_reservation(
-    request: Request[Any, Any, Any], reservation_id: ReservationId, data: JSONBody[ExtendIn]
+    request: Request[Any, Any, Any],
+    reservation_id: ReservationId,
+    data: JSONBody[ExtendIn],
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     svc, who = services(request), principal(request)
     doc = await _find_live(svc, who, reservation_id)

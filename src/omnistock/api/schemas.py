@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from litestar.params import PathParameter
+from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from msgspec import UNSET, Meta, UnsetType
 
 from omnistock.domain.ids import IDENTIFIER_PATTERN, TEXT_PATTERN
@@ -29,6 +30,18 @@ class KeyCreate(msgspec.Struct, kw_only=True):
     locations: list[Identifier] = msgspec.field(default_factory=list)
 
 
+# A store key needs the locations it may write at (checked by the handler, stated here).
+KeyCreateBody = Annotated[
+    KeyCreate,
+    Meta(
+        extra_json_schema={
+            "if": {"properties": {"role": {"const": "store"}}},
+            "then": {"required": ["locations"], "properties": {"locations": {"minItems": 1}}},
+        }
+    ),
+]
+
+
 class LocationPut(msgspec.Struct, kw_only=True):
     name: Name
     kind: LocationKind
@@ -39,7 +52,35 @@ class LocationPut(msgspec.Struct, kw_only=True):
     groups: Annotated[list[Identifier], Meta(max_length=100)] = msgspec.field(default_factory=list)
     safety_stock: Quantity = 0
     limited_threshold: Quantity = 2
-    timezone: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    timezone: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=64,
+                pattern=r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*(?!\n)$",
+                description="an IANA time zone name (one the server's tz database knows)",
+            ),
+        ]
+        | None
+    ) = None
+
+
+# lat and lon go together (checked by the handler, stated here): both numbers or neither.
+LocationPutBody = Annotated[
+    LocationPut,
+    Meta(
+        extra_json_schema={
+            "anyOf": [
+                {
+                    "required": ["lat", "lon"],
+                    "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                },
+                {"properties": {"lat": {"type": "null"}, "lon": {"type": "null"}}},
+            ]
+        }
+    ),
+]
 
 
 class StockPut(msgspec.Struct, kw_only=True):
@@ -53,7 +94,10 @@ class StockPut(msgspec.Struct, kw_only=True):
 class AdjustmentIn(msgspec.Struct, kw_only=True):
     sku: Identifier
     location: Identifier
-    delta: Annotated[int, Meta(ge=-(10**9), le=10**9, description="not 0")]
+    delta: Annotated[
+        int,
+        Meta(ge=-(10**9), le=10**9, description="not 0", extra_json_schema={"not": {"const": 0}}),
+    ]
     reason: AdjustmentReason
     ref: Ref | None = None
 
@@ -92,6 +136,43 @@ class ExtendIn(msgspec.Struct, kw_only=True):
     ttl_seconds: Ttl
 
 
-# Path parameters (checked by Litestar: a bad one is a 422 naming it).
+# Parameters (checked by Litestar from these annotations: a bad one is a 422 naming it; the
+# same annotations are the OpenAPI document's).
 LocationPath = Annotated[str, PathParameter(pattern=IDENTIFIER_PATTERN, description="location id")]
 SkuPath = Annotated[str, PathParameter(pattern=IDENTIFIER_PATTERN, description="sku")]
+IdentifierQuery = Annotated[str | None, QueryParameter(pattern=IDENTIFIER_PATTERN)]
+IdentifierListQuery = Annotated[
+    list[str] | None,
+    QueryParameter(
+        description="repeatable",
+        schema_extra={"items": Schema(type=OpenAPIType.STRING, pattern=IDENTIFIER_PATTERN)},
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="same key + same body within 24 h replays the first answer; "
+        "same key + another body: 422",
+    ),
+]
+
+
+def digits_at_most(bound: int) -> str:
+    """A pattern of the decimal strings of 1 to len(str(bound)) digits (leading zeros allowed)
+    whose value is at most ``bound``."""
+    top = str(bound)
+    same_length = [
+        f"{top[:i]}[0-{int(d) - 1}][0-9]{{{len(top) - i - 1}}}"
+        for i, d in enumerate(top)
+        if d != "0"
+    ]
+    return f"^([0-9]{{1,{len(top) - 1}}}|{'|'.join([*same_length, top])})(?!\\n)$"
+
+
+# Degrees as plain decimals, latitude within ±90 and longitude within ±180.
+_LAT = r"[-+]?(90(\.0+)?|[1-8]?[0-9](\.[0-9]+)?)"
+_LON = r"[-+]?(180(\.0+)?|(1[0-7][0-9]|[1-9]?[0-9])(\.[0-9]+)?)"
+NEAR_PATTERN = f"^{_LAT},{_LON}(?!\\n)$"

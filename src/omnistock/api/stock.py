@@ -13,8 +13,15 @@ from omnistock.api.auth import principal, services
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
 from omnistock.api.limits import ADJUSTMENTS_BODY_BYTES
+from omnistock.api.openapi import ETAG, REPLAYED, responses
 from omnistock.api.responses import replayable
-from omnistock.api.schemas import AdjustmentsIn, LocationPath, SkuPath, StockPut
+from omnistock.api.schemas import (
+    AdjustmentsIn,
+    IdempotencyKey,
+    LocationPath,
+    SkuPath,
+    StockPut,
+)
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import require_stock_write
 from omnistock.domain.stock import Position
@@ -23,7 +30,11 @@ from omnistock.redis.store import Adjustment, Count
 IfMatch = Annotated[
     str | None,
     HeaderParameter(
-        name="If-Match", description="the version the position must be at (412 if not)"
+        name="If-Match",
+        # What expected_version() reads: `*`, or digits, quoted or W/-prefixed.
+        pattern=r'^(\*|(W/)?"*[0-9]+"*)(?!\n)$',
+        description='the version the position must be at (412 if not), e.g. 3 or "3"; '
+        "a number no version reaches (over 15 digits) is a 412 too",
     ),
 ]
 
@@ -47,7 +58,12 @@ def expected_version(if_match: str | None) -> int | None:
     return int(digits or "0") if len(digits) <= _VERSION_DIGITS else NO_VERSION
 
 
-@get("/{location_id:str}/{sku:str}", summary="Read one position")
+@get(
+    "/{location_id:str}/{sku:str}",
+    summary="Read one position",
+    responses=responses(404, 422),
+    response_headers=[ETAG],
+)
 async def get_position(
     request: Request[Any, Any, Any], location_id: LocationPath, sku: SkuPath
 ) -> Response[Position]:
@@ -57,13 +73,19 @@ async def get_position(
     return Response(pos, headers={"ETag": f'"{pos.version}"'})
 
 
-@put("/{location_id:str}/{sku:str}", summary="Set on_hand absolutely (cycle count)")
+@put(
+    "/{location_id:str}/{sku:str}",
+    summary="Set on_hand absolutely (cycle count)",
+    responses=responses(403, 404, 412, 413, 422),
+    response_headers=[ETAG, *REPLAYED],
+)
 async def put_position(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
     sku: SkuPath,
     data: JSONBody[StockPut],
     if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Position]:
     svc, who = services(request), principal(request)
     require_stock_write(who, location_id)
@@ -97,9 +119,13 @@ async def put_position(
     summary="Apply stock deltas (receipts, sales, returns...)",
     status_code=200,
     request_max_body_size=ADJUSTMENTS_BODY_BYTES,
+    responses=responses(403, 404, 413, 422),
+    response_headers=REPLAYED,
 )
 async def post_adjustments(
-    request: Request[Any, Any, Any], data: JSONBody[AdjustmentsIn]
+    request: Request[Any, Any, Any],
+    data: JSONBody[AdjustmentsIn],
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[dict[str, list[Position]]]:
     svc, who = services(request), principal(request)
     for i, item in enumerate(data.adjustments):

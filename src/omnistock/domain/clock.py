@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 @functools.lru_cache(maxsize=64)
@@ -28,4 +31,10 @@ def parse_rfc3339(value: str) -> int:
     dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return datetime_ms(dt)
+
+
+def datetime_ms(dt: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime, exactly (float seconds would lose a
+    millisecond now and then)."""
+    return (dt - _EPOCH) // _MS

@@ -9,11 +9,13 @@ import zlib
 
 from omnistock.domain.errors import NotFound, ValidationFailed
 
-IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+# Python's `$` also matches before a final newline (ECMA's does not): `(?!\n)` makes both
+# engines, msgspec's and the OpenAPI document's readers, agree on the same strings.
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}(?!\n)$"
 # Free text (names, refs) goes to Postgres, which refuses NUL, and into logs: no control characters.
-TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*(?!\n)$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
-_RESERVATION_ID = re.compile(r"^r([0-9]{1,5})-([a-z2-7]{20})$")
+_RESERVATION_ID = re.compile(r"r([0-9]{1,5})-([a-z2-7]{20})")
 
 
 def is_identifier(value: str) -> bool:
@@ -41,7 +43,7 @@ def new_reservation_id(partition: int) -> str:
 
 def reservation_partition(reservation_id: str, partitions: int) -> int:
     """The partition encoded in a reservation id; 404 for anything that is not one of ours."""
-    match = _RESERVATION_ID.match(reservation_id)
+    match = _RESERVATION_ID.fullmatch(reservation_id)
     if match is None or int(match.group(1)) >= partitions:
         raise NotFound(f"reservation {reservation_id!r} not found")
     return int(match.group(1))

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from omnistock.domain.clock import rfc3339
+from omnistock.domain.clock import datetime_ms, rfc3339
 from omnistock.domain.locations import Location
 from omnistock.domain.roles import Principal, Role
 from omnistock.postgres.sql import load_queries
@@ -35,7 +35,7 @@ def hash_key(secret: str) -> bytes:
 
 
 def _ms(ts: Any) -> str:
-    return rfc3339(int(ts.timestamp() * 1000))
+    return rfc3339(datetime_ms(ts))
 
 
 def _location(row: asyncpg.Record) -> Location:
