@@ -295,6 +295,91 @@ def reads(bench: Bench) -> None:
     bench.latency("hello world", hello)
 
 
+# A policy no bench load reaches (a burst of 17 million) whose rate (200/s) is low enough that
+# every request is counted in Redis by itself (a lease of 1): the limiter's worst case.
+PER_REQUEST_LIMITS = ",".join(
+    f"{role}=17000000/86400s" for role in ("admin", "integration", "store", "storefront", "feed")
+)
+
+
+def rate_limit_cost(bench: Bench) -> None:
+    """Availability reads/s with rate limits on (the bench's server: limits out of reach, so
+    busy keys take leases of 100 from Redis), on a server whose policy makes every request a
+    call of ratelimit.lua, and on one with limits off; same cpus and data, interleaved."""
+    plan = bench.plan
+    bench.location("limit-store")
+    bench.receive("limit-store", ["LIM-1"], 1000)
+    bench.settle()
+    workers, cpus = bench.stack.workers, plan.server_cpus
+    others = {
+        "per-request": bench.stack.serve_another(
+            workers, cpus, OMNISTOCK_RATE_LIMITS=PER_REQUEST_LIMITS
+        ),
+        "off": bench.stack.serve_another(workers, cpus, OMNISTOCK_RATE_LIMITS="off"),
+    }
+    procs = bench.stack.processes[-2:]
+    path = "/v1/availability/LIM-1?location=limit-store"
+    loads: dict[str, list[Load]] = {"on": [], "per-request": [], "off": []}
+    try:
+        urls = {"on": bench.url, **others}
+        # A key of its own there: the two policies must not share one key's state in Redis.
+        own_key = bench.stack.omnistock("keys", "create", "--role", "admin", "bench-per-request")
+        keys = {"on": bench.key, "per-request": own_key, "off": bench.key}
+        for name, url in urls.items():
+            auth = {"Authorization": f"Bearer {keys[name]}"}
+            limited = "ratelimit" in httpx.get(url + path, headers=auth).headers
+            if limited != (name != "off"):
+                raise RuntimeError(f"rate limits of the {name!r} server are not as configured")
+        order = list(urls)
+        for n in range(plan.rounds):
+            # Reversed every other round: no configuration always follows the same one.
+            for name in order if n % 2 == 0 else order[::-1]:
+                env = {"REQUEST_PATH": path, "REQUEST_KEY": keys[name]}
+                loads[name].append(bench.wrk("request", env, url=urls[name]))
+    finally:
+        for proc in procs:
+            bench.stack.retire(proc)
+    for load in [x for runs in loads.values() for x in runs]:
+        if set(load.statuses) != {200}:
+            raise RuntimeError(f"rate limit cost round answered {load.statuses}")
+    off = median([x.rps for x in loads["off"]])
+    common = (
+        "GET /v1/availability/{sku}?location=L vs a server with OMNISTOCK_RATE_LIMITS=off, same "
+        "cpus, rounds interleaved (order reversed every other round); "
+    )
+    bench.add(
+        Row(
+            "Rate limit cost",
+            "reads/s, limits on",
+            median([x.rps for x in loads["on"]]),
+            "req/s",
+            baseline=off,
+            baseline_name="limits off",
+            budget=Budget("ratio", ">=", 0.9),
+            note=common
+            + "limits out of reach (10^9/1s: one key takes leases of 100 from Redis); on: "
+            + _percentiles(loads["on"])
+            + "; off: "
+            + _percentiles(loads["off"]),
+        )
+    )
+    bench.add(
+        Row(
+            "Rate limit cost",
+            "reads/s, ratelimit.lua per request",
+            median([x.rps for x in loads["per-request"]]),
+            "req/s",
+            baseline=off,
+            baseline_name="limits off",
+            note=common
+            + "a policy of 200/s with a 17M burst, so every request is one FCALL of "
+            + "ratelimit.lua, as for keys under 200/s (leases of 1); no budget: no single key "
+            + "sends this much under such a policy, many keys of low rates together may; "
+            + _percentiles(loads["per-request"]),
+        )
+    )
+
+
 def batch_reads(bench: Bench) -> None:
     """Batch availability: 50 skus x 10 stores per request."""
     plan = bench.plan

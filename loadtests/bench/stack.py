@@ -17,6 +17,11 @@ import httpx
 from omnistock.embedded import EmbeddedPostgres, EmbeddedValkey, free_port
 
 OMNISTOCK = str(Path(sys.executable).with_name("omnistock"))  # the console script of this venv
+# Rate limits the load never reaches (a bucket of 10^9 per second per key): the bench measures
+# the service with its limiter running, not throttled; "Rate limit cost" compares with "off".
+BENCH_RATE_LIMITS = ",".join(
+    f"{role}=1000000000/1s" for role in ("admin", "integration", "store", "storefront", "feed")
+)
 
 
 def pinned(cpus: str | None, command: Sequence[str]) -> list[str]:
@@ -32,7 +37,8 @@ class Stack:
         self.valkey = EmbeddedValkey(self.base / "valkey")
         self.postgres = EmbeddedPostgres(self.base / "postgres")
         self.processes: list[subprocess.Popen[bytes]] = []
-        self.serve_pid = 0  # the last ``omnistock serve`` started (its workers are its children)
+        self.serve_pid = 0  # the main ``omnistock serve`` (its workers are its children)
+        self.workers = 1
 
     @property
     def env(self) -> dict[str, str]:
@@ -42,6 +48,7 @@ class Stack:
             "OMNISTOCK_DATABASE_URL": self.postgres.url,
             "OMNISTOCK_DATA_DIR": str(self.base / "data"),
             "OMNISTOCK_LOG_LEVEL": "warning",
+            "OMNISTOCK_RATE_LIMITS": BENCH_RATE_LIMITS,
         }
 
     def start(self) -> None:
@@ -64,11 +71,25 @@ class Stack:
 
     def serve(self, workers: int, cpus: str | None) -> str:
         """Start ``omnistock serve``; its base URL once it is ready."""
-        port = free_port()
-        command = [OMNISTOCK, "serve", "--port", str(port)]
-        url = self._spawn(pinned(cpus, [*command, "--workers", str(workers)]), port, "/readyz")
+        self.workers = workers
+        url = self.serve_another(workers, cpus)
         self.serve_pid = self.processes[-1].pid  # taskset execs the command: the same process
         return url
+
+    def serve_another(self, workers: int, cpus: str | None, **env: str) -> str:
+        """Start one more ``omnistock serve`` (``env``: extra ``OMNISTOCK_*`` settings)."""
+        port = free_port()
+        command = [OMNISTOCK, "serve", "--port", str(port), "--workers", str(workers)]
+        return self._spawn(pinned(cpus, command), port, "/readyz", env)
+
+    def retire(self, proc: subprocess.Popen[bytes]) -> None:
+        """Stop one of the processes started here before the rest."""
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        self.processes.remove(proc)
 
     def serve_baseline(self, workers: int, cpus: str | None) -> str:
         """Start the Postgres row-lock baseline on the same Postgres; its base URL."""
@@ -81,9 +102,13 @@ class Stack:
         ]
         return self._spawn(pinned(cpus, command), port, "/healthz")
 
-    def _spawn(self, command: list[str], port: int, ready: str) -> str:
+    def _spawn(
+        self, command: list[str], port: int, ready: str, env: dict[str, str] | None = None
+    ) -> str:
         log = (self.base / f"server-{port}.log").open("wb")
-        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         self.processes.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -33,6 +33,7 @@ from omnistock.api.openapi import OpenAPIJson
 from omnistock.api.ops import DOCS_SCRIPT, docs, healthz, metrics, readyz
 from omnistock.api.paths import keep_encoded_slashes
 from omnistock.api.positions import positions_router
+from omnistock.api.ratelimit import rate_limits
 from omnistock.api.reservations import reservations_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
@@ -100,6 +101,7 @@ class OmnistockApp(Litestar):
 
 def create_app(settings: Settings) -> Litestar:
     """The app for ``settings`` (both store URLs must be set: ``serve`` sets them when embedded)."""
+    policies = settings.rate_limit_policies  # a malformed OMNISTOCK_RATE_LIMITS fails here
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -138,6 +140,7 @@ def create_app(settings: Settings) -> Litestar:
             _metrics_middleware,
             websocket_denials,
             DefineMiddleware(ApiKeyAuth, exclude=_OPEN),
+            rate_limits(policies),  # after auth: it counts per API key
         ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

@@ -99,6 +99,14 @@ class Metrics:
             "omnistock_persister_quarantined_total",
             "Stream entries the persister could not write and set aside in Postgres",
         )
+        # ratelimit: 429s per role, requests let through while Redis did not answer
+        self.rate_limited = Counter(
+            "omnistock_rate_limited_total", "Requests refused by rate limits (429), by role"
+        )
+        self.rate_limit_unchecked = Counter(
+            "omnistock_rate_limit_unchecked_total",
+            "Requests let through unchecked because Redis did not answer the limiter (fail open)",
+        )
         self.gauges: list[Gauge] = []
 
     def gauge(self, name: str, help_: str, read: Callable[[], float]) -> None:
@@ -114,6 +122,8 @@ class Metrics:
             self.restarts,
             self.pruned,
             self.quarantined,
+            self.rate_limited,
+            self.rate_limit_unchecked,
             *self.gauges,
         ]
         for metric in metrics:

@@ -20,6 +20,7 @@ from omnistock.postgres.persister import Persister
 from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
+from omnistock.redis.ratelimit import RateLimiter
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.settings import Settings
@@ -82,6 +83,7 @@ class Services:
             "Background loops that failed and have not run healthily since",
             lambda: len(self.supervisor.failing()),
         )
+        self.rate_limiter = RateLimiter(hot, self.store.scripts.library)
 
     def spawn(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
         """Run ``loop()`` for the life of the process, supervised: restarted with backoff after

@@ -9,6 +9,9 @@ from typing import Literal
 
 import msgspec
 
+from omnistock.domain.ratelimit import Policy, parse_policies
+from omnistock.domain.roles import Role
+
 AckMode = Literal["redis", "postgres"]
 
 
@@ -68,11 +71,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # worker process (issue 11): see docs/operations.md "The worker process"
     worker_report_seconds: float = 1.0
     worker_stale_seconds: float = 5.0
+    # Rate limits: ``role=N/Ss`` pairs over the defaults of domain/ratelimit.py, or ``off``.
+    rate_limits: str = ""
 
     @property
     def embedded(self) -> bool:
         """True when either store is not configured and must be started under ``data_dir``."""
         return self.redis_url is None or self.database_url is None
+
+    @property
+    def rate_limit_policies(self) -> dict[Role, Policy] | None:
+        """The limit of every role (None: limiting is off); SettingsError when malformed."""
+        try:
+            return parse_policies(self.rate_limits)
+        except ValueError as exc:
+            raise SettingsError(f"OMNISTOCK_RATE_LIMITS: {exc}") from None
 
 
 _INT_FIELDS = {
@@ -163,6 +176,12 @@ def _parse(name: str, raw: str) -> object:
         return raw
     elif name == "data_dir":
         return Path(raw)
+    elif name == "rate_limits":
+        try:
+            parse_policies(raw)
+        except ValueError as exc:
+            raise SettingsError(f"OMNISTOCK_RATE_LIMITS: {exc}") from None
+        return raw
     else:
         return raw
     if not lo <= value <= hi:

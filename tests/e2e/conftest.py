@@ -20,6 +20,11 @@ from omnistock.worker import WorkerRuntime
 from tests.conftest import Servers
 
 ADMIN_KEY = "osk_test_admin_" + secrets.token_hex(8)
+# Limits no test reaches, so the suite measures behaviour, not throttling; the rate-limit tests
+# (test_rate_limits.py) start apps with limits of their own.
+SUITE_RATE_LIMITS = ",".join(
+    f"{role}=1000000000/1s" for role in ("admin", "integration", "store", "storefront", "feed")
+)
 
 
 class AppServer:
@@ -74,6 +79,7 @@ def app_settings(servers: Servers, **overrides: Any) -> Settings:
         "admin_key": ADMIN_KEY,
         "sweeper_interval_seconds": 0.1,
         "redis_max_connections": 100,
+        "rate_limits": SUITE_RATE_LIMITS,
     }
     values.update(overrides)
     return load_settings(env={}, **values)

@@ -20,7 +20,7 @@ def lua_codes() -> dict[str, int]:
 
 def test_lua_and_python_agree_on_every_code() -> None:
     codes = lua_codes()
-    assert {"OK", "NOT_READY", "TOO_LONG"} <= codes.keys()
+    assert {"OK", "NOT_READY", "TOO_LONG", "LIMITED"} <= codes.keys()
     assert {name: getattr(scripts, name, None) for name in codes} == codes
     assert len(set(codes.values())) == len(codes)  # no two codes share a value
 

@@ -19,6 +19,8 @@ log = logging.getLogger("omnistock.api")
 
 PROBLEM_JSON = "application/problem+json"
 REPLAYED_HEADER = "Idempotent-Replayed"
+# Every 503 says when to come back (API.md); a problem may name its own ``retry_after_seconds``.
+RETRY_AFTER_SECONDS = 1
 _encode = msgspec.json.Encoder().encode
 _SLUGS = {
     400: ("bad-request", "Bad request"),
@@ -52,6 +54,9 @@ def problem(
     body.update(extra)
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="omnistock"'}
+    if status == 503:
+        retry = extra.get("retry_after_seconds", RETRY_AFTER_SECONDS)
+        headers = {"Retry-After": str(max(1, int(retry))), **(headers or {})}
     return Response(_encode(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -92,3 +92,11 @@ class Unavailable(DomainError):
     status = 503
     slug = "unavailable"
     title = "Service unavailable"
+
+
+class RateLimited(DomainError):
+    """An API key over its rate limit (api/ratelimit.py answers it, with its headers)."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"

@@ -97,3 +97,9 @@ WORKERS = f"{PREFIX}:{{workers}}:index"
 def worker_report(worker_id: str) -> str:
     """What worker ``worker_id`` last reported: alive at, failing loops, restart counts."""
     return f"{PREFIX}:{{workers}}:w:{worker_id}"
+
+
+def rate_limit(principal_id: str) -> str:
+    """An API key's rate-limit state (its GCRA time); the key id is the hash tag, so keys spread
+    over a cluster's slots and the script touches one slot."""
+    return f"{PREFIX}:rl:{{{principal_id}}}"

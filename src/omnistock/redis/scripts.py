@@ -18,6 +18,7 @@ from omnistock.domain.errors import (
     NotActive,
     NotFound,
     PreconditionFailed,
+    RateLimited,
     Unavailable,
     ValidationFailed,
 )
@@ -28,6 +29,7 @@ OK, SHORTAGE, VERSION, NO_RESERVATION, NOT_ACTIVE = 0, 1, 2, 3, 4
 IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
 NOT_READY, QUANTITY = 10, 11
 TOO_LONG = 20  # reservation limits
+LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
 
 SCRIPT_NAMES = (
     "adjust",
@@ -41,6 +43,8 @@ SCRIPT_NAMES = (
     "worker_report",
     "worker_withdraw",
 )
+# Functions of the library with replies of their own shape (not a Reply): called by their adapter.
+EXTRA_FUNCTIONS = ("ratelimit",)
 
 _decode_list = msgspec.json.Decoder(list[Any]).decode
 
@@ -126,7 +130,10 @@ class Scripts(msgspec.Struct, frozen=True):
         folder = resources.files("omnistock.redis") / "lua"
         library = Library(
             (folder / "_lib.lua").read_text(),
-            {name: (folder / f"{name}.lua").read_text() for name in SCRIPT_NAMES},
+            {
+                name: (folder / f"{name}.lua").read_text()
+                for name in (*SCRIPT_NAMES, *EXTRA_FUNCTIONS)
+            },
         )
         return cls(library, *(Script(name, library) for name in SCRIPT_NAMES))
 
@@ -193,6 +200,7 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
         "the live store is empty or being rebuilt from Postgres; retry in a moment"
     ),
     QUANTITY: _quantity,
+    LIMITED: lambda p, s: RateLimited(f"{s} is over its rate limit; retry later"),
 }
 
 

@@ -15,6 +15,7 @@ local C_OK, C_SHORTAGE, C_VERSION, C_NO_RESERVATION, C_NOT_ACTIVE = 0, 1, 2, 3, 
 local C_IDEMPOTENCY, C_NO_LOCATION, C_BAD_COMMIT, C_STALE, C_NOT_DUE = 5, 6, 7, 8, 9
 local C_NOT_READY, C_QUANTITY = 10, 11
 local C_TOO_LONG = 20 -- reservation limits (extend past created_at + the longest lifetime)
+local C_LIMITED = 30 -- ratelimit.lua: the request is over its API key's rate limit
 -- No quantity may pass this (API.md: 10^12 in any field; doubles and cjson stay exact far
 -- beyond it). A change whose result would is refused before anything is written, with
 -- C_QUANTITY and the payload json [item index in the call (0-based), field, refused result].
