@@ -14,10 +14,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omnistock.domain.commands import Count
 from omnistock.domain.errors import PayloadTooLarge, ValidationFailed
 from omnistock.domain.ids import is_identifier
 from omnistock.domain.stock import MAX_QUANTITY
-from omnistock.redis.store import Count, StockStore
+from omnistock.redis.store import StockStore
 from omnistock.settings import Settings
 
 Format = Literal["csv", "ndjson"]

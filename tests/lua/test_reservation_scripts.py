@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from omnistock.domain.commands import Adjustment, Idempotency
 from omnistock.domain.errors import NotActive, NotFound, Shortage, ValidationFailed
 from omnistock.domain.ids import new_reservation_id
 from omnistock.redis import keys
 from omnistock.redis.scripts import NO_RESERVATION, NOT_ACTIVE, NOT_DUE, SHORTAGE
-from omnistock.redis.store import Adjustment, Idempotency, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe, doc_of
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from msgspec import msgpack
 
+from omnistock.domain.commands import Adjustment, Count, Idempotency
 from omnistock.domain.errors import IdempotencyMismatch, NotFound, PreconditionFailed
 from omnistock.redis import keys
 from omnistock.redis.scripts import IDEMPOTENCY, NO_LOCATION, VERSION, Library, Script
-from omnistock.redis.store import Adjustment, Count, Idempotency, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe
 
 EVENT_FIELDS = ("t", "sku", "kind", "reason", "ref", "actor", "doh", "dr", "oh", "r", "ss", "oss",

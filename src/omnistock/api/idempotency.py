@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from omnistock.domain.commands import Idempotency
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import Principal
 from omnistock.redis import keys
-from omnistock.redis.store import Idempotency
 
 _encode = msgspec.json.Encoder().encode
 

@@ -22,10 +22,10 @@ from omnistock.api.schemas import (
     SkuPath,
     StockPut,
 )
+from omnistock.domain.commands import Adjustment, Count
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import require_stock_write
 from omnistock.domain.stock import Position
-from omnistock.redis.store import Adjustment, Count
 
 IfMatch = Annotated[
     str | None,

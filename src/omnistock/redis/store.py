@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, NotRequired, TypedDict, Unpack
+from typing import Any, Unpack
 
 import msgspec
 
 from omnistock.domain import stock
 from omnistock.domain.clock import rfc3339
+from omnistock.domain.commands import Adjustment, Count, Hold, Idempotency
 from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import partition_of, reservation_partition
 from omnistock.domain.locations import Location
@@ -34,50 +35,6 @@ from omnistock.redis.scripts import (
 from omnistock.settings import Settings
 
 _POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
-
-
-class Idempotency(msgspec.Struct, frozen=True):
-    """An Idempotency-Key as the scripts need it: who sent it, and the request it was sent with."""
-
-    key: str
-    digest: str
-    body_hash: str
-
-
-class Adjustment(msgspec.Struct, frozen=True):
-    location: str
-    sku: str
-    delta: int
-    reason: str
-    ref: str | None = None
-
-
-class Hold(TypedDict):
-    """What a reservation holds (the arguments of :meth:`StockStore.reserve`)."""
-
-    reservation_id: str
-    location: str
-    lines: Sequence[tuple[str, int]]  # distinct skus
-    ttl_seconds: int
-    channel: str | None
-    ref: str | None
-    allow_partial: bool
-    actor: str
-    idem: Idempotency | None
-    owner: NotRequired[str]  # the creating API key's id and role (who may act on it: roles.py)
-    owner_role: NotRequired[str]
-
-
-class Count(msgspec.Struct, frozen=True):
-    """An absolute on_hand; ``safety_stock`` None keeps the position's own value, -1 clears it."""
-
-    location: str
-    sku: str
-    on_hand: int
-    safety_stock: int | None = None
-    expected_version: int | None = None
-    reason: str = "count"
-    ref: str | None = None
 
 
 class PositionRow(msgspec.Struct, array_like=True):
