@@ -15,15 +15,15 @@ import redis.asyncio as aredis
 
 from omnistock.imports import Format, ImportLimits, ImportResult, import_stream
 from omnistock.postgres import catalog
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import Restored, ensure_ready, rebuild_locked
-from omnistock.postgres.reconcile import Drift, Reconciler
 from omnistock.redis import streams
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.services import connect
 from omnistock.settings import Settings
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import Restored, ensure_ready, rebuild_locked
+from omnistock.sync.reconcile import Drift, Reconciler
 
 
 class Stores:

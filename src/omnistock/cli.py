@@ -199,7 +199,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from omnistock import admin
-    from omnistock.postgres.reconcile import drift_table
+    from omnistock.sync.reconcile import drift_table
 
     with stores(settings) as settings:
         asyncio.run(_migrate(settings))

@@ -14,11 +14,8 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from omnistock.cache import KeyCache, LocationCache, follow_invalidations
-from omnistock.durability import WriteGate, run_backlog_monitor, run_trimmer, run_watchdog
 from omnistock.metrics import Metrics
-from omnistock.postgres.persister import Persister
 from omnistock.postgres.prune import run_pruner
-from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
@@ -27,6 +24,11 @@ from omnistock.redis.sweeper import run_sweeper
 from omnistock.settings import Settings
 from omnistock.stream.fanout import Fanout
 from omnistock.supervisor import Supervisor
+from omnistock.sync.gate import WriteGate, run_backlog_monitor
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import ensure_ready
+from omnistock.sync.trimmer import run_trimmer
+from omnistock.sync.watchdog import run_watchdog
 
 log = logging.getLogger("omnistock")
 

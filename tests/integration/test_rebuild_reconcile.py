@@ -8,11 +8,11 @@ import msgspec
 
 from omnistock.domain.commands import Adjustment, Count, Idempotency
 from omnistock.domain.ids import new_reservation_id
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import ensure_ready, redis_state
-from omnistock.postgres.reconcile import Reconciler, drift_table
 from omnistock.redis import keys
 from omnistock.redis.streams import parse_id
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import ensure_ready, redis_state
+from omnistock.sync.reconcile import Reconciler, drift_table
 from tests.integration.conftest import Stack
 from tests.integration.workload import churn, locations, redis_positions
 

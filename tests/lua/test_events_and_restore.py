@@ -10,11 +10,11 @@ import redis.asyncio as aredis
 
 from omnistock.domain.commands import Adjustment, Count, Idempotency
 from omnistock.domain.errors import Unavailable
-from omnistock.postgres.rebuild import write_positions
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import NOT_READY, OK, Scripts
 from omnistock.redis.store import StockStore
+from omnistock.sync.rebuild import write_positions
 from tests.events import event_fields
 from tests.lua.conftest import PARTITIONS, Probe
 

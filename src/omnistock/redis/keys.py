@@ -62,7 +62,7 @@ def stream(partition: int) -> str:
 
 
 def stream_aside(partition: int) -> str:
-    """Where a rebuild sets a partition's stream while it reloads (see postgres/rebuild.py)."""
+    """Where a rebuild sets a partition's stream while it reloads (see sync/rebuild.py)."""
     return f"{PREFIX}:{{p{partition}}}:ev:aside"
 
 

@@ -16,12 +16,12 @@ from omnistock.domain.ids import partition_of
 from omnistock.domain.locations import Location
 from omnistock.domain.reservations import decode_reservation
 from omnistock.postgres import catalog
-from omnistock.postgres.persister import Persister
 from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys
 from omnistock.redis.bulk import BulkWriter
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
+from omnistock.sync.persister import Persister
 
 log = logging.getLogger("omnistock.rebuild")
 Q = load_queries("ledger.sql")

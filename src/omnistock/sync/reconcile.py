@@ -16,10 +16,10 @@ import msgspec
 
 from omnistock.domain.ids import partition_of
 from omnistock.domain.reservations import StoredReservation, decode_reservation
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import write_positions
 from omnistock.postgres.sql import load_queries
 from omnistock.redis import keys
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import write_positions
 
 Q = load_queries("ledger.sql")
 _FIELDS = ("oh", "r", "ss", "v")
