@@ -13,7 +13,6 @@ import asyncpg
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from omnistock.cache import KeyCache, LocationCache, follow_invalidations
 from omnistock.metrics import Metrics
 from omnistock.postgres.prune import run_pruner
 from omnistock.redis.client import redis_client
@@ -29,6 +28,7 @@ from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import ensure_ready
 from omnistock.sync.trimmer import run_trimmer
 from omnistock.sync.watchdog import run_watchdog
+from omnistock.usecases.caches import KeyCache, LocationCache, follow_invalidations
 
 log = logging.getLogger("omnistock")
 

@@ -13,12 +13,12 @@ from omnistock.api.body import StrictBody
 from omnistock.api.limits import KEY_BODY_BYTES
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import KeyCreateBody
-from omnistock.cache import publish
 from omnistock.domain.errors import NotFound, ValidationFailed
 from omnistock.domain.ids import is_identifier
 from omnistock.domain.roles import Role, require_admin
 from omnistock.postgres import catalog
 from omnistock.postgres.catalog import ApiKey
+from omnistock.usecases.caches import publish
 
 
 class KeyList(msgspec.Struct):

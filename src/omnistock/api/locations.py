@@ -16,11 +16,11 @@ from omnistock.api.availability import Near, Radius, parse_near
 from omnistock.api.body import StrictBody
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import IdentifierQuery, LocationPath, LocationPutBody
-from omnistock.cache import publish
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.locations import Location, default_pickup, default_ship_from, nearest
 from omnistock.domain.roles import require_admin
 from omnistock.postgres import catalog
+from omnistock.usecases.caches import publish
 
 
 class ListedLocation(Location, kw_only=True):

@@ -24,8 +24,8 @@ import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
-from omnistock.cache import KeyCache, LocationCache
 from omnistock.domain.events import POSITION, decode_position
+from omnistock.domain.ports import KeyLookup, LocationLookup
 from omnistock.domain.roles import Principal
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
@@ -60,9 +60,9 @@ class Fanout:
         self,
         settings: Settings,
         redis: Any,
-        locations: LocationCache,
+        locations: LocationLookup,
         metrics: Metrics,
-        api_keys: KeyCache | None = None,
+        api_keys: KeyLookup | None = None,
     ) -> None:
         self.partitions = settings.partitions
         self._api_keys = api_keys

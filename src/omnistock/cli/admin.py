@@ -135,7 +135,7 @@ async def reconcile(settings: Settings, fix: bool) -> list[Drift]:
 
 
 async def demo(settings: Settings) -> tuple[str, int]:
-    from omnistock.demo import load_demo
+    from omnistock.cli.demo import load_demo
 
     async with open_stores(settings) as stores:
         return await load_demo(stores.db, stores.store)

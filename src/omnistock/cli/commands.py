@@ -48,7 +48,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 def _demo(settings: Settings) -> None:
-    from omnistock import admin
+    from omnistock.cli import admin
 
     secret, loaded = asyncio.run(admin.demo(settings))
     print(f"demo: Northwind Outfitters loaded ({loaded} positions set now)", file=sys.stderr)
@@ -107,10 +107,10 @@ async def _create_key(settings: Settings, name: str, role: str, locations: list[
     import asyncpg
     from redis.exceptions import RedisError
 
-    from omnistock.cache import publish
     from omnistock.domain.roles import Role
     from omnistock.postgres import catalog
     from omnistock.redis.client import redis_client
+    from omnistock.usecases.caches import publish
 
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -143,7 +143,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from omnistock import admin
+    from omnistock.cli import admin
     from omnistock.domain.errors import DomainError
     from omnistock.imports import format_for
 
@@ -185,7 +185,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from omnistock import admin
+    from omnistock.cli import admin
 
     with stores(settings) as settings:
         asyncio.run(_migrate(settings))
@@ -198,7 +198,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from omnistock import admin
+    from omnistock.cli import admin
     from omnistock.sync.reconcile import drift_table
 
     with stores(settings) as settings:
