@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -77,6 +79,19 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
+def _provide(name: str) -> Provide:
+    """The use case ``name`` of the process's services (opened by the lifespan)."""
+
+    def provide(state: State) -> Any:
+        return getattr(state.services.usecases, name)
+
+    return Provide(provide, sync_to_thread=False)
+
+
+# Handlers receive their use case by parameter name (api/ never looks services up itself).
+_USE_CASES = ("locations", "keys", "history", "reservations")
+
+
 def _swagger_ui_dir() -> Path:
     """Swagger UI's static files (the swagger-ui-py wheel; its Python part is not used)."""
     spec = importlib.util.find_spec("swagger_ui")
@@ -133,6 +148,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ],
         lifespan=[lifespan],
+        dependencies={name: _provide(name) for name in _USE_CASES},
         middleware=[
             body_deadline(settings.http_request_timeout_seconds),
             _metrics_middleware,

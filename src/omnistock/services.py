@@ -29,6 +29,10 @@ from omnistock.sync.rebuild import ensure_ready
 from omnistock.sync.trimmer import run_trimmer
 from omnistock.sync.watchdog import run_watchdog
 from omnistock.usecases.caches import KeyCache, LocationCache, follow_invalidations
+from omnistock.usecases.history import History
+from omnistock.usecases.keys import Keys
+from omnistock.usecases.locations import Locations
+from omnistock.usecases.reservations import Reservations
 
 log = logging.getLogger("omnistock")
 
@@ -86,6 +90,7 @@ class Services:
             "Background loops that failed and have not run healthily since",
             lambda: len(self.supervisor.failing()),
         )
+        self.usecases = UseCases(self)
 
     def spawn(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
         """Run ``loop()`` for the life of the process, supervised: restarted with backoff after
@@ -101,6 +106,19 @@ class Services:
         stop (it then returns after its current read); every loop is cancelled as well."""
         self.persister.stop()
         await self.supervisor.stop()
+
+
+class UseCases:
+    """The use cases the handlers receive by dependency injection (app.py provides each by its
+    attribute name)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.locations = Locations(svc.db, svc.redis, svc.store, svc.locations)
+        self.keys = Keys(svc.db, svc.redis, svc.locations, svc.keys)
+        self.history = History(svc.db, svc.locations)
+        self.reservations = Reservations(
+            svc.db, svc.store, svc.locations, svc.metrics, svc.settings.default_ttl_seconds
+        )
 
 
 @contextlib.asynccontextmanager

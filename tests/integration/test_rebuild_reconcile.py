@@ -6,7 +6,7 @@ import asyncio
 
 import msgspec
 
-from omnistock.domain.commands import Adjustment, Count, Idempotency
+from omnistock.domain.commands import Adjustment, Count, Idempotency, idempotency_digest
 from omnistock.domain.ids import new_reservation_id
 from omnistock.redis import keys
 from omnistock.redis.streams import parse_id
@@ -45,7 +45,7 @@ async def test_redis_wiped_is_rebuilt_exactly(stack: Stack, uid: str) -> None:
         lines=[("held", 3)], ttl_seconds=900, channel="web", ref="cart", allow_partial=False,
         actor="shop", idem=None,
     )  # fmt: skip
-    idem = Idempotency(key="k1", digest=keys.idempotency_digest("key-1", uid), body_hash="body")
+    idem = Idempotency(key="k1", digest=idempotency_digest("key-1", uid), body_hash="body")
     first, _ = await stack.store.adjust([Adjustment(locs[2].id, "i", 5, "receipt")], "erp", idem)
     await Persister(stack.redis, stack.db, stack.partitions).drain()
     before = await snapshot(stack, locs)

@@ -8,7 +8,7 @@ import zlib
 import pytest
 import redis.asyncio as aredis
 
-from omnistock.domain.commands import Adjustment, Count, Idempotency
+from omnistock.domain.commands import Adjustment, Count, Idempotency, idempotency_digest
 from omnistock.domain.errors import Unavailable
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
@@ -42,7 +42,7 @@ async def test_idempotent_reply_is_appended_and_replayed_with_its_span(
 ) -> None:
     await probe.location(uid)
     p = store.partition(uid)
-    digest = keys.idempotency_digest("k", uid)
+    digest = idempotency_digest("k", uid)
     args = ["erp", "h1", 60_000, uid, uid, "a", 3, "receipt", "PO"]
     script_keys = [keys.stream(p), keys.idempotency_record(p, digest),
                    keys.position(p, uid, "a"), keys.sku_index(p, uid), keys.location_meta(p, uid)]  # fmt: skip

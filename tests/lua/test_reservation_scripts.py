@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from omnistock.domain.commands import Adjustment, Idempotency
+from omnistock.domain.commands import Adjustment, Idempotency, idempotency_digest
 from omnistock.domain.errors import NotActive, NotFound, Shortage, ValidationFailed
 from omnistock.domain.ids import new_reservation_id
 from omnistock.redis import keys
@@ -119,7 +119,7 @@ async def test_reserve_unknown_location(store: StockStore, uid: str) -> None:
 
 async def test_reserve_idempotent_replay(store: StockStore, probe: Probe, uid: str) -> None:
     await stocked(store, probe, uid, a=5)
-    key = Idempotency(key=uid, digest=keys.idempotency_digest("k", uid), body_hash="h")
+    key = Idempotency(key=uid, digest=idempotency_digest("k", uid), body_hash="h")
     p = store.partition(uid)
     first, again = [
         await store.reserve(

@@ -4,6 +4,7 @@ the Redis adapter that runs them."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import NotRequired, TypedDict
 
@@ -52,3 +53,10 @@ class Count(msgspec.Struct, frozen=True):
     expected_version: int | None = None
     reason: str = "count"
     ref: str | None = None
+
+
+def idempotency_digest(principal_id: str, idempotency_key: str) -> str:
+    """A short fixed-size name for an Idempotency-Key, scoped to the API key that sent it."""
+    return hashlib.blake2b(
+        f"{principal_id}\n{idempotency_key}".encode(), digest_size=16
+    ).hexdigest()

@@ -26,6 +26,17 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     locations: frozenset[str] = frozenset()
 
 
+class ApiKey(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An API key without its secret (``key`` is set only in the response that creates it)."""
+
+    id: str
+    name: str
+    role: Role
+    locations: list[str]
+    created_at: str
+    key: str | None = msgspec.field(default=None)
+
+
 _STOCK_WRITERS = {Role.ADMIN, Role.INTEGRATION, Role.STORE}
 _RESERVERS = {Role.ADMIN, Role.INTEGRATION, Role.STORE, Role.STOREFRONT}
 _STREAMERS = {Role.ADMIN, Role.INTEGRATION, Role.STOREFRONT, Role.FEED, Role.STORE}

@@ -194,13 +194,6 @@ class StockStore:
             position_from_fields(loc, sku, row) for (loc, sku), row in zip(cells, rows, strict=True)
         ]
 
-    async def locations_with_sku(
-        self, locations: Sequence[Location], sku: str
-    ) -> list[stock.Position]:
-        """Positions of ``sku`` at those of ``locations`` where it exists (version > 0)."""
-        found = await self.get_positions([(loc, sku) for loc in locations])
-        return [p for p in found if p.version > 0]
-
     async def skus_at(self, location: Location) -> list[str]:
         """Every sku with a position at ``location``, sorted."""
         members = await self.client.smembers(
