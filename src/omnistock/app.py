@@ -24,7 +24,6 @@ from omnistock.api.allow import fix_options_allow
 from omnistock.api.auth import ApiKeyAuth
 from omnistock.api.availability import availability_router
 from omnistock.api.board import board_assets, board_page
-from omnistock.api.errors import EXCEPTION_HANDLERS
 from omnistock.api.feeds import feeds_router
 from omnistock.api.guards import body_deadline, page_policy, security_headers
 from omnistock.api.history import history_router
@@ -38,6 +37,7 @@ from omnistock.api.positions import positions_router
 from omnistock.api.reservations import reservations_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
+from omnistock.http_errors import EXCEPTION_HANDLERS
 from omnistock.logs import install_everywhere
 from omnistock.services import Services, open_services
 from omnistock.settings import Settings
@@ -89,7 +89,19 @@ def _provide(name: str) -> Provide:
 
 
 # Handlers receive their use case by parameter name (api/ never looks services up itself).
-_USE_CASES = ("locations", "keys", "history", "reservations")
+_USE_CASES = (
+    "locations",
+    "keys",
+    "history",
+    "reservations",
+    "stream",
+    "stock",
+    "availability",
+    "positions",
+    "feeds",
+    "imports",
+    "operations",
+)
 
 
 def _swagger_ui_dir() -> Path:

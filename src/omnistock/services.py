@@ -28,11 +28,23 @@ from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import ensure_ready
 from omnistock.sync.trimmer import run_trimmer
 from omnistock.sync.watchdog import run_watchdog
-from omnistock.usecases.caches import KeyCache, LocationCache, follow_invalidations
+from omnistock.usecases.availability import Availability
+from omnistock.usecases.caches import (
+    LOOKUP_ERRORS,
+    KeyCache,
+    LocationCache,
+    follow_invalidations,
+)
+from omnistock.usecases.feeds import Feeds
 from omnistock.usecases.history import History
+from omnistock.usecases.imports import Imports
 from omnistock.usecases.keys import Keys
 from omnistock.usecases.locations import Locations
+from omnistock.usecases.operations import Operations
+from omnistock.usecases.positions import Positions
 from omnistock.usecases.reservations import Reservations
+from omnistock.usecases.stock import Stock
+from omnistock.usecases.stream import Stream
 
 log = logging.getLogger("omnistock")
 
@@ -66,7 +78,14 @@ class Services:
         self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
-        self.fanout = Fanout(settings, redis, self.locations, self.metrics, self.keys)
+        self.fanout = Fanout(
+            settings,
+            redis,
+            self.locations,
+            self.metrics,
+            self.keys,
+            lookup_errors=LOOKUP_ERRORS,
+        )
         self.persister = Persister(
             redis,
             db,
@@ -118,6 +137,15 @@ class UseCases:
         self.history = History(svc.db, svc.locations)
         self.reservations = Reservations(
             svc.db, svc.store, svc.locations, svc.metrics, svc.settings.default_ttl_seconds
+        )
+        self.stream = Stream(svc.fanout, svc.settings, LOOKUP_ERRORS)
+        self.stock = Stock(svc.store, svc.locations)
+        self.availability = Availability(svc.store, svc.locations)
+        self.positions = Positions(svc.store, svc.locations)
+        self.feeds = Feeds(svc.store, svc.locations, svc.fanout)
+        self.imports = Imports(svc.store, svc.locations, svc.gate, svc.settings)
+        self.operations = Operations(
+            svc.redis, svc.db, svc.supervisor, svc.metrics, svc.keys, svc.settings.metrics_key
         )
 
 

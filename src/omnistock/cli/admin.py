@@ -13,7 +13,6 @@ from pathlib import Path
 import asyncpg
 import redis.asyncio as aredis
 
-from omnistock.imports import Format, ImportLimits, ImportResult, import_stream
 from omnistock.postgres import catalog
 from omnistock.redis import streams
 from omnistock.redis.multiplex import Multiplexer
@@ -24,6 +23,13 @@ from omnistock.settings import Settings
 from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import Restored, ensure_ready, rebuild_locked
 from omnistock.sync.reconcile import Drift, Reconciler
+from omnistock.usecases.imports import (
+    Format,
+    ImportLimits,
+    ImportResult,
+    backlog_pacer,
+    import_stream,
+)
 
 
 class Stores:
@@ -94,14 +100,11 @@ async def import_file(
         )
         persisting = asyncio.create_task(persister.run(block_ms=200))
         progress = _Progress(size)
-        limit = settings.backlog_limit // 2
-
-        async def pace() -> None:
-            # No server may be running: our own persister keeps the backlog below half the limit.
-            while True:
-                if await streams.backlog(stores.redis, settings.partitions) <= limit:
-                    return
-                await asyncio.sleep(0.1)
+        # No server may be running: our own persister keeps the backlog below half the limit.
+        pace = backlog_pacer(
+            lambda: streams.backlog(stores.redis, settings.partitions),
+            settings.backlog_limit // 2,
+        )
 
         started = time.perf_counter()
         try:

@@ -145,7 +145,7 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from omnistock.cli import admin
     from omnistock.domain.errors import DomainError
-    from omnistock.imports import format_for
+    from omnistock.usecases.imports import format_for
 
     path = Path(args.file)
     if not path.is_file():

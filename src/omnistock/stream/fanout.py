@@ -19,7 +19,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import asyncpg
 import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
@@ -46,7 +45,6 @@ _GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly,
 REVOKED = 4401  # close code: the connection's API key was deleted (API.md, "Roles (additions)")
 TOO_MANY_FOR_KEY = 4429  # close code: the API key has its maximum of connections here
 TRY_AGAIN_LATER = 1013  # close code (RFC 6455): this process has its maximum of connections
-KEY_CHECK_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # key look-ups
 
 
 class _ReplayCapped(Exception):
@@ -63,9 +61,11 @@ class Fanout:
         locations: LocationLookup,
         metrics: Metrics,
         api_keys: KeyLookup | None = None,
+        lookup_errors: tuple[type[BaseException], ...] = (OSError,),
     ) -> None:
         self.partitions = settings.partitions
         self._api_keys = api_keys
+        self._lookup_errors = lookup_errors  # what a location or key look-up may raise
         self._max_connections = settings.ws_max_connections
         self._max_per_key = settings.ws_max_connections_per_key
         self._max_replay = settings.ws_max_replay_entries
@@ -183,7 +183,7 @@ class Fanout:
         try:
             for location in unknown:
                 await self._locations.get(location)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except self._lookup_errors as exc:
             log.warning("stream reader cannot look up new locations (%s)", exc)
 
     def _dispatch(self, p: int, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
@@ -381,7 +381,7 @@ class Fanout:
             for conn in one_per_key.values():
                 if not await self.authorized(conn):
                     self.revoke(conn.principal.id)
-        except KEY_CHECK_ERRORS as exc:  # subscribe checks again; the next gap too
+        except self._lookup_errors as exc:  # subscribe checks again; the next gap too
             log.warning("cannot re-check the API keys of open streams (%s)", exc)
 
     async def subscribe(self, sub: Subscription, since: list[int] | None) -> None:
