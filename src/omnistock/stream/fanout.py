@@ -32,6 +32,7 @@ from omnistock.settings import Settings
 from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.cursor import encode, format_id, parse_id
 from omnistock.stream.events import Change, Heartbeat
+from omnistock.stream.index import SubscriptionIndex
 
 log = logging.getLogger("omnistock.stream")
 
@@ -83,10 +84,7 @@ class Fanout:
         self.key_entries: dict[str, int] = {}  # API key id -> filter entries its subs hold
         self._rechecks: set[asyncio.Task[None]] = set()
         self._joined = itertools.count()
-        self._firehose: set[Subscription] = set()
-        self._by_location: dict[str, set[Subscription]] = {}
-        self._by_group: dict[str, set[Subscription]] = {}
-        self._by_sku: dict[str, set[Subscription]] = {}
+        self._index = SubscriptionIndex()
         metrics.gauge(
             "omnistock_stream_connections",
             "WebSocket stream clients of this process",
@@ -151,12 +149,12 @@ class Fanout:
             )
             if not reply:
                 continue
-            if not (self._firehose or self._by_location or self._by_sku or self._by_group):
+            if not self._index:
                 # Nobody to tell on this instance: only keep the cursor current.
                 for name, entries in reply:
                     self.positions[self._partition_of[name]] = parse_id(entries[-1][0])
                 continue
-            if self._by_group:
+            if self._index.by_group:
                 await self._learn_locations(reply)
             for name, entries in reply:
                 p = self._partition_of[name]
@@ -192,7 +190,7 @@ class Fanout:
         if raw is None:
             return  # reservation and idempotency events are not position changes
         event = decode_position(raw)
-        subs = self._matching(event.location, event.sku)
+        subs = self._index.matching(event.location, event.sku, self._groups_of)
         if not subs:
             return
         change = Change(event, tuple(self.positions))
@@ -203,28 +201,6 @@ class Fanout:
     def _groups_of(self, location: str) -> list[str]:
         loc = self._locations.by_id.get(location)
         return loc.groups if loc is not None else []
-
-    def _matching(self, location: str, sku: str) -> list[Subscription]:
-        buckets = [
-            b for b in (self._firehose, self._by_location.get(location), self._by_sku.get(sku)) if b
-        ]
-        groups: list[str] = []
-        if self._by_group:
-            groups = self._groups_of(location)
-            buckets += [b for g in groups if (b := self._by_group.get(g))]
-        if not buckets:
-            return []
-        if len(buckets) == 1:
-            return [s for s in buckets[0] if s.wants(location, sku, groups)]
-        seen: set[Subscription] = set()
-        found: list[Subscription] = []
-        for bucket in buckets:
-            for sub in bucket:
-                if sub not in seen:
-                    seen.add(sub)
-                    if sub.wants(location, sku, groups):
-                        found.append(sub)
-        return found
 
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
@@ -336,7 +312,7 @@ class Fanout:
         for task in conn.tasks.values():
             task.cancel()
         for sub in conn.subs.values():
-            self._unindex(sub)
+            self._index.remove(sub)
             self._hold(conn, -sub.entries)
         conn.subs.clear()
         conn.catching_up.clear()
@@ -396,7 +372,7 @@ class Fanout:
         if conn not in self.connections or conn.subs.get(sub.id) is not sub:
             return  # gone while we looked
         if since is None:
-            self._index(sub)
+            self._index.add(sub)
             conn.push_subscribed(sub.id, tuple(self.positions))
             if resync:
                 conn.push_control("resync", sub=sub.id)
@@ -416,7 +392,7 @@ class Fanout:
         if task is not None:
             task.cancel()
         conn.catching_up.discard(sub)
-        self._unindex(sub)
+        self._index.remove(sub)
         conn.drop_subscription(sub)
         return True
 
@@ -430,30 +406,6 @@ class Fanout:
         else:
             self.key_entries.pop(key, None)
 
-    def _buckets(self, sub: Subscription) -> list[tuple[dict[str, set[Subscription]], str]]:
-        if sub.locations is not None or sub.groups is not None:
-            return [(self._by_location, x) for x in sub.locations or ()] + [
-                (self._by_group, g) for g in sub.groups or ()
-            ]
-        if sub.skus is not None:
-            return [(self._by_sku, s) for s in sub.skus]
-        return []
-
-    def _index(self, sub: Subscription) -> None:
-        if sub.firehose:
-            self._firehose.add(sub)
-        for index, value in self._buckets(sub):
-            index.setdefault(value, set()).add(sub)
-
-    def _unindex(self, sub: Subscription) -> None:
-        self._firehose.discard(sub)
-        for index, value in self._buckets(sub):
-            bucket = index.get(value)
-            if bucket is not None:
-                bucket.discard(sub)
-                if not bucket:
-                    del index[value]
-
     # -- catch-up -------------------------------------------------------------------------------
 
     async def _catch_up(self, sub: Subscription) -> None:
@@ -466,7 +418,7 @@ class Fanout:
                     # No await since the check: nothing read by the reader is missed.
                     sub.progress = None
                     conn.catching_up.discard(sub)
-                    self._index(sub)
+                    self._index.add(sub)
                     return
                 for p, end in enumerate(target):
                     await self._replay(sub, p, end)
@@ -475,7 +427,7 @@ class Fanout:
             # the client re-reads by HTTP.
             sub.progress = None
             conn.catching_up.discard(sub)
-            self._index(sub)
+            self._index.add(sub)
             conn.push_control("resync", sub=sub.id)
         except asyncio.CancelledError:
             raise
