@@ -65,6 +65,31 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: floa
             await asyncio.sleep(0.5)
 
 
+class Stores:
+    """The adapters every process builds the same way (a server's ``Services`` and each CLI
+    command): the pools and the live-state store."""
+
+    def __init__(
+        self, settings: Settings, redis: aredis.Redis, hot: Multiplexer, db: asyncpg.Pool
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.db = db
+        self.scripts = Scripts.load()
+        self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
+
+
+@contextlib.asynccontextmanager
+async def open_stores(settings: Settings, *, ready: bool = True) -> AsyncIterator[Stores]:
+    """Connect (for a CLI command); with ``ready`` also make Redis servable (initialise or
+    rebuild it)."""
+    async with connect(settings) as (redis, hot, db):
+        stores = Stores(settings, redis, hot, db)
+        if ready:
+            await ensure_ready(redis, db, stores.scripts, settings.partitions)
+        yield stores
+
+
 class Services:
     """Everything a request handler needs, shared by the whole process."""
 
@@ -75,7 +100,7 @@ class Services:
         self.redis = redis
         self.db = db
         self.metrics = Metrics()
-        self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
+        self.store = Stores(settings, redis, hot, db).store
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
         self.fanout = Fanout(

@@ -4,24 +4,17 @@ named by the settings, with or without servers running."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
-import redis.asyncio as aredis
-
 from omnistock.postgres import catalog
 from omnistock.redis import streams
-from omnistock.redis.multiplex import Multiplexer
-from omnistock.redis.scripts import Scripts
-from omnistock.redis.store import StockStore
-from omnistock.services import connect
+from omnistock.services import open_stores
 from omnistock.settings import Settings
 from omnistock.sync.persister import Persister
-from omnistock.sync.rebuild import Restored, ensure_ready, rebuild_locked
+from omnistock.sync.rebuild import Restored, rebuild_locked
 from omnistock.sync.reconcile import Drift, Reconciler
 from omnistock.usecases.imports import (
     Format,
@@ -30,29 +23,6 @@ from omnistock.usecases.imports import (
     backlog_pacer,
     import_stream,
 )
-
-
-class Stores:
-    """Connected, servable stores for one command."""
-
-    def __init__(
-        self, settings: Settings, redis: aredis.Redis, hot: Multiplexer, db: asyncpg.Pool
-    ) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.db = db
-        self.scripts = Scripts.load()
-        self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
-
-
-@contextlib.asynccontextmanager
-async def open_stores(settings: Settings, *, ready: bool = True) -> AsyncIterator[Stores]:
-    """Connect; with ``ready`` also make Redis servable (initialise or rebuild it)."""
-    async with connect(settings) as (redis, hot, db):
-        stores = Stores(settings, redis, hot, db)
-        if ready:
-            await ensure_ready(redis, db, stores.scripts, settings.partitions)
-        yield stores
 
 
 async def _file_chunks(path: Path, size: int, progress: _Progress) -> AsyncIterator[bytes]:

@@ -56,11 +56,20 @@ def require_stock_writer(who: Principal) -> None:
         raise Forbidden(f"role {who.role} may not change stock")
 
 
+def stock_write_refusal(who: Principal, location: str) -> str | None:
+    """Why ``who`` (a stock writer) may not change stock at ``location``, or None when it may:
+    store keys write only at their own locations (the one statement of that rule)."""
+    if who.role is Role.STORE and location not in who.locations:
+        return f"this store key may not change stock at location {location!r}"
+    return None
+
+
 def require_stock_write(who: Principal, location: str) -> None:
     """Stock writes: admin and integration anywhere, store keys at their own locations."""
     require_stock_writer(who)
-    if who.role is Role.STORE and location not in who.locations:
-        raise Forbidden(f"this store key may not change stock at location {location!r}")
+    refusal = stock_write_refusal(who, location)
+    if refusal is not None:
+        raise Forbidden(refusal)
 
 
 def require_reserve(who: Principal, location: str) -> None:

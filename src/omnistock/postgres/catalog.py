@@ -14,7 +14,7 @@ from omnistock.domain.locations import Location
 from omnistock.domain.roles import ApiKey, Principal, Role
 from omnistock.postgres.sql import load_queries
 
-Q = load_queries("queries.sql")
+Q = load_queries("catalog.sql")
 
 
 def hash_key(secret: str) -> bytes:

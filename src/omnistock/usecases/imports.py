@@ -17,7 +17,7 @@ import msgspec
 from omnistock.domain.commands import Count
 from omnistock.domain.errors import PayloadTooLarge, ValidationFailed
 from omnistock.domain.ids import is_identifier
-from omnistock.domain.roles import Principal, Role
+from omnistock.domain.roles import Principal, stock_write_refusal
 from omnistock.domain.stock import MAX_QUANTITY
 from omnistock.redis.store import StockStore
 from omnistock.settings import Settings
@@ -443,9 +443,7 @@ class Imports:
         def allowed(location: str) -> str | None:
             if location not in self._locations.by_id:
                 return f"unknown location {location!r}"
-            if who.role is Role.STORE and location not in who.locations:
-                return f"this store key may not change stock at location {location!r}"
-            return None
+            return stock_write_refusal(who, location)
 
         async def backlog() -> int:
             return self._gate.backlog
