@@ -5,9 +5,9 @@ Every instance runs its own reader, so a change made through any instance reache
 of all. The reader never waits for a client: it only appends to their outboxes (see
 ``connection.py``); a clock task sends heartbeats and drops clients stalled in a send.
 
-A subscription with ``since`` first replays the streams from its cursor (XRANGE, at the client's
-pace), then joins the live index in the same step as it sees it has reached the reader's
-position, so there is no gap between the replay and the live flow.
+The subscription index is ``index.py``; the replay of a subscription with ``since`` is
+``catchup.py``. This module keeps the reader and the registry of connections (limits,
+revocation).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from omnistock.domain.roles import Principal
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
 from omnistock.settings import Settings
+from omnistock.stream.catchup import CatchUp
 from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.cursor import encode, format_id, parse_id
 from omnistock.stream.events import Change, Heartbeat
@@ -38,7 +39,6 @@ log = logging.getLogger("omnistock.stream")
 
 _BLOCK_MS = 5000
 _READ_COUNT = 1000
-_REPLAY_CHUNK = 500
 _DELETIONS_EVERY = 2.0  # seconds between checks for rebuilt or trimmed-past streams
 _CLOCK_TICK = 0.25  # seconds: heartbeats go out in small groups, a few each tick
 _GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly, in any number
@@ -46,10 +46,6 @@ _GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly,
 REVOKED = 4401  # close code: the connection's API key was deleted (API.md, "Roles (additions)")
 TOO_MANY_FOR_KEY = 4429  # close code: the API key has its maximum of connections here
 TRY_AGAIN_LATER = 1013  # close code (RFC 6455): this process has its maximum of connections
-
-
-class _ReplayCapped(Exception):
-    """A catch-up has scanned its maximum of stream entries."""
 
 
 class Fanout:
@@ -85,6 +81,9 @@ class Fanout:
         self._rechecks: set[asyncio.Task[None]] = set()
         self._joined = itertools.count()
         self._index = SubscriptionIndex()
+        self._catchup = CatchUp(
+            redis, self._streams, locations, self._index, lambda: self.positions, self._groups_of
+        )
         metrics.gauge(
             "omnistock_stream_connections",
             "WebSocket stream clients of this process",
@@ -381,7 +380,7 @@ class Fanout:
         sub.replay_left = self._max_replay
         conn.catching_up.add(sub)
         conn.push_subscribed(sub.id, tuple(self.positions))
-        conn.tasks[sub.id] = asyncio.create_task(self._catch_up(sub), name=f"catch-up {sub.id}")
+        conn.tasks[sub.id] = asyncio.create_task(self._catchup.run(sub), name=f"catch-up {sub.id}")
 
     def unsubscribe(self, conn: Connection, sub_id: str) -> bool:
         sub = conn.subs.pop(sub_id, None)
@@ -405,71 +404,3 @@ class Fanout:
             self.key_entries[key] = held
         else:
             self.key_entries.pop(key, None)
-
-    # -- catch-up -------------------------------------------------------------------------------
-
-    async def _catch_up(self, sub: Subscription) -> None:
-        conn = sub.conn
-        try:
-            while conn.close_reason is None:
-                assert sub.progress is not None
-                target = list(self.positions)
-                if all(t <= v for t, v in zip(target, sub.progress, strict=True)):
-                    # No await since the check: nothing read by the reader is missed.
-                    sub.progress = None
-                    conn.catching_up.discard(sub)
-                    self._index.add(sub)
-                    return
-                for p, end in enumerate(target):
-                    await self._replay(sub, p, end)
-        except _ReplayCapped:
-            # Too far behind to replay (ws_max_replay_entries): follow live from here, and
-            # the client re-reads by HTTP.
-            sub.progress = None
-            conn.catching_up.discard(sub)
-            self._index.add(sub)
-            conn.push_control("resync", sub=sub.id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("catch-up of subscription %r failed: %s", sub.id, exc)
-            conn.kill("catch-up failed; reconnect with since")
-        finally:
-            if conn.tasks.get(sub.id) is asyncio.current_task():
-                del conn.tasks[sub.id]
-
-    async def _replay(self, sub: Subscription, p: int, end: int) -> None:
-        """Queue ``sub``'s changes of partition ``p`` after its progress, up to ``end``."""
-        conn, progress = sub.conn, sub.progress
-        assert progress is not None
-        while progress[p] < end:
-            if sub.replay_left <= 0:
-                raise _ReplayCapped
-            count = min(_REPLAY_CHUNK, sub.replay_left)
-            entries = await self._redis.xrange(
-                self._streams[p],
-                min=f"({format_id(progress[p])}",
-                max=format_id(end),
-                count=count,
-            )
-            sub.replay_left -= len(entries)
-            for entry_id, fields in entries:
-                pos = parse_id(entry_id)
-                raw = fields.get(POSITION)
-                if raw is not None:
-                    event = decode_position(raw)
-                    location, sku = event.location, event.sku
-                    if sub.groups and location not in self._locations.by_id:
-                        await self._locations.get(location)
-                    if sub.wants(location, sku, self._groups_of(location)):
-                        await conn.room_for(sub.id, location, sku)
-                        if conn.close_reason is not None:
-                            return
-                        progress[p] = pos
-                        change = Change(event, tuple(progress))
-                        if sub.accepts(change):
-                            conn.push_change(sub, change)
-                        continue
-                progress[p] = pos
-            if len(entries) < count:
-                progress[p] = end
