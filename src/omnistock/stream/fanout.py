@@ -5,16 +5,15 @@ Every instance runs its own reader, so a change made through any instance reache
 of all. The reader never waits for a client: it only appends to their outboxes (see
 ``connection.py``); a clock task sends heartbeats and drops clients stalled in a send.
 
-The subscription index is ``index.py``; the replay of a subscription with ``since`` is
-``catchup.py``. This module keeps the reader and the registry of connections (limits,
-revocation).
+The subscription index is ``index.py``, the replay of a subscription with ``since``
+``catchup.py``, the connections with their limits and revocation ``registry.py``. This module
+keeps the reader, the clock and the subscribe/unsubscribe steps that join them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -25,7 +24,6 @@ from redis.exceptions import RedisError, ResponseError
 
 from omnistock.domain.events import POSITION, decode_position
 from omnistock.domain.ports import KeyLookup, LocationLookup
-from omnistock.domain.roles import Principal
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
 from omnistock.settings import Settings
@@ -34,6 +32,7 @@ from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.cursor import encode, format_id, parse_id
 from omnistock.stream.events import Change, Heartbeat
 from omnistock.stream.index import SubscriptionIndex
+from omnistock.stream.registry import ConnectionRegistry
 
 log = logging.getLogger("omnistock.stream")
 
@@ -41,11 +40,6 @@ _BLOCK_MS = 5000
 _READ_COUNT = 1000
 _DELETIONS_EVERY = 2.0  # seconds between checks for rebuilt or trimmed-past streams
 _CLOCK_TICK = 0.25  # seconds: heartbeats go out in small groups, a few each tick
-_GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly, in any number
-
-REVOKED = 4401  # close code: the connection's API key was deleted (API.md, "Roles (additions)")
-TOO_MANY_FOR_KEY = 4429  # close code: the API key has its maximum of connections here
-TRY_AGAIN_LATER = 1013  # close code (RFC 6455): this process has its maximum of connections
 
 
 class Fanout:
@@ -61,26 +55,28 @@ class Fanout:
         lookup_errors: tuple[type[BaseException], ...] = (OSError,),
     ) -> None:
         self.partitions = settings.partitions
-        self._api_keys = api_keys
         self._lookup_errors = lookup_errors  # what a location or key look-up may raise
-        self._max_connections = settings.ws_max_connections
-        self._max_per_key = settings.ws_max_connections_per_key
         self._max_replay = settings.ws_max_replay_entries
         self._redis_url = settings.redis_url
         self._stall = settings.ws_stall_seconds
         self._heartbeat = settings.heartbeat_seconds
-        self._outbox_limit = settings.ws_outbox_limit
         self._redis = redis
         self._locations = locations
         self._streams = [keys.stream(p) for p in range(self.partitions)]
         self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
         self.positions = [0] * self.partitions
-        self.connections: set[Connection] = set()
-        self.by_key: dict[str, set[Connection]] = {}  # API key id -> its connections here
-        self.key_entries: dict[str, int] = {}  # API key id -> filter entries its subs hold
-        self._rechecks: set[asyncio.Task[None]] = set()
-        self._joined = itertools.count()
         self._index = SubscriptionIndex()
+        self.registry = ConnectionRegistry(settings, self._index, api_keys, lookup_errors)
+        # The registry's state and operations, as the fan-out's own (one set, one dict each).
+        self.connections = self.registry.connections
+        self.by_key = self.registry.by_key
+        self.key_entries = self.registry.key_entries
+        self.refusal = self.registry.refusal
+        self.connect = self.registry.connect
+        self.disconnect = self.registry.disconnect
+        self.revoke = self.registry.revoke
+        self.keys_changed = self.registry.keys_changed
+        self.authorized = self.registry.authorized
         self._catchup = CatchUp(
             redis, self._streams, locations, self._index, lambda: self.positions, self._groups_of
         )
@@ -273,98 +269,12 @@ class Fanout:
                 for sub in conn.subs.values():
                     conn.push_control("resync", sub=sub.id)
 
-    # -- clients --------------------------------------------------------------------------------
-
-    def refusal(self, principal: Principal) -> tuple[int, str] | None:
-        """The close code and reason for a new connection of ``principal`` past the limits of
-        this process (connections in all, connections of its key); None when it may stay."""
-        if len(self.connections) >= self._max_connections:
-            return TRY_AGAIN_LATER, (
-                f"too many connections: at most {self._max_connections} per server process"
-            )
-        if len(self.by_key.get(principal.id, ())) >= self._max_per_key:
-            return TOO_MANY_FOR_KEY, (
-                f"too many connections: at most {self._max_per_key} per API key and process"
-            )
-        return None
-
-    def connect(self, principal: Principal, secret: str = "") -> Connection:
-        """A new client. Each connection beats at its own phase of the heartbeat interval (the
-        first heartbeat comes early, never late): clients that connected together (a restart,
-        a deploy, a benchmark) would otherwise all be due in the same tick for as long as they
-        stay, and a thousand heartbeats sent at once hold the loop for 100 ms or more, in
-        front of every change."""
-        now = asyncio.get_running_loop().time()
-        conn = Connection(principal, self._outbox_limit, now, secret)
-        conn.last_heartbeat = now - (next(self._joined) * _GOLDEN % 1.0) * self._heartbeat
-        self.connections.add(conn)
-        self.by_key.setdefault(principal.id, set()).add(conn)
-        return conn
-
-    def disconnect(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        of_key = self.by_key.get(conn.principal.id)
-        if of_key is not None:
-            of_key.discard(conn)
-            if not of_key:
-                del self.by_key[conn.principal.id]
-        for task in conn.tasks.values():
-            task.cancel()
-        for sub in conn.subs.values():
-            self._index.remove(sub)
-            self._hold(conn, -sub.entries)
-        conn.subs.clear()
-        conn.catching_up.clear()
-        conn.kill("disconnected")
-
-    # -- revocation -----------------------------------------------------------------------------
-
-    def revoke(self, key_id: str) -> int:
-        """Close every connection of the deleted key ``key_id`` (code 4401); how many."""
-        conns = list(self.by_key.get(key_id, ()))
-        for conn in conns:
-            conn.kill("API key deleted", REVOKED)
-        return len(conns)
-
-    def keys_changed(self, key_id: str | None) -> None:
-        """Told by the invalidation channel (``cache.follow_invalidations``): ``key_id`` was
-        deleted, or (None) any key may have been, so every connected key is checked again."""
-        if key_id is not None:
-            if self.revoke(key_id):
-                log.info("closed the streams of deleted API key %s", key_id)
-            return
-        if self.connections and self._api_keys is not None:
-            task = asyncio.get_running_loop().create_task(self._recheck_all())
-            self._rechecks.add(task)
-            task.add_done_callback(self._rechecks.discard)
-
-    async def authorized(self, conn: Connection) -> bool:
-        """Whether ``conn``'s API key still exists (the key cache, Postgres after a change);
-        when it does not, the connection is closed with 4401. Database errors propagate."""
-        if self._api_keys is None or not conn.secret:
-            return True
-        if await self._api_keys.principal(conn.secret) is not None:
-            return True
-        conn.kill("API key deleted", REVOKED)
-        return False
-
-    async def _recheck_all(self) -> None:
-        one_per_key: dict[str, Connection] = {}
-        for conn in list(self.connections):
-            one_per_key.setdefault(conn.secret, conn)
-        try:
-            for conn in one_per_key.values():
-                if not await self.authorized(conn):
-                    self.revoke(conn.principal.id)
-        except self._lookup_errors as exc:  # subscribe checks again; the next gap too
-            log.warning("cannot re-check the API keys of open streams (%s)", exc)
-
     async def subscribe(self, sub: Subscription, since: list[int] | None) -> None:
         """Register ``sub`` (already validated) and queue its ``subscribed``; with ``since``,
         replay from there first, or send ``resync`` when retention has dropped what it needs."""
         conn = sub.conn
         conn.subs[sub.id] = sub
-        self._hold(conn, sub.entries)
+        self.registry.hold(conn, sub.entries)
         resync = since is not None and bool(await self.trimmed_past(since))
         if resync:
             since = None
@@ -386,7 +296,7 @@ class Fanout:
         sub = conn.subs.pop(sub_id, None)
         if sub is None:
             return False
-        self._hold(conn, -sub.entries)
+        self.registry.hold(conn, -sub.entries)
         task = conn.tasks.pop(sub_id, None)
         if task is not None:
             task.cancel()
@@ -394,13 +304,3 @@ class Fanout:
         self._index.remove(sub)
         conn.drop_subscription(sub)
         return True
-
-    def _hold(self, conn: Connection, entries: int) -> None:
-        """Count filter entries taken (or given back) by a subscription of ``conn``."""
-        conn.filter_entries += entries
-        key = conn.principal.id
-        held = self.key_entries.get(key, 0) + entries
-        if held:
-            self.key_entries[key] = held
-        else:
-            self.key_entries.pop(key, None)
