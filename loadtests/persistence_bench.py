@@ -20,14 +20,14 @@ import redis.asyncio as aredis
 
 from omnistock.domain.locations import Location
 from omnistock.embedded import EmbeddedPostgres, EmbeddedValkey
-from omnistock.imports import import_stream
 from omnistock.postgres import catalog
 from omnistock.postgres.migrate import migrate
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import ensure_ready, rebuild
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import ensure_ready, rebuild
+from omnistock.usecases.imports import import_stream
 
 PARTITIONS = 64
 

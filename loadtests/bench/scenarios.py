@@ -22,11 +22,12 @@ import redis.asyncio as aredis
 from loadtests.bench.report import Budget, Latency, Results, Row
 from loadtests.bench.stack import Stack, pinned
 from loadtests.bench.tools import Load, median, redis_benchmark, run_wrk
+from omnistock.domain.commands import Count
 from omnistock.domain.locations import Location
 from omnistock.embedded import EmbeddedValkey
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
-from omnistock.redis.store import Count, StockStore
+from omnistock.redis.store import StockStore
 from omnistock.redis.streams import backlog, ensure_streams
 
 PARTITIONS = 64  # omnistock's default

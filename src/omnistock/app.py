@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -22,7 +24,6 @@ from omnistock.api.allow import fix_options_allow
 from omnistock.api.auth import ApiKeyAuth
 from omnistock.api.availability import availability_router
 from omnistock.api.board import board_assets, board_page
-from omnistock.api.errors import EXCEPTION_HANDLERS
 from omnistock.api.feeds import feeds_router
 from omnistock.api.guards import body_deadline, page_policy, security_headers
 from omnistock.api.history import history_router
@@ -37,6 +38,7 @@ from omnistock.api.ratelimit import rate_limits
 from omnistock.api.reservations import reservations_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
+from omnistock.http_errors import EXCEPTION_HANDLERS
 from omnistock.logs import install_everywhere
 from omnistock.services import Services, open_services
 from omnistock.settings import Settings
@@ -76,6 +78,31 @@ def _metrics_middleware(app: ASGIApp) -> ASGIApp:
                 svc.metrics.latency.observe(time.perf_counter() - start, route=route)
 
     return middleware
+
+
+def _provide(name: str) -> Provide:
+    """The use case ``name`` of the process's services (opened by the lifespan)."""
+
+    def provide(state: State) -> Any:
+        return getattr(state.services.usecases, name)
+
+    return Provide(provide, sync_to_thread=False)
+
+
+# Handlers receive their use case by parameter name (api/ never looks services up itself).
+_USE_CASES = (
+    "locations",
+    "keys",
+    "history",
+    "reservations",
+    "stream",
+    "stock",
+    "availability",
+    "positions",
+    "feeds",
+    "imports",
+    "operations",
+)
 
 
 def _swagger_ui_dir() -> Path:
@@ -135,6 +162,7 @@ def create_app(settings: Settings) -> Litestar:
             ),
         ],
         lifespan=[lifespan],
+        dependencies={name: _provide(name) for name in _USE_CASES},
         middleware=[
             body_deadline(settings.http_request_timeout_seconds),
             _metrics_middleware,

@@ -13,11 +13,7 @@ import asyncpg
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
-from omnistock.cache import KeyCache, LocationCache, follow_invalidations
-from omnistock.durability import WriteGate, run_backlog_monitor, run_postgres_probe
 from omnistock.metrics import Metrics
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.ratelimit import RateLimiter
@@ -26,6 +22,27 @@ from omnistock.redis.store import StockStore
 from omnistock.settings import Settings
 from omnistock.stream.fanout import Fanout
 from omnistock.supervisor import Supervisor
+from omnistock.sync.gate import WriteGate, run_backlog_monitor, run_postgres_probe
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import ensure_ready
+from omnistock.usecases.availability import Availability
+from omnistock.usecases.caches import (
+    LOOKUP_ERRORS,
+    KeyCache,
+    LocationCache,
+    follow_invalidations,
+)
+from omnistock.usecases.feeds import Feeds
+from omnistock.usecases.history import History
+from omnistock.usecases.imports import Imports
+from omnistock.usecases.keys import Keys
+from omnistock.usecases.locations import Locations
+from omnistock.usecases.operations import Operations
+from omnistock.usecases.positions import Positions
+from omnistock.usecases.ratelimits import RateLimits
+from omnistock.usecases.reservations import Reservations
+from omnistock.usecases.stock import Stock
+from omnistock.usecases.stream import Stream
 
 log = logging.getLogger("omnistock")
 
@@ -46,6 +63,31 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: floa
             await asyncio.sleep(0.5)
 
 
+class Stores:
+    """The adapters every process builds the same way (a server's ``Services`` and each CLI
+    command): the pools and the live-state store."""
+
+    def __init__(
+        self, settings: Settings, redis: aredis.Redis, hot: Multiplexer, db: asyncpg.Pool
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.db = db
+        self.scripts = Scripts.load()
+        self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
+
+
+@contextlib.asynccontextmanager
+async def open_stores(settings: Settings, *, ready: bool = True) -> AsyncIterator[Stores]:
+    """Connect (for a CLI command); with ``ready`` also make Redis servable (initialise or
+    rebuild it)."""
+    async with connect(settings) as (redis, hot, db):
+        stores = Stores(settings, redis, hot, db)
+        if ready:
+            await ensure_ready(redis, db, stores.scripts, settings.partitions)
+        yield stores
+
+
 class Services:
     """Everything a request handler needs, shared by the whole process."""
 
@@ -56,10 +98,17 @@ class Services:
         self.redis = redis
         self.db = db
         self.metrics = Metrics()
-        self.store = StockStore.from_settings(settings, redis, hot, Scripts.load())
+        self.store = Stores(settings, redis, hot, db).store
         self.locations = LocationCache(db)
         self.keys = KeyCache(db, settings.admin_key)
-        self.fanout = Fanout(settings, redis, self.locations, self.metrics, self.keys)
+        self.fanout = Fanout(
+            settings,
+            redis,
+            self.locations,
+            self.metrics,
+            self.keys,
+            lookup_errors=LOOKUP_ERRORS,
+        )
         self.persister = Persister(
             redis,
             db,
@@ -84,6 +133,7 @@ class Services:
             lambda: len(self.supervisor.failing()),
         )
         self.rate_limiter = RateLimiter(hot, self.store.scripts.library)
+        self.usecases = UseCases(self)
 
     def spawn(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
         """Run ``loop()`` for the life of the process, supervised: restarted with backoff after
@@ -99,6 +149,35 @@ class Services:
         stop (it then returns after its current read); every loop is cancelled as well."""
         self.persister.stop()
         await self.supervisor.stop()
+
+
+class UseCases:
+    """The use cases the handlers receive by dependency injection (app.py provides each by its
+    attribute name)."""
+
+    def __init__(self, svc: Services) -> None:
+        self.locations = Locations(svc.db, svc.redis, svc.store, svc.locations)
+        self.keys = Keys(svc.db, svc.redis, svc.locations, svc.keys)
+        self.history = History(svc.db, svc.locations)
+        self.reservations = Reservations(
+            svc.db, svc.store, svc.locations, svc.metrics, svc.settings.default_ttl_seconds
+        )
+        self.stream = Stream(svc.fanout, svc.settings, LOOKUP_ERRORS)
+        self.stock = Stock(svc.store, svc.locations)
+        self.availability = Availability(svc.store, svc.locations)
+        self.positions = Positions(svc.store, svc.locations)
+        self.feeds = Feeds(svc.store, svc.locations, svc.fanout)
+        self.imports = Imports(svc.store, svc.locations, svc.gate, svc.settings)
+        self.rate_limits = RateLimits(svc.rate_limiter, svc.metrics)
+        self.operations = Operations(
+            svc.redis,
+            svc.db,
+            svc.supervisor,
+            svc.metrics,
+            svc.keys,
+            svc.settings.metrics_key,
+            svc.settings.worker_stale_seconds,
+        )
 
 
 @contextlib.asynccontextmanager

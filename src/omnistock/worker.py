@@ -5,7 +5,7 @@ It runs, each supervised: the persister (streams -> Postgres, a consumer group),
 sweeper (expire.lua ends a reservation once), the trimmer (only below what the group acked), the
 watchdog (rebuilds Redis from Postgres when it comes back empty, under the rebuild lock) and the
 pruner (row locks): several workers on one deployment share the work safely. It reports its loops'
-health to Redis (worker_health.py) for the serving processes' /readyz and /metrics.
+health to Redis (redis/workers.py) for the serving processes' /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -21,14 +21,15 @@ from collections.abc import AsyncIterator
 
 from redis.exceptions import RedisError
 
-from omnistock import worker_health
-from omnistock.durability import run_trimmer, run_watchdog
 from omnistock.postgres.prune import run_pruner
-from omnistock.postgres.rebuild import ensure_ready
+from omnistock.redis import workers
 from omnistock.redis.sweeper import run_sweeper
 from omnistock.services import Services, StartupError, connect
 from omnistock.settings import Settings
 from omnistock.supervisor import Supervisor
+from omnistock.sync.rebuild import ensure_ready
+from omnistock.sync.trimmer import run_trimmer
+from omnistock.sync.watchdog import run_watchdog
 from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.worker")
@@ -73,7 +74,7 @@ class WorkerRuntime:
         loops = {**self.svc.supervisor.loops, **self.reporter.loops}
         failing = {**self.svc.supervisor.failing(), **self.reporter.failing()}
         ours = (*WORKER_LOOPS, REPORT_LOOP)
-        await worker_health.publish(
+        await workers.publish(
             self.svc.redis,
             self.svc.store.scripts,
             self.id,
@@ -96,7 +97,7 @@ class WorkerRuntime:
         """Stop reporting and withdraw the report; the loops stop with ``svc``."""
         await self.reporter.stop()
         with contextlib.suppress(RedisError, OSError):
-            await worker_health.withdraw(self.svc.redis, self.svc.store.scripts, self.id)
+            await workers.withdraw(self.svc.redis, self.svc.store.scripts, self.id)
 
     async def finish(self) -> None:
         """Stop everything: the persister first ends the batch it is writing, then the rest

@@ -24,7 +24,7 @@ from litestar.routes import HTTPRoute, WebSocketRoute
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from omnistock.imports import MAX_COLUMNS, MAX_LINE_BYTES
+from omnistock.usecases.imports import MAX_COLUMNS, MAX_LINE_BYTES
 from tests.e2e.conftest import ADMIN_KEY, AppServer, put_location, stock
 from tests.e2e.helpers import is_problem, reserve, snapshot
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from omnistock.domain.stock import MAX_QUANTITY
-from omnistock.imports import MAX_ERROR_CHARS, MAX_LINE_BYTES
+from omnistock.usecases.imports import MAX_ERROR_CHARS, MAX_LINE_BYTES
 from tests.e2e.conftest import AppServer, assert_problem, put_location, stock
 from tests.e2e.helpers import snapshot
 

@@ -10,10 +10,10 @@ import pytest
 import redis.asyncio as aredis
 
 from omnistock.postgres.migrate import migrate
-from omnistock.postgres.rebuild import ensure_ready
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
+from omnistock.sync.rebuild import ensure_ready
 from tests.conftest import Servers, private_dir, running_servers
 
 PARTITIONS = 16

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from omnistock.postgres.persister import Persister
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, backlog
+from omnistock.sync.persister import Persister
 from tests.integration.conftest import Stack
 from tests.integration.workload import (
     churn,

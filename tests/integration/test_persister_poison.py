@@ -7,9 +7,9 @@ from __future__ import annotations
 import msgspec
 
 from omnistock.domain.events import PositionEvent
-from omnistock.postgres.persister import Persister
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, backlog
+from omnistock.sync.persister import Persister
 from tests.integration.conftest import Stack
 from tests.integration.workload import churn, locations, pg_positions, redis_positions
 

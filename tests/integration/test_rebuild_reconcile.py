@@ -6,13 +6,13 @@ import asyncio
 
 import msgspec
 
+from omnistock.domain.commands import Adjustment, Count, Idempotency, idempotency_digest
 from omnistock.domain.ids import new_reservation_id
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import ensure_ready, redis_state
-from omnistock.postgres.reconcile import Reconciler, drift_table
 from omnistock.redis import keys
-from omnistock.redis.store import Adjustment, Count, Idempotency
 from omnistock.redis.streams import parse_id
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import ensure_ready, redis_state
+from omnistock.sync.reconcile import Reconciler, drift_table
 from tests.integration.conftest import Stack
 from tests.integration.workload import churn, locations, redis_positions
 
@@ -45,7 +45,7 @@ async def test_redis_wiped_is_rebuilt_exactly(stack: Stack, uid: str) -> None:
         lines=[("held", 3)], ttl_seconds=900, channel="web", ref="cart", allow_partial=False,
         actor="shop", idem=None,
     )  # fmt: skip
-    idem = Idempotency(key="k1", digest=keys.idempotency_digest("key-1", uid), body_hash="body")
+    idem = Idempotency(key="k1", digest=idempotency_digest("key-1", uid), body_hash="body")
     first, _ = await stack.store.adjust([Adjustment(locs[2].id, "i", 5, "receipt")], "erp", idem)
     await Persister(stack.redis, stack.db, stack.partitions).drain()
     before = await snapshot(stack, locs)

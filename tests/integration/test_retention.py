@@ -13,10 +13,10 @@ import asyncpg
 import httpx
 
 from omnistock.domain.ids import reservation_partition
-from omnistock.postgres.persister import Persister
 from omnistock.postgres.prune import DAY, Retention, prune_once
 from omnistock.redis import keys
 from omnistock.redis.streams import backlog
+from omnistock.sync.persister import Persister
 from tests.integration.conftest import PARTITIONS, Stack
 from tests.integration.test_supervision import hold, running, status_of, stock_up
 from tests.integration.workload import churn, ledger_ids, locations, stream_event_ids

@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from omnistock.embedded import EmbeddedValkey, free_port
-from omnistock.postgres.reconcile import Reconciler
 from omnistock.redis.streams import backlog
+from omnistock.sync.reconcile import Reconciler
 from tests.e2e.conftest import ADMIN_KEY, AppServer, app_settings
 from tests.integration.conftest import PARTITIONS, Stack
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from omnistock.postgres.persister import Persister
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, backlog, trim
+from omnistock.sync.persister import Persister
 from tests.integration.conftest import Stack
 from tests.integration.workload import churn, locations
 

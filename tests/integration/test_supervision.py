@@ -18,10 +18,10 @@ import pytest
 
 from omnistock.domain.clock import parse_rfc3339
 from omnistock.domain.ids import partition_of
-from omnistock.postgres import rebuild as rebuild_module
-from omnistock.postgres.rebuild import rebuild_locked
 from omnistock.redis import keys
 from omnistock.services import Services
+from omnistock.sync import rebuild as rebuild_module
+from omnistock.sync.rebuild import rebuild_locked
 from tests.e2e.conftest import ADMIN_KEY, AppServer, app_settings
 from tests.events import event_fields
 from tests.integration.conftest import PARTITIONS, Stack

@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from omnistock.domain.ids import partition_of
-from omnistock.postgres.reconcile import Reconciler
 from omnistock.redis import keys
 from omnistock.redis.streams import backlog
 from omnistock.services import Services
+from omnistock.sync.reconcile import Reconciler
 from omnistock.worker import WORKER_LOOPS, open_worker
 from tests.e2e.conftest import ADMIN_KEY, AppServer, app_settings
 from tests.events import event_fields

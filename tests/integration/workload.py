@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 
+from omnistock.domain.commands import Adjustment, Count
 from omnistock.domain.errors import DomainError
 from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.locations import Location
 from omnistock.redis import keys
-from omnistock.redis.store import Adjustment, Count, StockStore
+from omnistock.redis.store import StockStore
 from tests.events import event_fields
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from omnistock.domain.commands import Adjustment
 from omnistock.domain.errors import Shortage
 from omnistock.domain.ids import new_reservation_id
-from omnistock.redis.store import Adjustment, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe, doc_of
 
 

@@ -8,12 +8,13 @@ import zlib
 import pytest
 import redis.asyncio as aredis
 
+from omnistock.domain.commands import Adjustment, Count, Idempotency, idempotency_digest
 from omnistock.domain.errors import Unavailable
-from omnistock.postgres.rebuild import write_positions
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import NOT_READY, OK, Scripts
-from omnistock.redis.store import Adjustment, Count, Idempotency, StockStore
+from omnistock.redis.store import StockStore
+from omnistock.sync.rebuild import write_positions
 from tests.events import event_fields
 from tests.lua.conftest import PARTITIONS, Probe
 
@@ -41,7 +42,7 @@ async def test_idempotent_reply_is_appended_and_replayed_with_its_span(
 ) -> None:
     await probe.location(uid)
     p = store.partition(uid)
-    digest = keys.idempotency_digest("k", uid)
+    digest = idempotency_digest("k", uid)
     args = ["erp", "h1", 60_000, uid, uid, "a", 3, "receipt", "PO"]
     script_keys = [keys.stream(p), keys.idempotency_record(p, digest),
                    keys.position(p, uid, "a"), keys.sku_index(p, uid), keys.location_meta(p, uid)]  # fmt: skip

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from omnistock.domain.ids import new_reservation_id
-from omnistock.imports import BATCH, ImportResult, import_stream
 from omnistock.redis import keys
 from omnistock.redis.store import StockStore
+from omnistock.usecases.imports import BATCH, ImportResult, import_stream
 from tests.lua.conftest import Probe
 
 

@@ -10,10 +10,11 @@ from importlib import resources
 
 import pytest
 
+from omnistock.domain.commands import Adjustment, Count
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.stock import MAX_QUANTITY
 from omnistock.redis import keys, scripts
-from omnistock.redis.store import Adjustment, Count, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe
 
 

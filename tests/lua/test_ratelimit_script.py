@@ -7,10 +7,10 @@ import asyncio
 
 import redis.asyncio as aredis
 
-from omnistock.domain.ratelimit import Policy
+from omnistock.domain.ratelimit import Decision, Policy
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
-from omnistock.redis.ratelimit import Decision, RateLimiter, _Lease
+from omnistock.redis.ratelimit import RateLimiter, _Lease
 from omnistock.redis.scripts import Scripts
 
 T0 = 1_764_000_000_123_456  # a 16-digit microsecond time, as the Redis clock gives

@@ -10,12 +10,13 @@ import random
 import pytest
 
 from omnistock.domain.clock import rfc3339
+from omnistock.domain.commands import Idempotency
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.reservations import MAX_LIFETIME_SECONDS
 from omnistock.redis import keys
 from omnistock.redis.scripts import OK, TOO_LONG
-from omnistock.redis.store import Idempotency, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe, doc_of
 from tests.lua.test_reservation_scripts import reserve, stocked
 

@@ -6,11 +6,12 @@ import asyncio
 
 import pytest
 
+from omnistock.domain.commands import Adjustment, Idempotency, idempotency_digest
 from omnistock.domain.errors import NotActive, NotFound, Shortage, ValidationFailed
 from omnistock.domain.ids import new_reservation_id
 from omnistock.redis import keys
 from omnistock.redis.scripts import NO_RESERVATION, NOT_ACTIVE, NOT_DUE, SHORTAGE
-from omnistock.redis.store import Adjustment, Idempotency, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe, doc_of
 
 
@@ -118,7 +119,7 @@ async def test_reserve_unknown_location(store: StockStore, uid: str) -> None:
 
 async def test_reserve_idempotent_replay(store: StockStore, probe: Probe, uid: str) -> None:
     await stocked(store, probe, uid, a=5)
-    key = Idempotency(key=uid, digest=keys.idempotency_digest("k", uid), body_hash="h")
+    key = Idempotency(key=uid, digest=idempotency_digest("k", uid), body_hash="h")
     p = store.partition(uid)
     first, again = [
         await store.reserve(

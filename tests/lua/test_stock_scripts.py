@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from msgspec import msgpack
 
+from omnistock.domain.commands import Adjustment, Count, Idempotency, idempotency_digest
 from omnistock.domain.errors import IdempotencyMismatch, NotFound, PreconditionFailed
 from omnistock.redis import keys
 from omnistock.redis.scripts import IDEMPOTENCY, NO_LOCATION, VERSION, Library, Script
-from omnistock.redis.store import Adjustment, Count, Idempotency, StockStore
+from omnistock.redis.store import StockStore
 from tests.lua.conftest import Probe
 
 EVENT_FIELDS = ("t", "sku", "kind", "reason", "ref", "actor", "doh", "dr", "oh", "r", "ss", "oss",
@@ -16,7 +17,7 @@ EVENT_FIELDS = ("t", "sku", "kind", "reason", "ref", "actor", "doh", "dr", "oh",
 
 
 def idem(name: str, body: str = "b1") -> Idempotency:
-    return Idempotency(key=name, digest=keys.idempotency_digest("k1", name), body_hash=body)
+    return Idempotency(key=name, digest=idempotency_digest("k1", name), body_hash=body)
 
 
 def fields(ev: dict[str, str]) -> dict[str, str]:

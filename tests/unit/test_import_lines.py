@@ -10,9 +10,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from omnistock.domain.commands import Count
 from omnistock.domain.errors import ValidationFailed
-from omnistock.imports import ImportLimits, _header, _line_pattern, _lines, _parse_csv, bounded
-from omnistock.redis.store import Count
+from omnistock.usecases.imports import (
+    ImportLimits,
+    _header,
+    _line_pattern,
+    _lines,
+    _parse_csv,
+    bounded,
+)
 
 
 def expected(body: bytes, limit: int) -> list[bytes | None]:

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from omnistock.imports import MAX_ON_HAND, _csv_fields, _CsvColumns, _parse_csv
-from omnistock.redis.store import Count
+from omnistock.domain.commands import Count
+from omnistock.usecases.imports import MAX_ON_HAND, _csv_fields, _CsvColumns, _parse_csv
 
 HEADERS = [
     "location,sku,on_hand",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from omnistock.cache import LocationCache
 from omnistock.domain.events import PositionEvent
 from omnistock.domain.roles import Principal, Role
 from omnistock.metrics import Metrics
@@ -14,6 +13,7 @@ from omnistock.stream import cursor
 from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.events import Change, Heartbeat
 from omnistock.stream.fanout import Fanout
+from omnistock.usecases.caches import LocationCache
 
 WHO = Principal(id="k", name="k", role=Role.ADMIN)
 

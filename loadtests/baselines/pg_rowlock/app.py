@@ -19,12 +19,12 @@ from litestar.params import JSONBody, PathParameter
 
 from loadtests.baselines.pg_rowlock import store
 from omnistock.api.body import StrictBody
-from omnistock.api.errors import EXCEPTION_HANDLERS
 from omnistock.api.schemas import ReservationCreate
 from omnistock.domain.errors import Unauthorized
 from omnistock.domain.ids import IDENTIFIER_PATTERN, new_reservation_id
 from omnistock.domain.reservations import Reservation, present, sum_lines
 from omnistock.domain.stock import Position
+from omnistock.http_errors import EXCEPTION_HANDLERS
 
 log = logging.getLogger("pg_rowlock")
 

@@ -10,13 +10,13 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from omnistock.domain.ports import KeyLookup
 from omnistock.domain.roles import Principal
-from omnistock.services import Services
 
 
-def services(connection: ASGIConnection[Any, Any, Any, Any]) -> Services:
-    """The process's services (opened by the lifespan)."""
-    return cast(Services, connection.app.state.services)
+def _keys(connection: ASGIConnection[Any, Any, Any, Any]) -> KeyLookup:
+    """The process's API-key cache (the lifespan puts the services in the app state)."""
+    return cast(KeyLookup, connection.app.state.services.keys)
 
 
 def principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -52,7 +52,7 @@ class ApiKeyAuth(AbstractAuthenticationMiddleware):
         secret = presented_key(connection)
         if not secret:
             raise NotAuthorizedException("missing API key: send 'Authorization: Bearer <key>'")
-        found = await services(connection).keys.principal(secret)
+        found = await _keys(connection).principal(secret)
         if found is None:
             raise NotAuthorizedException("unknown or deleted API key")
         return AuthenticationResult(user=found, auth=None)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, Router, get, post
+from litestar import Router, get, post
 from litestar.params import JSONBody, QueryParameter
 
-from omnistock.api.auth import services
 from omnistock.api.body import StrictBody
 from omnistock.api.limits import AVAILABILITY_BODY_BYTES
 from omnistock.api.openapi import responses
@@ -23,6 +22,7 @@ from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import check_identifier
 from omnistock.domain.locations import Location, nearest
 from omnistock.domain.stock import Status
+from omnistock.usecases.availability import Availability
 
 MAX_CELLS = 10_000
 
@@ -91,23 +91,22 @@ Near = Annotated[
     responses=responses(404, 422),
 )
 async def sku_availability(
-    request: Request[Any, Any, Any],
+    availability: Availability,
     sku: SkuPath,
     location: IdentifierListQuery = None,
     group: IdentifierQuery = None,
     near: Near = None,
     radius_km: Radius = None,
 ) -> SkuAvailability:
-    svc = services(request)
     point = parse_near(near, radius_km)
     filtered = location is not None or group is not None or point is not None
     candidates: list[Location]
     if location is not None:
         for i, loc_id in enumerate(location):
             check_identifier(f"location[{i}]", loc_id)
-        candidates = [await svc.locations.require(loc_id) for loc_id in dict.fromkeys(location)]
+        candidates = [await availability.require(loc_id) for loc_id in dict.fromkeys(location)]
     else:
-        candidates = svc.locations.all()
+        candidates = availability.all_locations()
     if group is not None:
         candidates = [loc for loc in candidates if group in loc.groups]
     distances: dict[str, float] = {}
@@ -115,7 +114,7 @@ async def sku_availability(
         ranked = nearest(candidates, point[0], point[1], radius_km)
         candidates = [loc for loc, _ in ranked]
         distances = {loc.id: d for loc, d in ranked}
-    positions = await svc.store.get_positions([(loc, sku) for loc in candidates])
+    positions = await availability.positions([(loc, sku) for loc in candidates])
     rows = [
         LocationAvailability(
             location=loc.id,
@@ -140,17 +139,16 @@ async def sku_availability(
     responses=responses(404, 413, 422),
 )
 async def availability_matrix(
-    request: Request[Any, Any, Any], data: JSONBody[AvailabilityQuery]
+    data: JSONBody[AvailabilityQuery], availability: Availability
 ) -> Matrix:
-    svc = services(request)
     if len(data.skus) * len(data.locations) > MAX_CELLS:
         raise ValidationFailed(
             "skus",
             f"{len(data.skus)} skus x {len(data.locations)} locations exceeds {MAX_CELLS} cells",
         )
-    locations = [await svc.locations.require(loc_id) for loc_id in data.locations]
+    locations = [await availability.require(loc_id) for loc_id in data.locations]
     cells = [(loc, sku) for sku in data.skus for loc in locations]
-    positions = await svc.store.get_positions(cells)
+    positions = await availability.positions(cells)
     return Matrix(
         items=[
             Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)

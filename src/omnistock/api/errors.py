@@ -5,12 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from redis.exceptions import RedisError
 
 from omnistock.api.body import humane, validation_error
 from omnistock.domain.errors import DomainError
@@ -132,7 +130,7 @@ def on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respon
     return problem(status, slug, title, detail, dict(exc.headers or {}) or None)
 
 
-def on_redis_error(_: Request[Any, Any, Any], exc: RedisError) -> Response[bytes]:
+def on_redis_error(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.warning("redis unavailable: %s", exc)
     return problem(
         503, "redis-unavailable", "Redis unavailable", f"the live store does not answer: {exc}"
@@ -170,14 +168,12 @@ def msgspec_problem(exc: msgspec.MsgspecError) -> Response[bytes]:
     return problem(error.status, error.slug, error.title, error.detail, **error.extra)
 
 
-EXCEPTION_HANDLERS: dict[Any, Any] = {
+# The drivers' errors (Redis, Postgres) are paired with on_redis_error, on_postgres_error and
+# on_postgres_data_error where the drivers are known: omnistock/http_errors.py.
+API_EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: on_domain_error,
     ValidationException: on_validation,
     HTTPException: on_http_error,
-    RedisError: on_redis_error,
-    asyncpg.DataError: on_postgres_data_error,
-    asyncpg.PostgresError: on_postgres_error,
-    asyncpg.InterfaceError: on_postgres_error,
     OSError: on_os_error,
     Exception: on_unexpected,
 }

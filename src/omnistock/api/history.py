@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, Router, get
+from litestar import Router, get
 from litestar.params import QueryParameter
 
-from omnistock.api.auth import services
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import LocationPath, SkuPath
 from omnistock.domain.clock import rfc3339
-from omnistock.domain.errors import ValidationFailed
-from omnistock.postgres.sql import load_queries
+from omnistock.usecases.history import History as HistoryUseCase
 
-Q = load_queries("ledger.sql")
 # '<partition>:<stream id ms-seq>' (postgres/migrations/0002_ledger.sql); anything else is a 422
 # here rather than a value Postgres might refuse.
 EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}(?!\n)$"
@@ -47,7 +44,7 @@ class History(msgspec.Struct, kw_only=True):
     responses=responses(404, 422),
 )
 async def position_history(
-    request: Request[Any, Any, Any],
+    history: HistoryUseCase,
     location_id: LocationPath,
     sku: SkuPath,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
@@ -59,14 +56,7 @@ async def position_history(
         ),
     ] = None,
 ) -> History:
-    svc = services(request)
-    await svc.locations.require(location_id)
-    below: int | None = None
-    if before is not None:
-        below = await svc.db.fetchval(Q["event_version"], before, location_id, sku)
-        if below is None:
-            raise ValidationFailed("before", f"no event {before!r} in this position's history")
-    rows = await svc.db.fetch(Q["history"], location_id, sku, below, limit + 1)
+    rows, more = await history.page(location_id, sku, before, limit)
     items = [
         HistoryItem(
             event_id=r["event_id"],
@@ -82,9 +72,9 @@ async def position_history(
             version=r["version"],
             reservation_id=r["reservation_id"],
         )
-        for r in rows[:limit]
+        for r in rows
     ]
-    return History(items=items, next=items[-1].event_id if len(rows) > limit else None)
+    return History(items=items, next=items[-1].event_id if more else None)
 
 
 history_router = Router("/v1/stock", route_handlers=[position_history], tags=["stock"])

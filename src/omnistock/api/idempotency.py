@@ -8,10 +8,9 @@ from typing import Any
 import msgspec
 from litestar import Request
 
+from omnistock.domain.commands import Idempotency, idempotency_digest
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import Principal
-from omnistock.redis import keys
-from omnistock.redis.store import Idempotency
 
 _encode = msgspec.json.Encoder().encode
 
@@ -30,5 +29,5 @@ def idempotency(
     fingerprint.update(f"{request.method} {request.url.path}\n".encode())
     fingerprint.update(_encode(body))
     return Idempotency(
-        key=key, digest=keys.idempotency_digest(who.id, key), body_hash=fingerprint.hexdigest()
+        key=key, digest=idempotency_digest(who.id, key), body_hash=fingerprint.hexdigest()
     )

@@ -8,17 +8,15 @@ import msgspec
 from litestar import Request, Response, Router, delete, get, post
 from litestar.params import JSONBody, PathParameter
 
-from omnistock.api.auth import principal, services
+from omnistock.api.auth import principal
 from omnistock.api.body import StrictBody
 from omnistock.api.limits import KEY_BODY_BYTES
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import KeyCreateBody
-from omnistock.cache import publish
 from omnistock.domain.errors import NotFound, ValidationFailed
 from omnistock.domain.ids import is_identifier
-from omnistock.domain.roles import Role, require_admin
-from omnistock.postgres import catalog
-from omnistock.postgres.catalog import ApiKey
+from omnistock.domain.roles import ApiKey, Role, require_admin
+from omnistock.usecases.keys import Keys
 
 
 class KeyList(msgspec.Struct):
@@ -32,28 +30,19 @@ class KeyList(msgspec.Struct):
     request_max_body_size=KEY_BODY_BYTES,
     responses=responses(403, 413, 422),
 )
-async def create_key(request: Request[Any, Any, Any], data: JSONBody[KeyCreateBody]) -> ApiKey:
-    svc = services(request)
+async def create_key(
+    request: Request[Any, Any, Any], data: JSONBody[KeyCreateBody], keys: Keys
+) -> ApiKey:
     require_admin(principal(request))
     if data.role is Role.STORE and not data.locations:
         raise ValidationFailed("locations", "a store key needs the locations it may write at")
-    for i, loc_id in enumerate(data.locations):
-        if await svc.locations.get(loc_id) is None:
-            raise ValidationFailed(f"locations[{i}]", f"unknown location {loc_id!r}")
-    made = await catalog.create_key(
-        svc.db, data.name, data.role, list(dict.fromkeys(data.locations))
-    )
-    # Instances answer unknown keys from memory: tell them all (and wait) before answering.
-    svc.keys.clear()
-    await publish(svc.redis, "keys")
-    return made
+    return await keys.create(data.name, data.role, data.locations)
 
 
 @get("/", summary="List API keys (without secrets)", responses=responses(403))
-async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
-    svc = services(request)
+async def list_keys(request: Request[Any, Any, Any], keys: Keys) -> KeyList:
     require_admin(principal(request))
-    return KeyList(items=await catalog.list_keys(svc.db))
+    return KeyList(items=await keys.listed())
 
 
 @delete(
@@ -63,16 +52,15 @@ async def list_keys(request: Request[Any, Any, Any]) -> KeyList:
     responses=responses(403, 404, 422),
 )
 async def delete_key(
-    request: Request[Any, Any, Any], key_id: Annotated[str, PathParameter(min_length=1)]
+    request: Request[Any, Any, Any],
+    key_id: Annotated[str, PathParameter(min_length=1)],
+    keys: Keys,
 ) -> Response[None]:
-    svc = services(request)
     require_admin(principal(request))
     if not is_identifier(key_id):  # (not echoed: a path can be long)
         raise NotFound("API key not found")
-    if not await catalog.revoke_key(svc.db, key_id):
+    if not await keys.delete(key_id):
         raise NotFound(f"API key {key_id!r} not found")
-    svc.keys.clear()
-    await publish(svc.redis, "keys", subject=key_id)
     return Response(None, status_code=204)
 
 

@@ -11,16 +11,15 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from msgspec import UNSET, UnsetType
 
-from omnistock.api.auth import principal, services
+from omnistock.api.auth import principal
 from omnistock.api.availability import Near, Radius, parse_near
 from omnistock.api.body import StrictBody
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import IdentifierQuery, LocationPath, LocationPutBody
-from omnistock.cache import publish
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.locations import Location, default_pickup, default_ship_from, nearest
 from omnistock.domain.roles import require_admin
-from omnistock.postgres import catalog
+from omnistock.usecases.locations import Locations
 
 
 class ListedLocation(Location, kw_only=True):
@@ -51,9 +50,11 @@ def _check_timezone(name: str | None) -> None:
     },
 )
 async def put_location(
-    request: Request[Any, Any, Any], location_id: LocationPath, data: JSONBody[LocationPutBody]
+    request: Request[Any, Any, Any],
+    location_id: LocationPath,
+    data: JSONBody[LocationPutBody],
+    locations: Locations,
 ) -> Response[Location]:
-    svc = services(request)
     require_admin(principal(request))
     if (data.lat is None) != (data.lon is None):
         raise ValidationFailed("lat" if data.lat is None else "lon", "lat and lon go together")
@@ -71,32 +72,24 @@ async def put_location(
         limited_threshold=data.limited_threshold,
         timezone=data.timezone,
     )
-    stored, created = await catalog.upsert_location(svc.db, wanted)
-    await svc.store.put_location_meta([stored])
-    svc.locations.put(stored)
-    await publish(svc.redis, "locations")
+    stored, created = await locations.put(wanted)
     return Response(stored, status_code=201 if created else 200)
 
 
 @get("/{location_id:str}", summary="Read a location", responses=responses(404, 422))
-async def get_location(request: Request[Any, Any, Any], location_id: LocationPath) -> Location:
-    return await services(request).locations.require(location_id)
+async def get_location(location_id: LocationPath, locations: Locations) -> Location:
+    return await locations.require(location_id)
 
 
 @get("/", summary="List locations, by group and/or nearest first", responses=responses(422))
 async def list_locations(
-    request: Request[Any, Any, Any],
+    locations: Locations,
     group: IdentifierQuery = None,
     near: Near = None,
     radius_km: Radius = None,
 ) -> LocationList:
-    svc = services(request)
     point = parse_near(near, radius_km)
-    found = (
-        svc.locations.all()
-        if group is None
-        else sorted(svc.locations.by_group.get(group, []), key=lambda x: x.id)
-    )
+    found = locations.listed(group)
     if point is None:
         return LocationList(items=[ListedLocation(**msgspec.structs.asdict(loc)) for loc in found])
     return LocationList(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from typing import Any
 
 from litestar import MediaType, Request, Response, get
 
-from omnistock.api.auth import services
 from omnistock.api.errors import problem
 from omnistock.domain.roles import Role
-from omnistock.worker_health import worker_metrics, worker_readiness
+from omnistock.usecases.operations import Operations
 
 
 @get("/healthz", include_in_schema=False)
@@ -19,29 +17,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _check(what: str, probe: Any) -> str | None:
-    try:
-        await asyncio.wait_for(probe, timeout=2.0)
-    except Exception as exc:
-        return f"{what}: {type(exc).__name__} {exc}".strip()
-    return None
-
-
 @get("/readyz", include_in_schema=False)
-async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
-    svc = services(request)
-    down = [
-        reason
-        for reason in await asyncio.gather(
-            _check("redis", svc.redis.ping()), _check("postgres", svc.db.fetchval("SELECT 1"))
-        )
-        if reason
-    ]
-    # Background loops that failed and have not run healthily since (see supervisor.py), here
-    # and in the live workers (worker_health.py); no live worker at all is "worker" down.
-    failing = svc.supervisor.failing()
-    down += await worker_readiness(svc.redis, svc.settings.worker_stale_seconds, failing)
-    down += [f"{name} loop: {error}" for name, error in sorted(failing.items())]
+async def readyz(operations: Operations) -> Response[Any]:
+    down, failing = await operations.down()
     if down:
         names = " and ".join(reason.split(":")[0] for reason in down)
         return problem(
@@ -55,10 +33,11 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
     return Response({"status": "ready", "redis": "ok", "postgres": "ok", "loops": "ok"})
 
 
-async def _metrics_denied(request: Request[Any, Any, Any]) -> Response[Any] | None:
+async def _metrics_denied(
+    request: Request[Any, Any, Any], operations: Operations
+) -> Response[Any] | None:
     """With ``metrics_key`` set, /metrics needs ``Authorization: Bearer`` with it or an admin key."""
-    svc = services(request)
-    wanted = svc.settings.metrics_key
+    wanted = operations.metrics_key
     if wanted is None:
         return None
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
@@ -67,7 +46,7 @@ async def _metrics_denied(request: Request[Any, Any, Any]) -> Response[Any] | No
         return problem(401, "unauthorized", "Missing or unknown API key", _METRICS_AUTH)
     if hmac.compare_digest(secret.encode(), wanted.encode()):
         return None
-    found = await svc.keys.principal(secret)
+    found = await operations.principal(secret)
     if found is None:
         return problem(401, "unauthorized", "Missing or unknown API key", _METRICS_AUTH)
     if found.role is not Role.ADMIN:
@@ -79,14 +58,12 @@ _METRICS_AUTH = "/metrics needs 'Authorization: Bearer <OMNISTOCK_METRICS_KEY or
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any]) -> Response[Any]:
+async def metrics(request: Request[Any, Any, Any], operations: Operations) -> Response[Any]:
     """Prometheus metrics; open unless ``OMNISTOCK_METRICS_KEY`` is set."""
-    denied = await _metrics_denied(request)
+    denied = await _metrics_denied(request, operations)
     if denied is not None:
         return denied
-    svc = services(request)
-    text = svc.metrics.render() + await worker_metrics(svc.redis, svc.settings.worker_stale_seconds)
-    return Response(text, media_type="text/plain; version=0.0.4")
+    return Response(await operations.metrics_text(), media_type="text/plain; version=0.0.4")
 
 
 # The one inline script of /docs: the Content-Security-Policy allows exactly it, by its hash.

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from litestar import Request, Router, get
+from litestar import Router, get
 from litestar.params import QueryParameter
 
-from omnistock.api.auth import services
 from omnistock.api.openapi import responses
 from omnistock.api.schemas import LocationPath, digits_at_most
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import IDENTIFIER_PATTERN
 from omnistock.domain.stock import Position
-from omnistock.redis.scan import position_page
+from omnistock.usecases.positions import Positions
 
 _MAX_SCAN_CURSOR = 2**64 - 1  # SSCAN cursors are unsigned 64-bit
 PAGE_PATTERN = digits_at_most(_MAX_SCAN_CURSOR)
@@ -36,7 +35,7 @@ def _case_insensitive_glob(text: str) -> str:
     responses=responses(404, 422),
 )
 async def list_positions(
-    request: Request[Any, Any, Any],
+    positions: Positions,
     location_id: LocationPath,
     q: Annotated[
         str | None,
@@ -50,21 +49,11 @@ async def list_positions(
 ) -> PositionPage:
     """Positions sorted by sku within a page; pages are in no particular order. Follow ``next``
     until it is null."""
-    svc = services(request)
     cursor = int(page or 0)
     if cursor > _MAX_SCAN_CURSOR:  # Redis refuses it ("invalid cursor"): it is none of ours
         raise ValidationFailed("page", "not a page token of this server (use a page's `next`)")
-    location = await svc.locations.require(location_id)
     match = _case_insensitive_glob(q) if q else None
-    items = list[Position]()
-    while True:
-        cursor, found = await position_page(
-            svc.store, location, cursor, max(limit, 1000) if match else limit, match
-        )
-        items += found
-        if cursor == 0 or len(items) >= limit:
-            break
-    items.sort(key=lambda p: p.sku)
+    items, cursor = await positions.page(location_id, cursor, limit, match)
     return PositionPage(items=items, next=str(cursor) if cursor else None)
 
 

@@ -5,38 +5,31 @@ Runs inside :class:`~omnistock.api.auth.ApiKeyAuth` (it needs the caller's key a
 Passing responses get ``RateLimit-Policy`` and ``RateLimit`` headers
 (draft-ietf-httpapi-ratelimit-headers-10); a refused one is a 429 problem with ``Retry-After``.
 
-If Redis does not answer the limiter, the request goes through unchecked (fail open, counted in
-``omnistock_rate_limit_unchecked_total``): the limiter must not turn a Redis hiccup into errors
-for reads that may not need Redis at all; the request's own Redis work answers 503 if it must.
+If Redis does not answer the limiter, the request goes through unchecked (fail open: see
+usecases/ratelimits.py); the request's own Redis work answers 503 if it must.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Awaitable
 from typing import Any, cast
 
 import msgspec
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from redis.exceptions import RedisError
 
 from omnistock.api.errors import PROBLEM_JSON
 from omnistock.domain.ratelimit import (
+    Decision,
     Policy,
     policy_header,
     retry_after_seconds,
     state_header,
 )
 from omnistock.domain.roles import Principal, Role
-from omnistock.redis.ratelimit import Decision
-from omnistock.services import Services
-
-log = logging.getLogger("omnistock.ratelimit")
+from omnistock.usecases.ratelimits import RateLimits
 
 _encode = msgspec.json.Encoder().encode
-_WARN_EVERY = 10.0  # seconds between log lines while the limiter cannot reach Redis
 
 
 def rate_limits(policies: dict[Role, Policy] | None) -> Any:
@@ -45,14 +38,6 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
         role: (b"ratelimit-policy", policy_header(role, policy).encode())
         for role, policy in (policies or {}).items()
     }
-    last_warning = [0.0]
-
-    def fail_open(svc: Services, who: Principal, exc: BaseException) -> None:
-        svc.metrics.rate_limit_unchecked.inc(role=who.role.value)
-        now = time.monotonic()
-        if now - last_warning[0] > _WARN_EVERY:
-            last_warning[0] = now
-            log.warning("rate limiter: Redis does not answer, requests pass unchecked: %s", exc)
 
     def factory(app: ASGIApp) -> ASGIApp:
         if policies is None:
@@ -64,33 +49,29 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
             who = scope.get("user")
             if not isinstance(who, Principal) or not scope["path"].startswith("/v1"):
                 return app(scope, receive, send)
-            svc: Services = scope["app"].state.services
+            limits: RateLimits = scope["app"].state.services.usecases.rate_limits
             policy = policies[who.role]
-            decision = svc.rate_limiter.local(who.id, policy)
+            decision = limits.local(who, policy)
             if decision is None:
-                return asked(scope, receive, send, svc, who, policy)
-            return answer(scope, receive, send, svc, who, policy, decision)
+                return asked(scope, receive, send, limits, who, policy)
+            return answer(scope, receive, send, limits, who, policy, decision)
 
         async def asked(
             scope: Scope,
             receive: Receive,
             send: Send,
-            svc: Services,
+            limits: RateLimits,
             who: Principal,
             policy: Policy,
         ) -> None:
-            try:
-                decision: Decision | None = await svc.rate_limiter.hit(who.id, policy)
-            except (TimeoutError, RedisError, OSError) as exc:
-                fail_open(svc, who, exc)
-                decision = None
-            await answer(scope, receive, send, svc, who, policy, decision)
+            decision = await limits.ask(who, policy)
+            await answer(scope, receive, send, limits, who, policy, decision)
 
         def answer(
             scope: Scope,
             receive: Receive,
             send: Send,
-            svc: Services,
+            limits: RateLimits,
             who: Principal,
             policy: Policy,
             decision: Decision | None,
@@ -105,7 +86,7 @@ def rate_limits(policies: dict[Role, Policy] | None) -> Any:
                 (b"ratelimit", state_header(role, remaining, reset_us).encode()),
             ]
             if decision is not None and not decision.allowed:
-                svc.metrics.rate_limited.inc(role=role.value)
+                limits.refused(who)
                 return _refuse(scope, receive, send, who, policy, decision.retry_us, headers)
 
             async def send_with_headers(message: Message) -> None:

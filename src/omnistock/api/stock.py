@@ -9,7 +9,7 @@ from litestar import Request, Response, Router, get, post, put
 from litestar.params import HeaderParameter, JSONBody
 from msgspec import UNSET
 
-from omnistock.api.auth import principal, services
+from omnistock.api.auth import principal
 from omnistock.api.body import StrictBody
 from omnistock.api.idempotency import idempotency
 from omnistock.api.limits import ADJUSTMENTS_BODY_BYTES
@@ -22,10 +22,11 @@ from omnistock.api.schemas import (
     SkuPath,
     StockPut,
 )
+from omnistock.domain.commands import Adjustment, Count
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import require_stock_write
 from omnistock.domain.stock import Position
-from omnistock.redis.store import Adjustment, Count
+from omnistock.usecases.stock import Stock
 
 IfMatch = Annotated[
     str | None,
@@ -64,12 +65,8 @@ def expected_version(if_match: str | None) -> int | None:
     responses=responses(404, 422),
     response_headers=[ETAG],
 )
-async def get_position(
-    request: Request[Any, Any, Any], location_id: LocationPath, sku: SkuPath
-) -> Response[Position]:
-    svc = services(request)
-    loc = await svc.locations.require(location_id)
-    pos = await svc.store.get_position(loc, sku)
+async def get_position(location_id: LocationPath, sku: SkuPath, stock: Stock) -> Response[Position]:
+    pos = await stock.position(location_id, sku)
     return Response(pos, headers={"ETag": f'"{pos.version}"'})
 
 
@@ -84,13 +81,13 @@ async def put_position(
     location_id: LocationPath,
     sku: SkuPath,
     data: JSONBody[StockPut],
+    stock: Stock,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Position]:
-    svc, who = services(request), principal(request)
+    who = principal(request)
     require_stock_write(who, location_id)
     expected = expected_version(if_match)
-    await svc.locations.require(location_id)
     # Count.safety_stock: None keeps the position's own value, -1 drops it.
     own: int | None = None
     if data.safety_stock is None:
@@ -106,8 +103,8 @@ async def put_position(
         reason=data.reason,
         ref=data.ref,
     )
-    (pos,), replayed = await svc.store.set_counts(
-        [count], who.name, idempotency(request, who, (data, expected))
+    pos, replayed = await stock.count(
+        count, who.name, lambda: idempotency(request, who, (data, expected))
     )
     response = replayable(pos, 200, replayed)
     response.headers["ETag"] = f'"{pos.version}"'
@@ -125,18 +122,19 @@ async def put_position(
 async def post_adjustments(
     request: Request[Any, Any, Any],
     data: JSONBody[AdjustmentsIn],
+    stock: Stock,
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[dict[str, list[Position]]]:
-    svc, who = services(request), principal(request)
+    who = principal(request)
     for i, item in enumerate(data.adjustments):
         if item.delta == 0:
             raise ValidationFailed(f"adjustments[{i}].delta", "must not be 0")
     for item in data.adjustments:
         require_stock_write(who, item.location)
-    for item in data.adjustments:
-        await svc.locations.require(item.location)
     items = [Adjustment(a.location, a.sku, a.delta, a.reason, a.ref) for a in data.adjustments]
-    positions, replayed = await svc.store.adjust(items, who.name, idempotency(request, who, data))
+    positions, replayed = await stock.adjust(
+        items, who.name, lambda: idempotency(request, who, data)
+    )
     return replayable({"results": positions}, 200, replayed)
 
 

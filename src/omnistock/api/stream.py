@@ -19,18 +19,12 @@ from litestar import WebSocket, websocket
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.types import ASGIApp, Receive, Scope, Send
-from redis.exceptions import RedisError
 
-from omnistock.api.auth import presented_key, principal, services
+from omnistock.api.auth import presented_key, principal
 from omnistock.api.body import check_utf8
 from omnistock.api.errors import PROBLEM_JSON
 from omnistock.api.schemas import Identifier
-from omnistock.domain.errors import Forbidden
-from omnistock.domain.roles import require_stream
-from omnistock.settings import Settings
-from omnistock.stream import cursor
-from omnistock.stream.connection import Connection, Subscription
-from omnistock.stream.fanout import KEY_CHECK_ERRORS, Fanout
+from omnistock.usecases.stream import Connection, Refused, Stream
 
 
 class SubscribeOp(msgspec.Struct, tag="subscribe", tag_field="op", kw_only=True):
@@ -84,10 +78,9 @@ def _size(raw: str | bytes, limit: int) -> int:
     return len(raw.encode())
 
 
-async def handle_message(
-    fanout: Fanout, conn: Connection, raw: str | bytes, settings: Settings
-) -> None:
+async def handle_message(stream: Stream, conn: Connection, raw: str | bytes) -> None:
     """Apply one client message; anything wrong with it becomes an ``error`` message."""
+    settings = stream.settings
     if _size(raw, settings.ws_max_message_bytes) > settings.ws_max_message_bytes:
         conn.push_control(
             "error",
@@ -112,77 +105,18 @@ async def handle_message(
         conn.push_control("error", detail="malformed JSON: nested too deeply")
         return
     if isinstance(op, UnsubscribeOp):
-        if not fanout.unsubscribe(conn, op.id):
+        if not stream.unsubscribe(conn, op.id):
             conn.push_control("error", detail=f"no subscription with id {op.id!r}", id=op.id)
         return
-    try:  # a deleted key may not subscribe (even before its revocation reached this process)
-        if not await fanout.authorized(conn):
-            return
-    except KEY_CHECK_ERRORS:
-        conn.push_control("error", detail="cannot check the API key now; retry", id=op.id)
-        return
-    # No await from here until the subscription is counted: the limits hold exactly.
     try:
-        since = _accept(fanout, conn, op, settings)
-    except _Refused as exc:
+        await stream.subscribe(
+            conn, op.id, op.skus, op.locations, op.groups, op.status_only, op.since
+        )
+    except Refused as exc:
         conn.push_control("error", detail=str(exc), id=op.id)
-        return
-    sub = Subscription(conn, op.id, op.skus, op.locations, op.groups, op.status_only)
-    try:
-        await fanout.subscribe(sub, since)
-    except (RedisError, OSError) as exc:
-        fanout.unsubscribe(conn, op.id)
-        conn.push_control("error", detail=f"the stream is unavailable: {exc}", id=op.id)
 
 
-class _Refused(Exception):
-    """A subscribe that cannot be accepted; the message is the client's error detail."""
-
-
-def _accept(
-    fanout: Fanout, conn: Connection, op: SubscribeOp, settings: Settings
-) -> list[int] | None:
-    """Check ``op`` against the connection's limits and the key's role; its decoded ``since``."""
-    if op.id in conn.subs:
-        raise _Refused(f"subscription id {op.id!r} is already in use on this connection")
-    most = settings.ws_max_subscriptions
-    if len(conn.subs) >= most:
-        raise _Refused(f"too many subscriptions: at most {most} per connection")
-    entries = len(op.skus or ()) + len(op.locations or ()) + len(op.groups or ())
-    most = settings.ws_max_filter_entries
-    if entries > most:
-        raise _Refused(
-            f"too many filter entries: {entries} skus, locations and groups; "
-            f"at most {most} per subscription"
-        )
-    most = settings.ws_max_connection_filter_entries
-    if conn.filter_entries + entries > most:
-        raise _Refused(
-            f"too many filter entries: this connection holds {conn.filter_entries}, "
-            f"{entries} more would pass the limit of {most} per connection"
-        )
-    most = settings.ws_max_key_filter_entries
-    held = fanout.key_entries.get(conn.principal.id, 0)
-    if held + entries > most:
-        raise _Refused(
-            f"too many filter entries: this API key holds {held} on this server process, "
-            f"{entries} more would pass the limit of {most}"
-        )
-    try:
-        require_stream(conn.principal, not (op.skus or op.locations or op.groups))
-    except Forbidden as exc:
-        raise _Refused(exc.detail) from None
-    if op.since is None:
-        return None
-    try:
-        return cursor.decode(op.since, fanout.partitions)
-    except cursor.CursorError as exc:
-        raise _Refused(f"since: {exc}") from None
-
-
-async def _receive(
-    socket: WebSocket[Any, Any, Any], fanout: Fanout, conn: Connection, settings: Settings
-) -> None:
+async def _receive(socket: WebSocket[Any, Any, Any], stream: Stream, conn: Connection) -> None:
     while True:
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
@@ -190,7 +124,7 @@ async def _receive(
         if event["type"] == "websocket.receive":
             text = event.get("text")
             raw = text if text is not None else event.get("bytes") or b""
-            await handle_message(fanout, conn, raw, settings)
+            await handle_message(stream, conn, raw)
 
 
 async def _send(socket: WebSocket[Any, Any, Any], conn: Connection) -> None:
@@ -203,20 +137,19 @@ async def _send(socket: WebSocket[Any, Any, Any], conn: Connection) -> None:
 
 
 @websocket("/v1/stream")
-async def stream_socket(socket: WebSocket[Any, Any, Any]) -> None:
+async def stream_socket(socket: WebSocket[Any, Any, Any], stream: Stream) -> None:
     """Position changes as they happen (see API.md, "Change stream")."""
-    svc = services(socket)
-    fanout = svc.fanout
+    stall = stream.settings.ws_stall_seconds
     who = principal(socket)
     await socket.accept()
-    refused = fanout.refusal(who)
+    refused = stream.refusal(who)
     if refused is not None:
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(socket.close(*refused), svc.settings.ws_stall_seconds)
+            await asyncio.wait_for(socket.close(*refused), stall)
         return
-    conn = fanout.connect(who, presented_key(socket))
+    conn = stream.connect(who, presented_key(socket))
     tasks = [
-        asyncio.create_task(_receive(socket, fanout, conn, svc.settings)),
+        asyncio.create_task(_receive(socket, stream, conn)),
         asyncio.create_task(_send(socket, conn)),
         asyncio.create_task(conn.closed.wait()),
     ]
@@ -227,12 +160,12 @@ async def stream_socket(socket: WebSocket[Any, Any, Any]) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         reason, code = conn.close_reason, conn.close_code
-        fanout.disconnect(conn)
+        stream.disconnect(conn)
     if reason is not None:
         # A slow client gets the close frame (and its reason) after what it still has to read;
         # a frozen one never takes it: give up after the stall limit (its outbox is freed).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(socket.close(code, reason), svc.settings.ws_stall_seconds)
+            await asyncio.wait_for(socket.close(code, reason), stall)
 
 
 def websocket_denials(app: ASGIApp) -> ASGIApp:

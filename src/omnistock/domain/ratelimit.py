@@ -10,6 +10,7 @@ accepted at most ``N + N * D / S`` times.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import msgspec
 
@@ -22,6 +23,16 @@ MAX_SECONDS = 86_400
 # 10 ms, at most LEASE_MAX; a key of a low rate is counted in Redis request by request.
 LEASE_MAX = 100
 LEASE_SECONDS = 0.1  # how long an instance may hold what it took (or a refusal) before asking again
+
+
+class Decision(NamedTuple):
+    """What the limiter said: whether the request passes, how many more would pass now, and
+    microseconds until the bucket is full again and (when refused) until one would pass."""
+
+    allowed: bool
+    remaining: int
+    reset_us: int
+    retry_us: int
 
 
 class Policy(msgspec.Struct, frozen=True):

@@ -26,6 +26,17 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     locations: frozenset[str] = frozenset()
 
 
+class ApiKey(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An API key without its secret (``key`` is set only in the response that creates it)."""
+
+    id: str
+    name: str
+    role: Role
+    locations: list[str]
+    created_at: str
+    key: str | None = msgspec.field(default=None)
+
+
 _STOCK_WRITERS = {Role.ADMIN, Role.INTEGRATION, Role.STORE}
 _RESERVERS = {Role.ADMIN, Role.INTEGRATION, Role.STORE, Role.STOREFRONT}
 _STREAMERS = {Role.ADMIN, Role.INTEGRATION, Role.STOREFRONT, Role.FEED, Role.STORE}
@@ -45,11 +56,20 @@ def require_stock_writer(who: Principal) -> None:
         raise Forbidden(f"role {who.role} may not change stock")
 
 
+def stock_write_refusal(who: Principal, location: str) -> str | None:
+    """Why ``who`` (a stock writer) may not change stock at ``location``, or None when it may:
+    store keys write only at their own locations (the one statement of that rule)."""
+    if who.role is Role.STORE and location not in who.locations:
+        return f"this store key may not change stock at location {location!r}"
+    return None
+
+
 def require_stock_write(who: Principal, location: str) -> None:
     """Stock writes: admin and integration anywhere, store keys at their own locations."""
     require_stock_writer(who)
-    if who.role is Role.STORE and location not in who.locations:
-        raise Forbidden(f"this store key may not change stock at location {location!r}")
+    refusal = stock_write_refusal(who, location)
+    if refusal is not None:
+        raise Forbidden(refusal)
 
 
 def require_reserve(who: Principal, location: str) -> None:

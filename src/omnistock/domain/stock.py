@@ -11,15 +11,6 @@ import msgspec
 # is the same number (tests/lua/test_quantity_caps.py checks).
 MAX_QUANTITY = 10**12
 Status = Literal["in_stock", "limited", "out_of_stock"]
-ADJUSTMENT_REASONS = (
-    "receipt",
-    "sale",
-    "return",
-    "damage",
-    "correction",
-    "transfer_in",
-    "transfer_out",
-)
 AdjustmentReason = Literal[
     "receipt", "sale", "return", "damage", "correction", "transfer_in", "transfer_out"
 ]

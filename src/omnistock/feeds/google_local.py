@@ -6,12 +6,9 @@ Columns ``store_code`` (the location id), ``id`` (the sku), ``quantity`` (what c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 
-from omnistock.domain.locations import Location
 from omnistock.domain.stock import Position, Status
-from omnistock.redis.scan import positions_of
-from omnistock.redis.store import StockStore
 
 MEDIA_TYPE = "text/tab-separated-values; charset=utf-8"
 COLUMNS = ("store_code", "id", "quantity", "availability")
@@ -28,12 +25,6 @@ def row(location: str, sku: str, available: int, status: Status) -> str:
     return f"{location}\t{sku}\t{available}\t{AVAILABILITY[status]}\n"
 
 
-def _rows(positions: list[Position]) -> str:
+def rows(positions: Iterable[Position]) -> str:
+    """The feed lines of ``positions``."""
     return "".join(row(p.location, p.sku, p.available, p.status) for p in positions)
-
-
-async def chunks(store: StockStore, locations: Iterable[Location]) -> AsyncIterator[str]:
-    """The feed's rows (no header), location by location, a chunk of rows at a time."""
-    for location in locations:
-        async for found in positions_of(store, location):
-            yield _rows(found)

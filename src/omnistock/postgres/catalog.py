@@ -8,25 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from omnistock.domain.clock import datetime_ms, rfc3339
 from omnistock.domain.locations import Location
-from omnistock.domain.roles import Principal, Role
+from omnistock.domain.roles import ApiKey, Principal, Role
 from omnistock.postgres.sql import load_queries
 
-Q = load_queries("queries.sql")
-
-
-class ApiKey(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """An API key without its secret (``key`` is set only in the response that creates it)."""
-
-    id: str
-    name: str
-    role: Role
-    locations: list[str]
-    created_at: str
-    key: str | None = msgspec.field(default=None)
+Q = load_queries("catalog.sql")
 
 
 def hash_key(secret: str) -> bytes:

@@ -103,6 +103,3 @@ SELECT location, sku, on_hand, reserved, safety_stock, version,
        (extract(epoch FROM updated_at) * 1000)::bigint AS ts
 FROM positions WHERE (location, sku) > ($1, $2)
 ORDER BY location, sku LIMIT $3;
-
--- name: position_keys_of_location
-SELECT sku FROM positions WHERE location = $1;

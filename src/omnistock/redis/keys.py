@@ -8,8 +8,6 @@ allowed in identifiers, so it separates a location from a sku without ambiguity.
 
 from __future__ import annotations
 
-import hashlib
-
 PREFIX = "os"
 INVALIDATE_CHANNEL = f"{PREFIX}:invalidate"
 META = f"{PREFIX}:meta"
@@ -19,10 +17,6 @@ PERSISTER_GROUP = "persister"
 def invalidation_ack(nonce: str) -> str:
     """A list every instance pushes to once it has applied invalidation ``nonce``."""
     return f"{INVALIDATE_CHANNEL}:ack:{nonce}"
-
-
-def tag(partition: int) -> str:
-    return f"{{p{partition}}}"
 
 
 def position(partition: int, location: str, sku: str) -> str:
@@ -62,15 +56,8 @@ def stream(partition: int) -> str:
 
 
 def stream_aside(partition: int) -> str:
-    """Where a rebuild sets a partition's stream while it reloads (see postgres/rebuild.py)."""
+    """Where a rebuild sets a partition's stream while it reloads (see sync/rebuild.py)."""
     return f"{PREFIX}:{{p{partition}}}:ev:aside"
-
-
-def idempotency_digest(principal_id: str, idempotency_key: str) -> str:
-    """A short fixed-size name for an Idempotency-Key, scoped to the API key that sent it."""
-    return hashlib.blake2b(
-        f"{principal_id}\n{idempotency_key}".encode(), digest_size=16
-    ).hexdigest()
 
 
 def idempotency_record(partition: int, digest: str) -> str:
@@ -88,7 +75,7 @@ def unused_idempotency_record(partition: int) -> str:
     return f"{PREFIX}:{{p{partition}}}:idem:-"
 
 
-# Worker processes' loop health (worker_health.py): one small hash per worker, with a TTL, and an
+# Worker processes' loop health (redis/workers.py): one small hash per worker, with a TTL, and an
 # index of worker ids by last report time. One hash tag, so a report is one transaction on Redis
 # Cluster as well.
 WORKERS = f"{PREFIX}:{{workers}}:index"

@@ -16,25 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from redis.exceptions import ResponseError
 
-from omnistock.domain.ratelimit import LEASE_SECONDS, Policy
+from omnistock.domain.ratelimit import LEASE_SECONDS, Decision, Policy
 from omnistock.redis import keys
 from omnistock.redis.scripts import LIMITED, OK, Library
 
 _PRUNE_AT = 4096  # leases kept before the expired ones are dropped
-
-
-class Decision(NamedTuple):
-    """What the limiter said: whether the request passes, how many more would pass now, and
-    microseconds until the bucket is full again and (when refused) until one would pass."""
-
-    allowed: bool
-    remaining: int
-    reset_us: int
-    retry_us: int
 
 
 class _Lease:

@@ -5,52 +5,41 @@ Every instance runs its own reader, so a change made through any instance reache
 of all. The reader never waits for a client: it only appends to their outboxes (see
 ``connection.py``); a clock task sends heartbeats and drops clients stalled in a send.
 
-A subscription with ``since`` first replays the streams from its cursor (XRANGE, at the client's
-pace), then joins the live index in the same step as it sees it has reached the reader's
-position, so there is no gap between the replay and the live flow.
+The subscription index is ``index.py``, the replay of a subscription with ``since``
+``catchup.py``, the connections with their limits and revocation ``registry.py``. This module
+keeps the reader, the clock and the subscribe/unsubscribe steps that join them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import asyncpg
 import msgspec
 import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
-from omnistock.cache import KeyCache, LocationCache
 from omnistock.domain.events import POSITION, decode_position
-from omnistock.domain.roles import Principal
+from omnistock.domain.ports import KeyLookup, LocationLookup
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
 from omnistock.settings import Settings
+from omnistock.stream.catchup import CatchUp
 from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.cursor import encode, format_id, parse_id
 from omnistock.stream.events import Change, Heartbeat
+from omnistock.stream.index import SubscriptionIndex
+from omnistock.stream.registry import ConnectionRegistry
 
 log = logging.getLogger("omnistock.stream")
 
 _BLOCK_MS = 5000
 _READ_COUNT = 1000
-_REPLAY_CHUNK = 500
 _DELETIONS_EVERY = 2.0  # seconds between checks for rebuilt or trimmed-past streams
 _CLOCK_TICK = 0.25  # seconds: heartbeats go out in small groups, a few each tick
-_GOLDEN = 0.6180339887498949  # spaces the connections' heartbeat phases evenly, in any number
-
-REVOKED = 4401  # close code: the connection's API key was deleted (API.md, "Roles (additions)")
-TOO_MANY_FOR_KEY = 4429  # close code: the API key has its maximum of connections here
-TRY_AGAIN_LATER = 1013  # close code (RFC 6455): this process has its maximum of connections
-KEY_CHECK_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)  # key look-ups
-
-
-class _ReplayCapped(Exception):
-    """A catch-up has scanned its maximum of stream entries."""
 
 
 class Fanout:
@@ -60,33 +49,37 @@ class Fanout:
         self,
         settings: Settings,
         redis: Any,
-        locations: LocationCache,
+        locations: LocationLookup,
         metrics: Metrics,
-        api_keys: KeyCache | None = None,
+        api_keys: KeyLookup | None = None,
+        lookup_errors: tuple[type[BaseException], ...] = (OSError,),
     ) -> None:
         self.partitions = settings.partitions
-        self._api_keys = api_keys
-        self._max_connections = settings.ws_max_connections
-        self._max_per_key = settings.ws_max_connections_per_key
+        self._lookup_errors = lookup_errors  # what a location or key look-up may raise
         self._max_replay = settings.ws_max_replay_entries
         self._redis_url = settings.redis_url
         self._stall = settings.ws_stall_seconds
         self._heartbeat = settings.heartbeat_seconds
-        self._outbox_limit = settings.ws_outbox_limit
         self._redis = redis
         self._locations = locations
         self._streams = [keys.stream(p) for p in range(self.partitions)]
         self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
         self.positions = [0] * self.partitions
-        self.connections: set[Connection] = set()
-        self.by_key: dict[str, set[Connection]] = {}  # API key id -> its connections here
-        self.key_entries: dict[str, int] = {}  # API key id -> filter entries its subs hold
-        self._rechecks: set[asyncio.Task[None]] = set()
-        self._joined = itertools.count()
-        self._firehose: set[Subscription] = set()
-        self._by_location: dict[str, set[Subscription]] = {}
-        self._by_group: dict[str, set[Subscription]] = {}
-        self._by_sku: dict[str, set[Subscription]] = {}
+        self._index = SubscriptionIndex()
+        self.registry = ConnectionRegistry(settings, self._index, api_keys, lookup_errors)
+        # The registry's state and operations, as the fan-out's own (one set, one dict each).
+        self.connections = self.registry.connections
+        self.by_key = self.registry.by_key
+        self.key_entries = self.registry.key_entries
+        self.refusal = self.registry.refusal
+        self.connect = self.registry.connect
+        self.disconnect = self.registry.disconnect
+        self.revoke = self.registry.revoke
+        self.keys_changed = self.registry.keys_changed
+        self.authorized = self.registry.authorized
+        self._catchup = CatchUp(
+            redis, self._streams, locations, self._index, lambda: self.positions, self._groups_of
+        )
         metrics.gauge(
             "omnistock_stream_connections",
             "WebSocket stream clients of this process",
@@ -151,12 +144,12 @@ class Fanout:
             )
             if not reply:
                 continue
-            if not (self._firehose or self._by_location or self._by_sku or self._by_group):
+            if not self._index:
                 # Nobody to tell on this instance: only keep the cursor current.
                 for name, entries in reply:
                     self.positions[self._partition_of[name]] = parse_id(entries[-1][0])
                 continue
-            if self._by_group:
+            if self._index.by_group:
                 await self._learn_locations(reply)
             for name, entries in reply:
                 p = self._partition_of[name]
@@ -183,7 +176,7 @@ class Fanout:
         try:
             for location in unknown:
                 await self._locations.get(location)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except self._lookup_errors as exc:
             log.warning("stream reader cannot look up new locations (%s)", exc)
 
     def _dispatch(self, p: int, entry_id: bytes, fields: Mapping[bytes, bytes]) -> None:
@@ -192,7 +185,7 @@ class Fanout:
         if raw is None:
             return  # reservation and idempotency events are not position changes
         event = decode_position(raw)
-        subs = self._matching(event.location, event.sku)
+        subs = self._index.matching(event.location, event.sku, self._groups_of)
         if not subs:
             return
         change = Change(event, tuple(self.positions))
@@ -203,28 +196,6 @@ class Fanout:
     def _groups_of(self, location: str) -> list[str]:
         loc = self._locations.by_id.get(location)
         return loc.groups if loc is not None else []
-
-    def _matching(self, location: str, sku: str) -> list[Subscription]:
-        buckets = [
-            b for b in (self._firehose, self._by_location.get(location), self._by_sku.get(sku)) if b
-        ]
-        groups: list[str] = []
-        if self._by_group:
-            groups = self._groups_of(location)
-            buckets += [b for g in groups if (b := self._by_group.get(g))]
-        if not buckets:
-            return []
-        if len(buckets) == 1:
-            return [s for s in buckets[0] if s.wants(location, sku, groups)]
-        seen: set[Subscription] = set()
-        found: list[Subscription] = []
-        for bucket in buckets:
-            for sub in bucket:
-                if sub not in seen:
-                    seen.add(sub)
-                    if sub.wants(location, sku, groups):
-                        found.append(sub)
-        return found
 
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
@@ -298,105 +269,19 @@ class Fanout:
                 for sub in conn.subs.values():
                     conn.push_control("resync", sub=sub.id)
 
-    # -- clients --------------------------------------------------------------------------------
-
-    def refusal(self, principal: Principal) -> tuple[int, str] | None:
-        """The close code and reason for a new connection of ``principal`` past the limits of
-        this process (connections in all, connections of its key); None when it may stay."""
-        if len(self.connections) >= self._max_connections:
-            return TRY_AGAIN_LATER, (
-                f"too many connections: at most {self._max_connections} per server process"
-            )
-        if len(self.by_key.get(principal.id, ())) >= self._max_per_key:
-            return TOO_MANY_FOR_KEY, (
-                f"too many connections: at most {self._max_per_key} per API key and process"
-            )
-        return None
-
-    def connect(self, principal: Principal, secret: str = "") -> Connection:
-        """A new client. Each connection beats at its own phase of the heartbeat interval (the
-        first heartbeat comes early, never late): clients that connected together (a restart,
-        a deploy, a benchmark) would otherwise all be due in the same tick for as long as they
-        stay, and a thousand heartbeats sent at once hold the loop for 100 ms or more, in
-        front of every change."""
-        now = asyncio.get_running_loop().time()
-        conn = Connection(principal, self._outbox_limit, now, secret)
-        conn.last_heartbeat = now - (next(self._joined) * _GOLDEN % 1.0) * self._heartbeat
-        self.connections.add(conn)
-        self.by_key.setdefault(principal.id, set()).add(conn)
-        return conn
-
-    def disconnect(self, conn: Connection) -> None:
-        self.connections.discard(conn)
-        of_key = self.by_key.get(conn.principal.id)
-        if of_key is not None:
-            of_key.discard(conn)
-            if not of_key:
-                del self.by_key[conn.principal.id]
-        for task in conn.tasks.values():
-            task.cancel()
-        for sub in conn.subs.values():
-            self._unindex(sub)
-            self._hold(conn, -sub.entries)
-        conn.subs.clear()
-        conn.catching_up.clear()
-        conn.kill("disconnected")
-
-    # -- revocation -----------------------------------------------------------------------------
-
-    def revoke(self, key_id: str) -> int:
-        """Close every connection of the deleted key ``key_id`` (code 4401); how many."""
-        conns = list(self.by_key.get(key_id, ()))
-        for conn in conns:
-            conn.kill("API key deleted", REVOKED)
-        return len(conns)
-
-    def keys_changed(self, key_id: str | None) -> None:
-        """Told by the invalidation channel (``cache.follow_invalidations``): ``key_id`` was
-        deleted, or (None) any key may have been, so every connected key is checked again."""
-        if key_id is not None:
-            if self.revoke(key_id):
-                log.info("closed the streams of deleted API key %s", key_id)
-            return
-        if self.connections and self._api_keys is not None:
-            task = asyncio.get_running_loop().create_task(self._recheck_all())
-            self._rechecks.add(task)
-            task.add_done_callback(self._rechecks.discard)
-
-    async def authorized(self, conn: Connection) -> bool:
-        """Whether ``conn``'s API key still exists (the key cache, Postgres after a change);
-        when it does not, the connection is closed with 4401. Database errors propagate."""
-        if self._api_keys is None or not conn.secret:
-            return True
-        if await self._api_keys.principal(conn.secret) is not None:
-            return True
-        conn.kill("API key deleted", REVOKED)
-        return False
-
-    async def _recheck_all(self) -> None:
-        one_per_key: dict[str, Connection] = {}
-        for conn in list(self.connections):
-            one_per_key.setdefault(conn.secret, conn)
-        try:
-            for conn in one_per_key.values():
-                if not await self.authorized(conn):
-                    self.revoke(conn.principal.id)
-        except KEY_CHECK_ERRORS as exc:  # subscribe checks again; the next gap too
-            log.warning("cannot re-check the API keys of open streams (%s)", exc)
-
     async def subscribe(self, sub: Subscription, since: list[int] | None) -> None:
         """Register ``sub`` (already validated) and queue its ``subscribed``; with ``since``,
         replay from there first, or send ``resync`` when retention has dropped what it needs."""
         conn = sub.conn
         conn.subs[sub.id] = sub
-        self._hold(conn, sub.entries)
+        self.registry.hold(conn, sub.entries)
         resync = since is not None and bool(await self.trimmed_past(since))
         if resync:
             since = None
         if conn not in self.connections or conn.subs.get(sub.id) is not sub:
             return  # gone while we looked
         if since is None:
-            self._index(sub)
+            self._index.add(sub)
             conn.push_subscribed(sub.id, tuple(self.positions))
             if resync:
                 conn.push_control("resync", sub=sub.id)
@@ -405,119 +290,17 @@ class Fanout:
         sub.replay_left = self._max_replay
         conn.catching_up.add(sub)
         conn.push_subscribed(sub.id, tuple(self.positions))
-        conn.tasks[sub.id] = asyncio.create_task(self._catch_up(sub), name=f"catch-up {sub.id}")
+        conn.tasks[sub.id] = asyncio.create_task(self._catchup.run(sub), name=f"catch-up {sub.id}")
 
     def unsubscribe(self, conn: Connection, sub_id: str) -> bool:
         sub = conn.subs.pop(sub_id, None)
         if sub is None:
             return False
-        self._hold(conn, -sub.entries)
+        self.registry.hold(conn, -sub.entries)
         task = conn.tasks.pop(sub_id, None)
         if task is not None:
             task.cancel()
         conn.catching_up.discard(sub)
-        self._unindex(sub)
+        self._index.remove(sub)
         conn.drop_subscription(sub)
         return True
-
-    def _hold(self, conn: Connection, entries: int) -> None:
-        """Count filter entries taken (or given back) by a subscription of ``conn``."""
-        conn.filter_entries += entries
-        key = conn.principal.id
-        held = self.key_entries.get(key, 0) + entries
-        if held:
-            self.key_entries[key] = held
-        else:
-            self.key_entries.pop(key, None)
-
-    def _buckets(self, sub: Subscription) -> list[tuple[dict[str, set[Subscription]], str]]:
-        if sub.locations is not None or sub.groups is not None:
-            return [(self._by_location, x) for x in sub.locations or ()] + [
-                (self._by_group, g) for g in sub.groups or ()
-            ]
-        if sub.skus is not None:
-            return [(self._by_sku, s) for s in sub.skus]
-        return []
-
-    def _index(self, sub: Subscription) -> None:
-        if sub.firehose:
-            self._firehose.add(sub)
-        for index, value in self._buckets(sub):
-            index.setdefault(value, set()).add(sub)
-
-    def _unindex(self, sub: Subscription) -> None:
-        self._firehose.discard(sub)
-        for index, value in self._buckets(sub):
-            bucket = index.get(value)
-            if bucket is not None:
-                bucket.discard(sub)
-                if not bucket:
-                    del index[value]
-
-    # -- catch-up -------------------------------------------------------------------------------
-
-    async def _catch_up(self, sub: Subscription) -> None:
-        conn = sub.conn
-        try:
-            while conn.close_reason is None:
-                assert sub.progress is not None
-                target = list(self.positions)
-                if all(t <= v for t, v in zip(target, sub.progress, strict=True)):
-                    # No await since the check: nothing read by the reader is missed.
-                    sub.progress = None
-                    conn.catching_up.discard(sub)
-                    self._index(sub)
-                    return
-                for p, end in enumerate(target):
-                    await self._replay(sub, p, end)
-        except _ReplayCapped:
-            # Too far behind to replay (ws_max_replay_entries): follow live from here, and
-            # the client re-reads by HTTP.
-            sub.progress = None
-            conn.catching_up.discard(sub)
-            self._index(sub)
-            conn.push_control("resync", sub=sub.id)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("catch-up of subscription %r failed: %s", sub.id, exc)
-            conn.kill("catch-up failed; reconnect with since")
-        finally:
-            if conn.tasks.get(sub.id) is asyncio.current_task():
-                del conn.tasks[sub.id]
-
-    async def _replay(self, sub: Subscription, p: int, end: int) -> None:
-        """Queue ``sub``'s changes of partition ``p`` after its progress, up to ``end``."""
-        conn, progress = sub.conn, sub.progress
-        assert progress is not None
-        while progress[p] < end:
-            if sub.replay_left <= 0:
-                raise _ReplayCapped
-            count = min(_REPLAY_CHUNK, sub.replay_left)
-            entries = await self._redis.xrange(
-                self._streams[p],
-                min=f"({format_id(progress[p])}",
-                max=format_id(end),
-                count=count,
-            )
-            sub.replay_left -= len(entries)
-            for entry_id, fields in entries:
-                pos = parse_id(entry_id)
-                raw = fields.get(POSITION)
-                if raw is not None:
-                    event = decode_position(raw)
-                    location, sku = event.location, event.sku
-                    if sub.groups and location not in self._locations.by_id:
-                        await self._locations.get(location)
-                    if sub.wants(location, sku, self._groups_of(location)):
-                        await conn.room_for(sub.id, location, sku)
-                        if conn.close_reason is not None:
-                            return
-                        progress[p] = pos
-                        change = Change(event, tuple(progress))
-                        if sub.accepts(change):
-                            conn.push_change(sub, change)
-                        continue
-                progress[p] = pos
-            if len(entries) < count:
-                progress[p] = end

@@ -136,7 +136,7 @@ local function idem_check(key, hash)
   return { tonumber(parts[2]), string.sub(rec, from), 1, parts[3], parts[4] }
 end
 
--- The script's reply; recorded (and appended as a t=i event) when the request carried an
+-- The script's reply; recorded (and appended as an `i` event) when the request carried an
 -- Idempotency-Key.
 local function reply(ctx, code, payload)
   flush_indexes(ctx.indexed)
@@ -163,7 +163,7 @@ end
 -- Scripts that act on an existing reservation share one KEYS layout:
 --   KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] reservation hash, KEYS[4] expiry zset,
 --   KEYS[5] location meta, KEYS[6] location sku index, KEYS[7..] positions of its lines, in order
--- and ARGV[1..4] as in context(), ARGV[5] retention (ms) of a finished reservation.
+-- and ARGV[1..4] as in begin(), ARGV[5] retention (ms) of a finished reservation.
 local K_RES, K_EXP, K_LOC, K_INDEX, K_LINES = 3, 4, 5, 6, 7
 
 -- The reservation document, or a reply to give instead (not found, or keys not matching its lines).

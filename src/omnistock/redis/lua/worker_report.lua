@@ -1,4 +1,4 @@
--- worker_report.lua: publish one worker process's loop health (worker_health.py), timed by the
+-- worker_report.lua: publish one worker process's loop health (redis/workers.py), timed by the
 -- Redis clock, and drop index entries of workers silent for longer than the TTL.
 -- KEYS[1] the worker's report hash (keys.worker_report), KEYS[2] the index (keys.WORKERS)
 -- ARGV[1] worker id, ARGV[2] TTL ms, ARGV[3] pid, ARGV[4] failing loops (JSON object

@@ -1,4 +1,4 @@
--- worker_withdraw.lua: remove a stopping worker's report (worker_health.py), so serving processes
+-- worker_withdraw.lua: remove a stopping worker's report (redis/workers.py), so serving processes
 -- stop counting it at once instead of after its TTL.
 -- KEYS[1] the worker's report hash (keys.worker_report), KEYS[2] the index (keys.WORKERS)
 -- ARGV[1] worker id

@@ -48,7 +48,7 @@ async def _migrate(settings: Settings) -> list[str]:
 
 
 def _demo(settings: Settings) -> None:
-    from omnistock import admin
+    from omnistock.cli import admin
 
     secret, loaded = asyncio.run(admin.demo(settings))
     print(f"demo: Northwind Outfitters loaded ({loaded} positions set now)", file=sys.stderr)
@@ -125,10 +125,10 @@ async def _create_key(settings: Settings, name: str, role: str, locations: list[
     import asyncpg
     from redis.exceptions import RedisError
 
-    from omnistock.cache import publish
     from omnistock.domain.roles import Role
     from omnistock.postgres import catalog
     from omnistock.redis.client import redis_client
+    from omnistock.usecases.caches import publish
 
     conn = await asyncpg.connect(settings.database_url)
     try:
@@ -161,9 +161,9 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    from omnistock import admin
+    from omnistock.cli import admin
     from omnistock.domain.errors import DomainError
-    from omnistock.imports import format_for
+    from omnistock.usecases.imports import format_for
 
     path = Path(args.file)
     if not path.is_file():
@@ -203,7 +203,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from omnistock import admin
+    from omnistock.cli import admin
 
     with stores(settings) as settings:
         asyncio.run(_migrate(settings))
@@ -216,8 +216,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from omnistock import admin
-    from omnistock.postgres.reconcile import drift_table
+    from omnistock.cli import admin
+    from omnistock.sync.reconcile import drift_table
 
     with stores(settings) as settings:
         asyncio.run(_migrate(settings))

@@ -35,13 +35,12 @@ from omnistock.domain.events import (
 )
 from omnistock.domain.reservations import decode_reservation
 from omnistock.metrics import Metrics
-from omnistock.postgres.sql import load_queries
+from omnistock.postgres import ledger
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, parse_id
 from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.persister")
-Q = load_queries("ledger.sql")
 
 Entry = tuple[int, bytes, dict[bytes, bytes]]  # partition, stream id, fields
 # Test seam: called at "before_commit" and "after_commit"; raising there simulates a crash.
@@ -114,18 +113,9 @@ class Batch:
 
     async def write(self, conn: Any) -> None:
         """Write everything in the caller's transaction (events and positions by COPY)."""
-        if self.ledger:
-            await conn.execute(Q["staging"])
-            await conn.copy_records_to_table("ledger_in", records=self.ledger)
-            await conn.execute(Q["insert_ledger"])
-            await conn.copy_records_to_table("positions_in", records=self.positions)
-            await conn.execute(Q["upsert_positions"])
-        if self.reservations[0]:
-            await conn.execute(Q["upsert_reservations"], *self.reservations)
-        if self.idempotency[0]:
-            await conn.execute(Q["insert_idempotency"], *self.idempotency)
-        if self.offsets[0]:
-            await conn.execute(Q["advance_offsets"], *self.offsets)
+        await ledger.write_batch(
+            conn, self.ledger, self.positions, self.reservations, self.idempotency, self.offsets
+        )
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -256,14 +246,9 @@ class Persister:
         ms, seq = parse_id(raw_id)
         error = f"{type(exc).__name__}: {exc}".replace("\x00", "")[:2000]
         async with self.db.acquire() as conn, conn.transaction():
-            await conn.execute(
-                Q["quarantine"],
-                f"{p}:{raw_id.decode()}",
-                p,
-                msgspec.msgpack.encode(fields),
-                error,
+            await ledger.quarantine(
+                conn, f"{p}:{raw_id.decode()}", p, msgspec.msgpack.encode(fields), error, ms, seq
             )
-            await conn.execute(Q["advance_offsets"], [p], [ms], [seq])
         log.error("persister: entry %s of partition %d quarantined: %s", raw_id, p, error)
         await self._ack([entry])
         self.quarantined += 1

@@ -4,49 +4,25 @@ named by the settings, with or without servers running."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
-import redis.asyncio as aredis
-
-from omnistock.imports import Format, ImportLimits, ImportResult, import_stream
 from omnistock.postgres import catalog
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import Restored, ensure_ready, rebuild_locked
-from omnistock.postgres.reconcile import Drift, Reconciler
 from omnistock.redis import streams
-from omnistock.redis.multiplex import Multiplexer
-from omnistock.redis.scripts import Scripts
-from omnistock.redis.store import StockStore
-from omnistock.services import connect
+from omnistock.services import open_stores
 from omnistock.settings import Settings
-
-
-class Stores:
-    """Connected, servable stores for one command."""
-
-    def __init__(
-        self, settings: Settings, redis: aredis.Redis, hot: Multiplexer, db: asyncpg.Pool
-    ) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.db = db
-        self.scripts = Scripts.load()
-        self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
-
-
-@contextlib.asynccontextmanager
-async def open_stores(settings: Settings, *, ready: bool = True) -> AsyncIterator[Stores]:
-    """Connect; with ``ready`` also make Redis servable (initialise or rebuild it)."""
-    async with connect(settings) as (redis, hot, db):
-        stores = Stores(settings, redis, hot, db)
-        if ready:
-            await ensure_ready(redis, db, stores.scripts, settings.partitions)
-        yield stores
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import Restored, rebuild_locked
+from omnistock.sync.reconcile import Drift, Reconciler
+from omnistock.usecases.imports import (
+    Format,
+    ImportLimits,
+    ImportResult,
+    backlog_pacer,
+    import_stream,
+)
 
 
 async def _file_chunks(path: Path, size: int, progress: _Progress) -> AsyncIterator[bytes]:
@@ -94,14 +70,11 @@ async def import_file(
         )
         persisting = asyncio.create_task(persister.run(block_ms=200))
         progress = _Progress(size)
-        limit = settings.backlog_limit // 2
-
-        async def pace() -> None:
-            # No server may be running: our own persister keeps the backlog below half the limit.
-            while True:
-                if await streams.backlog(stores.redis, settings.partitions) <= limit:
-                    return
-                await asyncio.sleep(0.1)
+        # No server may be running: our own persister keeps the backlog below half the limit.
+        pace = backlog_pacer(
+            lambda: streams.backlog(stores.redis, settings.partitions),
+            settings.backlog_limit // 2,
+        )
 
         started = time.perf_counter()
         try:
@@ -135,7 +108,7 @@ async def reconcile(settings: Settings, fix: bool) -> list[Drift]:
 
 
 async def demo(settings: Settings) -> tuple[str, int]:
-    from omnistock.demo import load_demo
+    from omnistock.cli.demo import load_demo
 
     async with open_stores(settings) as stores:
         return await load_demo(stores.db, stores.store)

@@ -11,11 +11,12 @@ import random
 
 import asyncpg
 
-from omnistock.cache import publish
+from omnistock.domain.commands import Count
 from omnistock.domain.locations import Location, default_pickup
 from omnistock.domain.roles import Role
 from omnistock.postgres import catalog
-from omnistock.redis.store import Count, StockStore
+from omnistock.redis.store import StockStore
+from omnistock.usecases.caches import publish
 
 WAREHOUSES = [
     ("wh-joliet", "Joliet Distribution Center", 41.5250, -88.0817),

@@ -16,12 +16,11 @@ import msgspec
 
 from omnistock.domain.ids import partition_of
 from omnistock.domain.reservations import StoredReservation, decode_reservation
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import write_positions
-from omnistock.postgres.sql import load_queries
+from omnistock.postgres import ledger
 from omnistock.redis import keys
+from omnistock.sync.persister import Persister
+from omnistock.sync.rebuild import write_positions
 
-Q = load_queries("ledger.sql")
 _FIELDS = ("oh", "r", "ss", "v")
 _CHUNK = 5000
 
@@ -93,7 +92,7 @@ class Reconciler:
         seen: dict[str, set[str]] = defaultdict(set)
         after = ("", "")
         while True:
-            rows = await self.db.fetch(Q["positions_chunk"], after[0], after[1], _CHUNK)
+            rows = await ledger.positions_chunk(self.db, after[0], after[1], _CHUNK)
             if not rows:
                 break
             cells = [(r["location"], r["sku"]) for r in rows]
@@ -127,7 +126,7 @@ class Reconciler:
                 r["safety_stock"],
                 r["version"],
             )
-            for r in await self.db.fetch(Q["positions_of"], locs, skus)
+            for r in await ledger.positions_of(self.db, locs, skus)
         }
         out = {}
         for cell, found in zip(cells, await self._redis_values(cells), strict=True):
@@ -157,8 +156,7 @@ class Reconciler:
     async def _reservations(self) -> list[Drift]:
         redis_active = await self._active_in_redis()
         pg_active = {
-            r["id"]: decode_reservation(r["doc"])
-            for r in await self.db.fetch(Q["active_reservations"])
+            r["id"]: decode_reservation(r["doc"]) for r in await ledger.active_reservations(self.db)
         }
         drift = []
         for rid in sorted(redis_active.keys() | pg_active.keys()):
@@ -186,7 +184,7 @@ class Reconciler:
     async def _fix_positions(self, cells: Sequence[PositionKey]) -> None:
         if not cells:
             return
-        rows = await self.db.fetch(Q["positions_of"], [c[0] for c in cells], [c[1] for c in cells])
+        rows = await ledger.positions_of(self.db, [c[0] for c in cells], [c[1] for c in cells])
         known = {(r["location"], r["sku"]) for r in rows}
         for loc, sku in cells:
             if (loc, sku) not in known:  # Redis-only: the record says it does not exist
@@ -197,7 +195,7 @@ class Reconciler:
 
     async def _fix_reservations(self) -> None:
         redis_active = await self._active_in_redis()
-        pg_active = {r["id"]: r["doc"] for r in await self.db.fetch(Q["active_reservations"])}
+        pg_active = {r["id"]: r["doc"] for r in await ledger.active_reservations(self.db)}
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid, doc in redis_active.items():
                 if rid not in pg_active:

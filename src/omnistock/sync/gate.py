@@ -1,5 +1,5 @@
-"""What keeps acknowledged changes safe around the persister: the back-pressure gate on writes,
-stream trimming, and the watchdog that rebuilds Redis from Postgres when Redis comes back empty."""
+"""The back-pressure gate on writes: refuses mutations while too much waits to reach Postgres
+(the backlog monitor keeps its count current)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from omnistock.domain.errors import Unavailable
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.rebuild import ensure_ready
-from omnistock.redis import keys, streams
-from omnistock.redis.scripts import Scripts
+from omnistock.redis import streams
 from omnistock.settings import Settings
+from omnistock.sync.persister import Persister
 from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.durability")
@@ -60,34 +58,6 @@ async def run_backlog_monitor(
             reraise_if_cancelled()
             log.warning("backlog monitor: %s", exc)
         await asyncio.sleep(every)
-
-
-async def run_trimmer(redis: Any, scripts: Scripts, settings: Settings, every: float = 5.0) -> None:
-    """Trim persisted entries past the retention window (expired idempotency records leave
-    Postgres through the pruning loop, postgres/prune.py)."""
-    while True:
-        try:
-            retention_ms = settings.stream_retention_seconds * 1000
-            await streams.trim(redis, scripts, settings.partitions, retention_ms)
-        except (RedisError, OSError) as exc:
-            reraise_if_cancelled()
-            log.warning("trimmer: %s", exc)
-        await asyncio.sleep(every)
-
-
-async def run_watchdog(
-    redis: Any, db: asyncpg.Pool, scripts: Scripts, partitions: int, every: float = 1.0
-) -> None:
-    """Rebuild Redis from Postgres if it comes back empty (restarted without its data)."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            if not await redis.hget(keys.META, "ready"):
-                log.warning("Redis lost its state; rebuilding it from Postgres")
-                await ensure_ready(redis, db, scripts, partitions)
-        except (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            reraise_if_cancelled()
-            log.warning("watchdog: %s", exc)
 
 
 async def run_postgres_probe(persister: Persister, db: asyncpg.Pool, every: float = 0.5) -> None:

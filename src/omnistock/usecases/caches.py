@@ -28,6 +28,8 @@ from omnistock.redis import keys
 from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.cache")
+# What a look-up that reaches Postgres may raise (a caller answers "retry" rather than fail).
+LOOKUP_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 BOOTSTRAP_ID = "bootstrap"
 _RETRY_SECONDS = 1.0  # after a failed read of the keys, requests fail fast for this long

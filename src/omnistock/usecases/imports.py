@@ -14,11 +14,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from omnistock.domain.commands import Count
 from omnistock.domain.errors import PayloadTooLarge, ValidationFailed
 from omnistock.domain.ids import is_identifier
+from omnistock.domain.roles import Principal, stock_write_refusal
 from omnistock.domain.stock import MAX_QUANTITY
-from omnistock.redis.store import Count, StockStore
+from omnistock.redis.store import StockStore
 from omnistock.settings import Settings
+from omnistock.sync.gate import WriteGate
+from omnistock.usecases.caches import LocationCache
 
 Format = Literal["csv", "ndjson"]
 MAX_ON_HAND = MAX_QUANTITY
@@ -404,3 +408,52 @@ async def import_stream(
             task.cancel()
         raise
     return result
+
+
+def backlog_pacer(
+    backlog: Callable[[], Awaitable[int]], limit: int, max_wait: float | None = None
+) -> Callable[[], Awaitable[None]]:
+    """Between batches, wait while more than ``limit`` changes wait to reach Postgres (a big
+    import should not pause every other writer); after ``max_wait`` seconds (None: no cap) the
+    write gate decides."""
+
+    async def pace() -> None:
+        waited = 0.0
+        while await backlog() > limit and (max_wait is None or waited < max_wait):
+            await asyncio.sleep(0.1)
+            waited += 0.1
+
+    return pace
+
+
+class Imports:
+    """The bulk-import capability of one process (``POST /v1/stock:import``)."""
+
+    def __init__(
+        self, store: StockStore, locations: LocationCache, gate: WriteGate, settings: Settings
+    ) -> None:
+        self._store = store
+        self._locations = locations
+        self._gate = gate
+        self._limits = ImportLimits.from_settings(settings)
+
+    async def run(self, body: AsyncIterator[bytes], fmt: Format, who: Principal) -> ImportResult:
+        """Apply the rows of ``body`` that ``who`` may write; the rest are rejected by line."""
+
+        def allowed(location: str) -> str | None:
+            if location not in self._locations.by_id:
+                return f"unknown location {location!r}"
+            return stock_write_refusal(who, location)
+
+        async def backlog() -> int:
+            return self._gate.backlog
+
+        return await import_stream(
+            body,
+            fmt,
+            self._store,
+            who.name,
+            allowed=allowed,
+            pace=backlog_pacer(backlog, self._gate.limit // 2, max_wait=30.0),
+            limits=self._limits,
+        )

@@ -15,18 +15,15 @@ import msgspec
 from omnistock.domain.ids import partition_of
 from omnistock.domain.locations import Location
 from omnistock.domain.reservations import decode_reservation
-from omnistock.postgres import catalog
-from omnistock.postgres.persister import Persister
-from omnistock.postgres.sql import load_queries
+from omnistock.postgres import catalog, ledger
 from omnistock.redis import keys
 from omnistock.redis.bulk import BulkWriter
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
+from omnistock.sync.persister import Persister
 
 log = logging.getLogger("omnistock.rebuild")
-Q = load_queries("ledger.sql")
 _LOCK = 0x72656275  # pg advisory lock: one rebuild at a time across instances
-_CHUNK = 1000  # positions per restore.lua call
 
 
 class Restored(msgspec.Struct):
@@ -48,7 +45,7 @@ async def redis_state(redis: Any, db: asyncpg.Pool, partitions: int) -> str:
             f"OMNISTOCK_PARTITIONS={partitions} but the data was made with {stored}; "
             f"set OMNISTOCK_PARTITIONS={stored}"
         )
-    offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in await db.fetch(Q["offsets"])}
+    offsets = await ledger.offsets(db)
     async with redis.pipeline(transaction=False) as pipe:
         for p in offsets:
             pipe.xinfo_stream(keys.stream(p))
@@ -70,7 +67,7 @@ async def ensure_ready(redis: Any, db: asyncpg.Pool, scripts: Scripts, partition
             state = await redis_state(redis, db, partitions)
             if state == "ready":
                 return "ready"  # another instance did it while we waited
-            if state == "empty" and not await conn.fetchval(Q["has_state"]):
+            if state == "empty" and not await ledger.has_state(conn):
                 await _restore_location_meta(redis, partitions, await catalog.all_locations(db))
                 await ensure_streams(redis, partitions)
                 await _mark_ready(redis, partitions)
@@ -121,7 +118,7 @@ async def rebuild(
     out.idempotency = await _restore_idempotency(redis, db)
     locations = await catalog.all_locations(db)
     await _restore_location_meta(redis, partitions, locations)
-    offsets = {r["partition"]: (r["last_ms"], r["last_seq"]) for r in await db.fetch(Q["offsets"])}
+    offsets = await ledger.offsets(db)
     await ensure_streams(redis, partitions, after=offsets)
     if aside:
         await redis.delete(*aside)
@@ -153,7 +150,7 @@ async def _set_streams_aside(redis: Any, db: asyncpg.Pool, partitions: int) -> d
 
 async def _load_positions(redis: Any, db: asyncpg.Pool, partitions: int, fresh: bool) -> int:
     async with db.acquire() as conn, conn.transaction():
-        cursor = await conn.cursor(Q["all_positions"])
+        cursor = await ledger.all_positions_cursor(conn)
         return await write_positions(redis, _chunks(cursor), partitions, fresh=fresh)
 
 
@@ -225,7 +222,7 @@ async def _aiter(chunks: AsyncIterable[Any] | Iterable[Any]) -> AsyncIterator[An
 
 
 async def _restore_reservations(redis: Any, db: asyncpg.Pool, partitions: int) -> int:
-    rows = await db.fetch(Q["active_reservations"])
+    rows = await ledger.active_reservations(db)
     async with redis.pipeline(transaction=False) as pipe:
         for p in range(partitions):
             pipe.delete(keys.expiries(p))
@@ -239,7 +236,7 @@ async def _restore_reservations(redis: Any, db: asyncpg.Pool, partitions: int) -
 
 
 async def _restore_idempotency(redis: Any, db: asyncpg.Pool) -> int:
-    rows = await db.fetch(Q["live_idempotency"])
+    rows = await ledger.live_idempotency(db)
     async with redis.pipeline(transaction=False) as pipe:
         for row in rows:
             key, record, ttl = row["key"], bytes(row["record"]), max(1000, row["ttl_ms"])

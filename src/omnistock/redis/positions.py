@@ -1,0 +1,123 @@
+"""Reading positions (one, or many in one round trip) and copying what the scripts need of
+each location into Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
+
+from omnistock.domain import stock
+from omnistock.domain.clock import rfc3339
+from omnistock.domain.locations import Location
+from omnistock.redis import keys
+from omnistock.redis.runner import ScriptRunner
+from omnistock.redis.scripts import Reply
+
+_POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
+
+
+class PositionRow(msgspec.Struct, array_like=True):
+    """A position as the scripts return it."""
+
+    location: str
+    sku: str
+    on_hand: int
+    reserved: int
+    safety_stock: int
+    available: int
+    status: stock.Status
+    version: int
+    ts: int
+
+    def public(self) -> stock.Position:
+        return stock.Position(
+            sku=self.sku,
+            location=self.location,
+            on_hand=self.on_hand,
+            reserved=self.reserved,
+            safety_stock=self.safety_stock,
+            available=self.available,
+            status=self.status,
+            version=self.version,
+            updated_at=rfc3339(self.ts) if self.version else None,
+        )
+
+
+_decode_rows = msgspec.json.Decoder(list[PositionRow]).decode
+
+
+def _in_order(
+    groups: dict[int, list[int]], replies: Sequence[Reply], count: int
+) -> tuple[list[stock.Position], bool]:
+    """The positions the per-partition calls returned, in input order (none when not asked for),
+    and whether every call replayed a recorded reply."""
+    if not replies:
+        return [], False
+    replayed = all(reply.replayed for reply in replies)
+    if not replies[0].payload:  # positions not asked for
+        return [], replayed
+    out: list[stock.Position] = [None] * count  # type: ignore[list-item]
+    for indexes, reply in zip(groups.values(), replies, strict=True):
+        for index, row in zip(indexes, _decode_rows(reply.payload), strict=True):
+            out[index] = row.public()
+    return out, replayed
+
+
+def _int(raw: bytes | None) -> int:
+    return int(raw) if raw is not None else 0
+
+
+def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) -> stock.Position:
+    """A position from an HMGET of ``_POSITION_FIELDS`` (all None when it does not exist)."""
+    on_hand, reserved, own_ss, version, ts = fields
+    return stock.position(
+        location=location.id,
+        sku=sku,
+        on_hand=_int(on_hand),
+        reserved=_int(reserved),
+        safety_stock=int(own_ss) if own_ss is not None else location.safety_stock,
+        limited_threshold=location.limited_threshold,
+        version=_int(version),
+        updated_at=rfc3339(int(ts)) if version is not None and ts is not None else None,
+    )
+
+
+class PositionReads(ScriptRunner):
+    """Position reads and location meta."""
+
+    async def put_location_meta(self, locations: Iterable[Location]) -> None:
+        """Copy what the scripts need of each location (safety stock, limited threshold)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for loc in locations:
+                key = keys.location_meta(self.partition(loc.id), loc.id)
+                pipe.hset(key, mapping={"ss": loc.safety_stock, "lt": loc.limited_threshold})
+            await pipe.execute()
+
+    async def get_position(self, location: Location, sku: str) -> stock.Position:
+        key = keys.position(self.partition(location.id), location.id, sku)
+        return position_from_fields(
+            location, sku, await self.hot.execute_command("HMGET", key, *_POSITION_FIELDS)
+        )
+
+    async def get_positions(self, cells: Sequence[tuple[Location, str]]) -> list[stock.Position]:
+        """Many positions in one round trip."""
+        if len(cells) == 1:
+            return [await self.get_position(*cells[0])]
+        rows = await self.hot.execute_many(
+            [
+                ("HMGET", keys.position(self.partition(loc.id), loc.id, sku), *_POSITION_FIELDS)
+                for loc, sku in cells
+            ]
+        )
+        return [
+            position_from_fields(loc, sku, row) for (loc, sku), row in zip(cells, rows, strict=True)
+        ]
+
+    async def skus_at(self, location: Location) -> list[str]:
+        """Every sku with a position at ``location``, sorted."""
+        members = await self.client.smembers(
+            keys.sku_index(self.partition(location.id), location.id)
+        )
+        return sorted(m.decode() for m in members)

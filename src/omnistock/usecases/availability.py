@@ -1,0 +1,31 @@
+"""Availability: positions of skus across locations (the candidates chosen and ranked by the
+handler with the pure rules of domain/locations.py), read in one batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omnistock.domain.locations import Location
+from omnistock.domain.stock import Position
+from omnistock.redis.store import StockStore
+from omnistock.usecases.caches import LocationCache
+
+
+class Availability:
+    """The availability capability of one process."""
+
+    def __init__(self, store: StockStore, locations: LocationCache) -> None:
+        self._store = store
+        self._locations = locations
+
+    async def require(self, location_id: str) -> Location:
+        """The location, or NotFound."""
+        return await self._locations.require(location_id)
+
+    def all_locations(self) -> list[Location]:
+        """Every known location, by id."""
+        return self._locations.all()
+
+    async def positions(self, cells: Sequence[tuple[Location, str]]) -> list[Position]:
+        """The positions of (location, sku) cells, in order, in one read."""
+        return await self._store.get_positions(cells)
