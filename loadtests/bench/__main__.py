@@ -41,6 +41,16 @@ FULL = replace(
 )
 
 
+SCENARIOS = (
+    scenarios.reservations,
+    scenarios.reads,
+    scenarios.batch_reads,
+    scenarios.flash_sale,
+    scenarios.websocket,
+    scenarios.tail_latency,
+)
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="./scripts/bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer and shorter rounds (< 5 minutes)")
@@ -50,6 +60,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--docs", default="docs", help="where benchmarks.md and the chart go")
     p.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=[s.__name__ for s in SCENARIOS],
+        help="run only this scenario (repeatable; no persistence rows; implies --no-docs)",
+    )
     return p.parse_args(argv)
 
 
@@ -64,18 +80,15 @@ def main(argv: list[str] | None = None) -> int:
         url = stack.serve(args.workers, plan.server_cpus)
         key = stack.omnistock("keys", "create", "--role", "admin", "bench")
         bench = Bench(stack, url, key, plan)
-        for scenario in (
-            scenarios.reservations,
-            scenarios.reads,
-            scenarios.batch_reads,
-            scenarios.flash_sale,
-            scenarios.websocket,
-        ):
+        for scenario in SCENARIOS:
+            if args.only and scenario.__name__ not in args.only:
+                continue
             print(f"== {scenario.__name__} ...", file=sys.stderr, flush=True)
             scenario(bench)
-    print("== persistence ...", file=sys.stderr, flush=True)
     results = bench.results
-    results.rows += scenarios.persistence(plan)
+    if not args.only:
+        print("== persistence ...", file=sys.stderr, flush=True)
+        results.rows += scenarios.persistence(plan)
     print(render_text(results.rows))
     pinning = (
         f"omnistock (1 process) pinned to cpu {plan.server_cpus}, load generators to cpu "
@@ -87,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{pinning}; medians of {plan.rounds} rounds of {plan.seconds:g} s (wrk -t1); "
         f"took {time.monotonic() - started:.0f} s"
     )
-    if not args.no_docs:
+    if not args.no_docs and not args.only:
         docs = Path(args.docs)
         docs.mkdir(parents=True, exist_ok=True)
         write_chart(results.latencies, docs / "benchmarks.png")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,12 +62,15 @@ class Stack:
             raise RuntimeError(f"omnistock {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def serve(self, workers: int, cpus: str | None) -> str:
-        """Start ``omnistock serve``; its base URL once it is ready."""
+    def serve(self, workers: int, cpus: str | None, env: Mapping[str, str] | None = None) -> str:
+        """Start ``omnistock serve`` (with ``env`` added to its environment); its base URL once
+        it is ready. The bench's own server (no ``env``) is the one ``serve_pid`` names."""
         port = free_port()
         command = [OMNISTOCK, "serve", "--port", str(port)]
-        url = self._spawn(pinned(cpus, [*command, "--workers", str(workers)]), port, "/readyz")
-        self.serve_pid = self.processes[-1].pid  # taskset execs the command: the same process
+        command = pinned(cpus, [*command, "--workers", str(workers)])
+        url = self._spawn(command, port, "/readyz", env)
+        if env is None:
+            self.serve_pid = self.processes[-1].pid  # taskset execs the command: same process
         return url
 
     def serve_baseline(self, workers: int, cpus: str | None) -> str:
@@ -81,9 +84,13 @@ class Stack:
         ]
         return self._spawn(pinned(cpus, command), port, "/healthz")
 
-    def _spawn(self, command: list[str], port: int, ready: str) -> str:
+    def _spawn(
+        self, command: list[str], port: int, ready: str, env: Mapping[str, str] | None = None
+    ) -> str:
         log = (self.base / f"server-{port}.log").open("wb")
-        proc = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            command, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         self.processes.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120

@@ -100,6 +100,7 @@ class Metrics:
             "Stream entries the persister could not write and set aside in Postgres",
         )
         self.gauges: list[Gauge] = []
+        self.extra: list[Counter | Histogram] = []  # registered by their owners (looplag)
 
     def gauge(self, name: str, help_: str, read: Callable[[], float]) -> None:
         self.gauges.append(Gauge(name, help_, read))
@@ -114,6 +115,7 @@ class Metrics:
             self.restarts,
             self.pruned,
             self.quarantined,
+            *self.extra,
             *self.gauges,
         ]
         for metric in metrics:

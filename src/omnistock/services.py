@@ -15,6 +15,8 @@ from redis.exceptions import RedisError
 
 from omnistock.cache import KeyCache, LocationCache, follow_invalidations
 from omnistock.durability import WriteGate, run_backlog_monitor, run_trimmer, run_watchdog
+from omnistock.gctune import settle_heap
+from omnistock.looplag import LoopLag
 from omnistock.metrics import Metrics
 from omnistock.postgres.persister import Persister
 from omnistock.postgres.prune import run_pruner
@@ -73,6 +75,7 @@ class Services:
         self.store.gate = self.gate.check
         if settings.ack == "postgres":
             self.store.on_written = self.persister.persist_range
+        self.looplag = LoopLag(self.metrics)
         self.supervisor = Supervisor(
             self.metrics,
             backoff_initial=settings.background_backoff_initial_seconds,
@@ -159,6 +162,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await svc.fanout.start()
         for name, loop in svc.fanout.loops().items():
             svc.spawn(loop, name)
+        # Last: what start-up built lives as long as the process (see gctune); the probe starts
+        # after it, so the start-up collection is not counted as serving-loop lag.
+        if settings.gc_freeze:
+            settle_heap()
+        svc.spawn(lambda: svc.looplag.run(settings.loop_lag_interval_seconds), "looplag")
         try:
             yield svc
         finally:

@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_request_timeout_seconds: float = 30.0
     max_body_bytes: int = 64 * 1024
     metrics_key: str | None = None
+    # Tail latency (issue 11): the loop-lag probe and collector tuning after start-up
+    loop_lag_interval_seconds: float = 0.1
+    gc_freeze: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -114,6 +117,8 @@ _FLOAT_FIELDS = {
     "background_healthy_seconds": (0.1, 3600.0),
     "prune_interval_seconds": (1.0, 86400.0),
     "http_request_timeout_seconds": (0.5, 3600.0),
+    # Tail latency
+    "loop_lag_interval_seconds": (0.01, 60.0),
 }
 
 
