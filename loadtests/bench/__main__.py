@@ -48,6 +48,7 @@ SCENARIOS = (
     scenarios.batch_reads,
     scenarios.flash_sale,
     scenarios.websocket,
+    scenarios.tail_latency,
 )
 
 

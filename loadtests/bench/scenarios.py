@@ -21,7 +21,17 @@ import redis.asyncio as aredis
 
 from loadtests.bench.report import Budget, Latency, Results, Row
 from loadtests.bench.stack import Stack, pinned
-from loadtests.bench.tools import Load, median, redis_benchmark, run_wrk
+from loadtests.bench.tools import (
+    Load,
+    PacedLoad,
+    cpu_wait_seconds,
+    median,
+    move_tree,
+    redis_benchmark,
+    restore_affinity,
+    run_paced,
+    run_wrk,
+)
 from omnistock.domain.commands import Count
 from omnistock.domain.locations import Location
 from omnistock.embedded import EmbeddedValkey
@@ -657,3 +667,176 @@ def persistence(plan: Plan) -> list[Row]:
             + (", scaled to 1M)" if plan.positions != 1_000_000 else ")"),
         ),
     ]
+
+
+# -- Tail latency -----------------------------------------------------------------------------------
+
+# The server as it was before the tail-latency work, started beside the bench's own for the
+# side-by-side figures (same build, same stores, same cpu; only the collector tuning off).
+TAIL_BEFORE = {"OMNISTOCK_GC_FREEZE": "0"}
+TAIL_LOAD = 0.75  # of the saturation rate
+TAIL_CONNECTIONS = 16
+
+
+def _collections(http: httpx.Client, url: str) -> tuple[float, float]:
+    """Full (generation 2) collections of a server so far, and the seconds they took."""
+    count = seconds = 0.0
+    for line in http.get(f"{url}/metrics").text.splitlines():
+        if line.startswith('omnistock_gc_pause_seconds_count{generation="2"}'):
+            count = float(line.split()[-1])
+        elif line.startswith('omnistock_gc_pause_seconds_sum{generation="2"}'):
+            seconds = float(line.split()[-1])
+    return count, seconds
+
+
+@dataclass(frozen=True)
+class TailRound:
+    saturation: float  # req/s under wrk at max connections, just before
+    load: PacedLoad
+    cpu_wait_ms: float  # the server's threads waiting for their core, per second of the round
+    full_gcs: float
+    full_gc_ms: float
+
+
+def _tail_round(
+    bench: Bench, url: str, pid: int, rate: float, saturation: float, **request: str
+) -> TailRound:
+    gcs, gc_s = _collections(bench.http, url)
+    waited = cpu_wait_seconds(pid)
+    load = run_paced(
+        url,
+        rate=rate,
+        seconds=bench.plan.seconds,
+        connections=TAIL_CONNECTIONS,
+        cpus=bench.plan.load_cpus,
+        key=bench.key,
+        **request,
+    )
+    waited = cpu_wait_seconds(pid) - waited
+    gcs_after, gc_s_after = _collections(bench.http, url)
+    return TailRound(
+        saturation,
+        load,
+        waited * 1000 / bench.plan.seconds,
+        gcs_after - gcs,
+        (gc_s_after - gc_s) * 1000,
+    )
+
+
+def tail_latency(bench: Bench) -> None:
+    """p99 at 75% of the saturation rate (wrk, max connections), open loop and paced
+    (loadtests/paced.py), for availability reads and reservations; beside it the same server
+    without the collector tuning (TAIL_BEFORE). Each server is measured at 75% of its own
+    saturation, taken just before; which server goes first alternates round by round."""
+    plan = bench.plan
+    ours = bench.stack.serve_pid
+    before_url = bench.stack.serve_another(1, plan.server_cpus, **TAIL_BEFORE)
+    theirs = bench.stack.processes[-1].pid
+    bench.location("tail-store")
+    bench.receive("tail-store", ["TAIL-1", "TAIL-R"], 10**9)
+    bench.settle()
+    read_path = "/v1/availability/TAIL-1?location=tail-store"
+    reserve = {"location": "tail-store", "lines": [{"sku": "TAIL-R", "qty": 1}]}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({**reserve, "ttl_seconds": 3600, "channel": "web"}, f)
+    kinds = [
+        (
+            "availability",
+            "request",
+            {"REQUEST_PATH": read_path, "REQUEST_KEY": bench.key},
+            {"path": read_path},
+            200,
+            5.0,
+        ),
+        (
+            "reservations",
+            "reserve",
+            {
+                "RESERVE_LOCATION": "tail-store",
+                "RESERVE_SKU": "TAIL-R",
+                "RESERVE_KEY": bench.key,
+                "RESERVE_TTL": "3600",
+            },
+            {"path": "/v1/reservations", "method": "POST", "body_file": f.name},
+            201,
+            10.0,
+        ),
+    ]
+    # Valkey and Postgres (unpinned elsewhere) go to the generator's core for these rows: the
+    # server's core is then its own, and what is left of its tail is the serving loop's.
+    moved: dict[int, set[int]] = {}
+    if plan.load_cpus:
+        cpus = {int(c) for c in plan.load_cpus.split(",")}
+        for store in (bench.stack.valkey.proc, bench.stack.postgres.proc):
+            if store is not None:
+                moved |= move_tree(store.pid, cpus)
+    try:
+        for kind, script, wrk_env, request, status, budget in kinds:
+            after: list[TailRound] = []
+            before: list[TailRound] = []
+            servers = [(bench.url, ours, after), (before_url, theirs, before)]
+            for n in range(plan.rounds):
+                # Each server: its saturation, then 75% of it; which goes first alternates.
+                for url, pid, into in servers if n % 2 == 0 else servers[::-1]:
+                    sat = bench.wrk(script, wrk_env, url=url)
+                    if set(sat.statuses) != {status}:
+                        raise RuntimeError(f"{kind} saturation round answered {sat.statuses}")
+                    bench.settle()
+                    done = _tail_round(bench, url, pid, TAIL_LOAD * sat.rps, sat.rps, **request)
+                    if set(done.load.statuses) != {status}:
+                        raise RuntimeError(f"{kind} paced round answered {done.load.statuses}")
+                    into.append(done)
+                    bench.settle()
+            bench.add(_tail_row(kind, after, before, budget))
+            bench.results.latencies.append(
+                Latency(
+                    f"{kind} @75% (paced)",
+                    median([x.load.p50_ms for x in after]),
+                    median([x.load.p90_ms for x in after]),
+                    median([x.load.p99_ms for x in after]),
+                )
+            )
+    finally:
+        restore_affinity(moved)
+        Path(f.name).unlink()
+
+
+def _tail_row(
+    kind: str,
+    after: list[TailRound],
+    before: list[TailRound],
+    budget: float,
+) -> Row:
+    def med(rounds: list[TailRound], field: str) -> float:
+        return median([getattr(x.load, field) for x in rounds])
+
+    def side(name: str, rounds: list[TailRound]) -> str:
+        return (
+            f"{name}: saturation {median([x.saturation for x in rounds]):,.0f} req/s, paced "
+            f"{med(rounds, 'rps'):,.0f} req/s: p50 {med(rounds, 'p50_ms'):.2f} / p90 "
+            f"{med(rounds, 'p90_ms'):.2f} / p99 {med(rounds, 'p99_ms'):.2f} / max {med(rounds, 'max_ms'):.1f} ms, full collections "
+            f"{median([x.full_gcs for x in rounds]):.0f} taking "
+            f"{median([x.full_gc_ms for x in rounds]):.1f} ms, server waited for its cpu "
+            f"{median([x.cpu_wait_ms for x in rounds]):.0f} ms/s"
+        )
+
+    return Row(
+        "Tail latency",
+        f"{kind} p99 at 75% of saturation",
+        med(after, "p99_ms"),
+        "ms",
+        baseline=med(before, "p99_ms"),
+        baseline_name="without gc.freeze",
+        budget=Budget("value", "<=", budget),
+        note=(
+            "each server: saturation under wrk (max connections), then 75% of it open loop "
+            f"from a fixed schedule (loadtests/paced.py, {TAIL_CONNECTIONS} connections, latency "
+            "from each request's due time; Valkey and Postgres on the generator's core); "
+            "medians of rounds alternating which server goes first; "
+            + side("ours", after)
+            + "; "
+            + side("without gc.freeze (OMNISTOCK_GC_FREEZE=0)", before)
+            + f"; generator loop lag p99 {med(after, 'generator_lag_p99_ms'):.1f} ms, "
+            f"{max(x.load.generator_cpu for x in after):.0%} of a core"
+        ),
+    )

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -103,7 +103,7 @@ class Stack:
         return self._spawn(pinned(cpus, command), port, "/healthz")
 
     def _spawn(
-        self, command: list[str], port: int, ready: str, env: dict[str, str] | None = None
+        self, command: list[str], port: int, ready: str, env: Mapping[str, str] | None = None
     ) -> str:
         log = (self.base / f"server-{port}.log").open("wb")
         proc = subprocess.Popen(

@@ -7,6 +7,7 @@ import os
 import resource
 import statistics
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from loadtests.bench.stack import pinned
 
 WRK_DIR = Path(__file__).resolve().parent.parent / "wrk"
+ROOT = WRK_DIR.parents[1]
 
 
 @dataclass(frozen=True)
@@ -109,3 +111,115 @@ def redis_benchmark(
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+@dataclass(frozen=True)
+class PacedLoad:
+    """What one paced (open-loop, fixed-rate) round measured (loadtests/paced.py)."""
+
+    rate: float
+    rps: float
+    statuses: dict[int, int]
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    generator_lag_p99_ms: float  # how late the generator's own loop woke (its p99)
+    generator_cpu: float
+
+
+def run_paced(
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+    connections: int,
+    cpus: str | None,
+    path: str,
+    key: str,
+    method: str = "GET",
+    body_file: str | None = None,
+) -> PacedLoad:
+    """One round of ``python -m loadtests.paced`` at ``rate`` requests/s, on the load cpus."""
+    command = pinned(
+        cpus,
+        [
+            sys.executable,
+            *("-m", "loadtests.paced", "--url", url, "--rate", f"{rate:.1f}"),
+            *("--seconds", f"{seconds:g}", "--connections", str(connections)),
+            *("--method", method, "--path", path, "--key", key),
+            *(("--body-file", body_file) if body_file else ()),
+        ],
+    )
+    before = _children_cpu()
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
+    cpu = _children_cpu() - before
+    lines = [x for x in done.stdout.splitlines() if x.startswith("paced-summary ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"paced load failed ({done.returncode}): {done.stdout}{done.stderr}")
+    found = json.loads(lines[-1].removeprefix("paced-summary "))
+    if found["errors"]:
+        raise RuntimeError(f"paced load saw {found['errors']} socket errors")
+    return PacedLoad(
+        rate=found["rate"],
+        rps=found["rps"],
+        statuses={int(k): v for k, v in found["statuses"].items()},
+        p50_ms=found["p50_ms"],
+        p90_ms=found["p90_ms"],
+        p99_ms=found["p99_ms"],
+        max_ms=found["max_ms"],
+        generator_lag_p99_ms=found["generator_lag_p99_ms"],
+        generator_cpu=cpu / found["seconds"],
+    )
+
+
+def cpu_wait_seconds(pid: int) -> float:
+    """Seconds the process's threads have spent runnable but waiting for a cpu (schedstat):
+    time the server could not run because something else had its core."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process under it (from /proc's parent pids)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def move_tree(root: int, cpus: set[int]) -> dict[int, set[int]]:
+    """Run every thread of ``root`` and of its descendants on ``cpus`` (processes forked later
+    inherit it); what each thread ran on before, for :func:`restore_affinity`."""
+    before: dict[int, set[int]] = {}
+    for pid in _descendants(root):
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                tid = int(task.name)
+                before[tid] = os.sched_getaffinity(tid)
+                os.sched_setaffinity(tid, cpus)
+            except (OSError, ValueError):
+                continue  # ended meanwhile
+    return before
+
+
+def restore_affinity(before: dict[int, set[int]]) -> None:
+    for tid, cpus in before.items():
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:
+            continue

@@ -108,6 +108,7 @@ class Metrics:
             "Requests let through unchecked because Redis did not answer the limiter (fail open)",
         )
         self.gauges: list[Gauge] = []
+        self.extra: list[Counter | Histogram] = []  # registered by their owners (looplag)
 
     def gauge(self, name: str, help_: str, read: Callable[[], float]) -> None:
         self.gauges.append(Gauge(name, help_, read))
@@ -124,6 +125,7 @@ class Metrics:
             self.quarantined,
             self.rate_limited,
             self.rate_limit_unchecked,
+            *self.extra,
             *self.gauges,
         ]
         for metric in metrics:

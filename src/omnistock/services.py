@@ -13,6 +13,8 @@ import asyncpg
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
+from omnistock.gctune import settle_heap
+from omnistock.looplag import LoopLag
 from omnistock.metrics import Metrics
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
@@ -121,6 +123,7 @@ class Services:
         self.store.gate = self.gate.check
         if settings.ack == "postgres":
             self.store.on_written = self.persister.persist_range
+        self.looplag = LoopLag(self.metrics)
         self.supervisor = Supervisor(
             self.metrics,
             backoff_initial=settings.background_backoff_initial_seconds,
@@ -233,6 +236,11 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         await svc.fanout.start()
         for name, loop in svc.fanout.loops().items():
             svc.spawn(loop, name)
+        # Last: what start-up built lives as long as the process (see gctune); the probe starts
+        # after it, so the start-up collection is not counted as serving-loop lag.
+        if settings.gc_freeze:
+            settle_heap()
+        svc.spawn(lambda: svc.looplag.run(settings.loop_lag_interval_seconds), "looplag")
         try:
             yield svc
         finally:

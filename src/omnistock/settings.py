@@ -73,6 +73,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_stale_seconds: float = 5.0
     # Rate limits: ``role=N/Ss`` pairs over the defaults of domain/ratelimit.py, or ``off``.
     rate_limits: str = ""
+    # Tail latency (issue 11): the loop-lag probe and collector tuning after start-up
+    loop_lag_interval_seconds: float = 0.1
+    gc_freeze: bool = True
 
     @property
     def embedded(self) -> bool:
@@ -133,6 +136,8 @@ _FLOAT_FIELDS = {
     # worker process
     "worker_report_seconds": (0.05, 60.0),
     "worker_stale_seconds": (0.5, 3600.0),
+    # Tail latency
+    "loop_lag_interval_seconds": (0.01, 60.0),
 }
 
 

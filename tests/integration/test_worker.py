@@ -53,7 +53,7 @@ async def test_the_serving_process_runs_no_background_work(stack: Stack) -> None
     async with serving_alone(stack) as (svc, _):
         assert not set(WORKER_LOOPS) & set(svc.supervisor.loops)
         assert set(svc.supervisor.loops) == {
-            "invalidations", "backlog", "stream", "stream-clock", "stream-deletions",
+            "invalidations", "backlog", "stream", "stream-clock", "stream-deletions", "looplag",
         }  # fmt: skip
 
 
