@@ -270,29 +270,29 @@ async def test_redis_down_503_has_retry_after(pair: tuple[AppServer, AppServer],
 async def test_postgres_down_503_has_retry_after(
     pair: tuple[AppServer, AppServer], servers: Servers
 ) -> None:
-    svc = services_of(pair[0])
-    db = svc.db
+    keys = services_of(pair[0]).usecases.keys
+    db = keys._db
     closed = await asyncpg.create_pool(servers.database_url, min_size=1, max_size=1)
     assert closed is not None
     await closed.close()
-    svc.db = closed
+    keys._db = closed  # the keys use case's pool, closed
     try:
         async with client(pair[0], ADMIN_KEY) as http:
             resp = await http.get("/v1/keys")
         assert_503_with_retry_after(resp, "postgres-unavailable")
     finally:
-        svc.db = db
+        keys._db = db
 
 
 async def test_readyz_503_has_retry_after(pair: tuple[AppServer, AppServer]) -> None:
-    svc = services_of(pair[0])
-    redis = svc.redis
+    operations = services_of(pair[0]).usecases.operations
+    redis = operations._redis
     dead: Any = aredis.Redis(port=free_port(), socket_connect_timeout=1)
-    svc.redis = dead
+    operations._redis = dead  # the readiness probe's Redis, unreachable
     try:
         async with httpx.AsyncClient(base_url=pair[0].url) as http:
             resp = await http.get("/readyz")
         assert_503_with_retry_after(resp, "not-ready")
     finally:
-        svc.redis = redis
+        operations._redis = redis
         await dead.aclose()
