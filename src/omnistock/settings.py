@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_stall_seconds: float = 30.0
     heartbeat_seconds: float = 10.0
     log_level: str = "info"
-    # supervise: supervised background loops and retention
+    # Background loops (supervision) and retention: docs/operations.md
     background_backoff_initial_seconds: float = 0.1
     background_backoff_max_seconds: float = 5.0
     background_healthy_seconds: float = 2.0
@@ -59,7 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ws_max_connections_per_key: int = 100
     ws_max_connections: int = 10_000
     ws_max_replay_entries: int = 100_000
-    # Input limits (issue 10, input): see docs/operations.md "Limits: input and import".
+    # Input limits: docs/operations.md "Limits: input and import"
     import_max_line_bytes: int = 64 * 1024
     import_max_columns: int = 64
     import_max_error_chars: int = 200
@@ -68,12 +68,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_request_timeout_seconds: float = 30.0
     max_body_bytes: int = 64 * 1024
     metrics_key: str | None = None
-    # worker process (issue 11): see docs/operations.md "The worker process"
+    # The worker process: docs/operations.md "The worker process"
     worker_report_seconds: float = 1.0
     worker_stale_seconds: float = 5.0
     # Rate limits: ``role=N/Ss`` pairs over the defaults of domain/ratelimit.py, or ``off``.
     rate_limits: str = ""
-    # Tail latency (issue 11): the loop-lag probe and collector tuning after start-up
+    # Tail latency: the loop-lag probe and collector tuning after start-up
     loop_lag_interval_seconds: float = 0.1
     gc_freeze: bool = True
 
@@ -103,7 +103,7 @@ _INT_FIELDS = {
     "persister_batch": (1, 100_000),
     "persister_claim_idle_ms": (0, 3_600_000),
     "ws_outbox_limit": (1, 10**7),
-    # supervise
+    # Background loops and retention
     "prune_batch": (1, 100_000),
     "ledger_retention_days": (0, 36500),
     "reservation_retention_days": (0, 36500),
@@ -127,7 +127,7 @@ _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
     "ws_stall_seconds": (0.1, 3600.0),
     "heartbeat_seconds": (0.05, 15.0),
-    # supervise
+    # Background loops and retention
     "background_backoff_initial_seconds": (0.01, 60.0),
     "background_backoff_max_seconds": (0.01, 600.0),
     "background_healthy_seconds": (0.1, 3600.0),

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
 from omnistock.api.body import StrictBody
@@ -91,7 +92,7 @@ Near = Annotated[
     responses=responses(404, 422),
 )
 async def sku_availability(
-    availability: Availability,
+    availability: NamedDependency[Availability],
     sku: SkuPath,
     location: IdentifierListQuery = None,
     group: IdentifierQuery = None,
@@ -139,7 +140,7 @@ async def sku_availability(
     responses=responses(404, 413, 422),
 )
 async def availability_matrix(
-    data: JSONBody[AvailabilityQuery], availability: Availability
+    data: JSONBody[AvailabilityQuery], availability: NamedDependency[Availability]
 ) -> Matrix:
     if len(data.skus) * len(data.locations) > MAX_CELLS:
         raise ValidationFailed(

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Router, get
 from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Stream
 
@@ -46,7 +47,10 @@ Filter = Annotated[
     ],
 )
 async def local_inventory(
-    request: Request[Any, Any, Any], feeds: Feeds, location: Filter = None, group: Filter = None
+    request: Request[Any, Any, Any],
+    feeds: NamedDependency[Feeds],
+    location: Filter = None,
+    group: Filter = None,
 ) -> Stream:
     require_feed(principal(request))
     if location is not None and group is not None:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from omnistock.api.openapi import responses
@@ -44,7 +45,7 @@ class History(msgspec.Struct, kw_only=True):
     responses=responses(404, 422),
 )
 async def position_history(
-    history: HistoryUseCase,
+    history: NamedDependency[HistoryUseCase],
     location_id: LocationPath,
     sku: SkuPath,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, post
+from litestar.di import NamedDependency
 
 from omnistock.api.auth import principal
 from omnistock.api.openapi import StreamedImport, responses
@@ -21,7 +22,9 @@ from omnistock.usecases.imports import ImportResult, Imports, format_for
     operation_class=StreamedImport,
     responses=responses(403, 413, 422),
 )
-async def import_stock(request: Request[Any, Any, Any], imports: Imports) -> ImportResult:
+async def import_stock(
+    request: Request[Any, Any, Any], imports: NamedDependency[Imports]
+) -> ImportResult:
     who = principal(request)
     fmt = format_for(request.headers.get("content-type"))
     require_stock_writer(who)  # per location below, line by line

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
 from omnistock.api.auth import principal
@@ -31,7 +32,7 @@ class KeyList(msgspec.Struct):
     responses=responses(403, 413, 422),
 )
 async def create_key(
-    request: Request[Any, Any, Any], data: JSONBody[KeyCreateBody], keys: Keys
+    request: Request[Any, Any, Any], data: JSONBody[KeyCreateBody], keys: NamedDependency[Keys]
 ) -> ApiKey:
     require_admin(principal(request))
     if data.role is Role.STORE and not data.locations:
@@ -40,7 +41,7 @@ async def create_key(
 
 
 @get("/", summary="List API keys (without secrets)", responses=responses(403))
-async def list_keys(request: Request[Any, Any, Any], keys: Keys) -> KeyList:
+async def list_keys(request: Request[Any, Any, Any], keys: NamedDependency[Keys]) -> KeyList:
     require_admin(principal(request))
     return KeyList(items=await keys.listed())
 
@@ -54,7 +55,7 @@ async def list_keys(request: Request[Any, Any, Any], keys: Keys) -> KeyList:
 async def delete_key(
     request: Request[Any, Any, Any],
     key_id: Annotated[str, PathParameter(min_length=1)],
-    keys: Keys,
+    keys: NamedDependency[Keys],
 ) -> Response[None]:
     require_admin(principal(request))
     if not is_identifier(key_id):  # (not echoed: a path can be long)

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, put
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from msgspec import UNSET, UnsetType
@@ -53,7 +54,7 @@ async def put_location(
     request: Request[Any, Any, Any],
     location_id: LocationPath,
     data: JSONBody[LocationPutBody],
-    locations: Locations,
+    locations: NamedDependency[Locations],
 ) -> Response[Location]:
     require_admin(principal(request))
     if (data.lat is None) != (data.lon is None):
@@ -77,13 +78,15 @@ async def put_location(
 
 
 @get("/{location_id:str}", summary="Read a location", responses=responses(404, 422))
-async def get_location(location_id: LocationPath, locations: Locations) -> Location:
+async def get_location(
+    location_id: LocationPath, locations: NamedDependency[Locations]
+) -> Location:
     return await locations.require(location_id)
 
 
 @get("/", summary="List locations, by group and/or nearest first", responses=responses(422))
 async def list_locations(
-    locations: Locations,
+    locations: NamedDependency[Locations],
     group: IdentifierQuery = None,
     near: Near = None,
     radius_km: Radius = None,

@@ -6,6 +6,7 @@ import hmac
 from typing import Any
 
 from litestar import MediaType, Request, Response, get
+from litestar.di import NamedDependency
 
 from omnistock.api.errors import problem
 from omnistock.domain.roles import Role
@@ -18,7 +19,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", include_in_schema=False)
-async def readyz(operations: Operations) -> Response[Any]:
+async def readyz(operations: NamedDependency[Operations]) -> Response[Any]:
     down, failing = await operations.down()
     if down:
         names = " and ".join(reason.split(":")[0] for reason in down)
@@ -58,7 +59,9 @@ _METRICS_AUTH = "/metrics needs 'Authorization: Bearer <OMNISTOCK_METRICS_KEY or
 
 
 @get("/metrics", include_in_schema=False, media_type="text/plain; version=0.0.4")
-async def metrics(request: Request[Any, Any, Any], operations: Operations) -> Response[Any]:
+async def metrics(
+    request: Request[Any, Any, Any], operations: NamedDependency[Operations]
+) -> Response[Any]:
     """Prometheus metrics; open unless ``OMNISTOCK_METRICS_KEY`` is set."""
     denied = await _metrics_denied(request, operations)
     if denied is not None:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Router, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from omnistock.api.openapi import responses
@@ -35,7 +36,7 @@ def _case_insensitive_glob(text: str) -> str:
     responses=responses(404, 422),
 )
 async def list_positions(
-    positions: Positions,
+    positions: NamedDependency[Positions],
     location_id: LocationPath,
     q: Annotated[
         str | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
 from omnistock.api.auth import principal
@@ -31,7 +32,7 @@ ReservationId = Annotated[
 async def create_reservation(
     request: Request[Any, Any, Any],
     data: JSONBody[ReservationCreate],
-    reservations: Reservations,
+    reservations: NamedDependency[Reservations],
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     who = principal(request)
@@ -50,7 +51,9 @@ async def create_reservation(
 
 @get("/{reservation_id:str}", summary="Read a reservation", responses=responses(403, 404, 422))
 async def get_reservation(
-    request: Request[Any, Any, Any], reservation_id: ReservationId, reservations: Reservations
+    request: Request[Any, Any, Any],
+    reservation_id: ReservationId,
+    reservations: NamedDependency[Reservations],
 ) -> Reservation:
     return present(await reservations.get(principal(request), reservation_id))
 
@@ -65,7 +68,7 @@ async def get_reservation(
 async def commit_reservation(
     request: Request[Any, Any, Any],
     reservation_id: ReservationId,
-    reservations: Reservations,
+    reservations: NamedDependency[Reservations],
     data: JSONBody[CommitIn | None] = None,
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
@@ -89,7 +92,7 @@ async def commit_reservation(
 async def release_reservation(
     request: Request[Any, Any, Any],
     reservation_id: ReservationId,
-    reservations: Reservations,
+    reservations: NamedDependency[Reservations],
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     who = principal(request)
@@ -110,7 +113,7 @@ async def extend_reservation(
     request: Request[Any, Any, Any],
     reservation_id: ReservationId,
     data: JSONBody[ExtendIn],
-    reservations: Reservations,
+    reservations: NamedDependency[Reservations],
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Reservation]:
     who = principal(request)

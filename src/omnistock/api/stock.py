@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any
 
 from litestar import Request, Response, Router, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, JSONBody
 from msgspec import UNSET
 
@@ -65,7 +66,9 @@ def expected_version(if_match: str | None) -> int | None:
     responses=responses(404, 422),
     response_headers=[ETAG],
 )
-async def get_position(location_id: LocationPath, sku: SkuPath, stock: Stock) -> Response[Position]:
+async def get_position(
+    location_id: LocationPath, sku: SkuPath, stock: NamedDependency[Stock]
+) -> Response[Position]:
     pos = await stock.position(location_id, sku)
     return Response(pos, headers={"ETag": f'"{pos.version}"'})
 
@@ -81,7 +84,7 @@ async def put_position(
     location_id: LocationPath,
     sku: SkuPath,
     data: JSONBody[StockPut],
-    stock: Stock,
+    stock: NamedDependency[Stock],
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[Position]:
@@ -122,7 +125,7 @@ async def put_position(
 async def post_adjustments(
     request: Request[Any, Any, Any],
     data: JSONBody[AdjustmentsIn],
-    stock: Stock,
+    stock: NamedDependency[Stock],
     idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
 ) -> Response[dict[str, list[Position]]]:
     who = principal(request)

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -137,7 +138,7 @@ async def _send(socket: WebSocket[Any, Any, Any], conn: Connection) -> None:
 
 
 @websocket("/v1/stream")
-async def stream_socket(socket: WebSocket[Any, Any, Any], stream: Stream) -> None:
+async def stream_socket(socket: WebSocket[Any, Any, Any], stream: NamedDependency[Stream]) -> None:
     """Position changes as they happen (see API.md, "Change stream")."""
     stall = stream.settings.ws_stall_seconds
     who = principal(socket)
