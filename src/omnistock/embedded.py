@@ -36,8 +36,10 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be found or started; the message says why and what to do."""
 
 
-def _die_with_parent() -> None:
-    # Runs in the child after fork (and after any uid change, which would clear it).
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child that must not outlive this process (the embedded servers, the
+    worker): the kernel sends it SIGTERM when its parent dies. Runs in the child after fork (and
+    after any uid change, which would clear it)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -179,7 +181,7 @@ class EmbeddedValkey:
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
             process_group=0,  # a terminal's Ctrl-C reaches omnistock, which stops us in order
         )
         _wait_port(self.port, self.proc, "valkey-server", log, timeout)
@@ -239,7 +241,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 process_group=0,
                 **self._user,
             )

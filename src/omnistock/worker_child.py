@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from omnistock.embedded import _die_with_parent
+from omnistock.embedded import die_with_parent
 
 log = logging.getLogger("omnistock.worker")
 
@@ -41,7 +41,7 @@ class WorkerChild:
                 if self._stopping.is_set():
                     break
                 self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "omnistock", "worker"], preexec_fn=_die_with_parent
+                    [sys.executable, "-m", "omnistock", "worker"], preexec_fn=die_with_parent
                 )
                 self.starts += 1
                 started = time.monotonic()
