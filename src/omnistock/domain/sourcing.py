@@ -10,7 +10,7 @@ ship: every option covers every line from at most ``max_locations`` locations an
   1. fewest locations;
   2. lowest SUM of the used locations' priorities;
   3. nearest: smallest MAX distance of the used locations (the farthest parcel decides when the
-     order is complete), then smallest sum; a location without a distance counts as infinitely far;
+     order is complete), then smallest sum; a location without a distance counts as 10^9 km away;
   4. most stock left behind: fewest positions (location, sku) the allocation empties, then the
      largest smallest remainder over the positions it takes from (avoid taking last units);
   5. the used location ids, sorted (so the order never depends on the candidates' order).
@@ -26,8 +26,8 @@ ship: every option covers every line from at most ``max_locations`` locations an
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Sequence
-from itertools import combinations
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from itertools import combinations, combinations_with_replacement, product
 from typing import Literal
 
 import msgspec
@@ -47,7 +47,8 @@ DEFAULT_PRIORITY = 100
 EXACT_COMBINATIONS = 10_000
 # How many of the best candidates seed a greedy cover (each seed is one greedy run).
 GREEDY_SEEDS = 5
-_FAR = math.inf
+# An unknown distance ranks as this far: after every real one, yet sums still tell known parts apart.
+_FAR = 1e9
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -219,9 +220,9 @@ class _Planner:
     def ship(self, max_locations: int, limit: int) -> list[Option]:
         n = len(self.cands)
         singles = [(i,) for i in range(n) if self.full[i] == self.every]
-        found: list[tuple[tuple[object, ...], tuple[int, ...], str]] = []
+        found: list[tuple[tuple[float, ...], tuple[int, ...], str]] = []
         for s in singles:
-            found.append((self._key(s), s, "single"))
+            found.append((self._cheap_key(s), s, "single"))
         # Locations that hold something of the order but not all of it: the material of splits.
         parts = [i for i in range(n) if self.full[i] != self.every and self.some[i]]
         budget = EXACT_COMBINATIONS
@@ -231,23 +232,53 @@ class _Planner:
                 break
             if size <= 3 and math.comb(len(parts), size) <= budget:
                 budget -= math.comb(len(parts), size)
-                for combo in combinations(parts, size):
+                for combo in self._combinations(parts, size):
                     if self._covers(combo) and self._minimal(combo, covers):
                         covers.add(combo)
-                        found.append((self._key(combo), combo, "exact"))
+                        found.append((self._cheap_key(combo), combo, "exact"))
                 continue
             for combo in self._greedy(parts, max_locations):
                 if len(combo) >= size and combo not in covers:
                     covers.add(combo)
-                    found.append((self._key(combo), combo, "greedy"))
+                    found.append((self._cheap_key(combo), combo, "greedy"))
             break
+        if not found:
+            return []
+        # The full key (stock left behind, ids) costs an allocation: only for what can still
+        # make the first ``limit`` on the cheap key (locations, priority, distance).
         found.sort(key=lambda item: item[0])
-        fewest = found[0][1] if found else ()
-        options = []
-        for rank, (_, combo, how) in enumerate(found[:limit]):
-            why = self._ship_why(combo, how, len(singles), len(fewest), rank)
-            options.append(self._option(combo, why))
-        return options
+        cutoff = found[min(limit, len(found)) - 1][0]
+        best = sorted(
+            (
+                (self._key(combo, cheap), combo, how)
+                for cheap, combo, how in found
+                if cheap <= cutoff
+            ),
+            key=lambda item: item[0],
+        )[:limit]
+        fewest = len(best[0][1])
+        return [
+            self._option(combo, self._ship_why(combo, how, len(singles), fewest, rank))
+            for rank, (_, combo, how) in enumerate(best)
+        ]
+
+    def _combinations(self, parts: list[int], size: int) -> Iterator[tuple[int, ...]]:
+        """Every ``size``-set of ``parts`` (ascending indices) whose locations together hold
+        some of every line: sets are built per group of equal "holds some" masks, so groups
+        that cannot cover are skipped whole. Same sets, in a different order, as
+        ``combinations(parts, size)`` filtered by that mask."""
+        groups: dict[int, list[int]] = {}
+        for i in parts:
+            groups.setdefault(self.some[i], []).append(i)
+        for masks in combinations_with_replacement(sorted(groups), size):
+            union = 0
+            for m in masks:
+                union |= m
+            if union != self.every:
+                continue
+            picks = [combinations(groups[m], masks.count(m)) for m in sorted(set(masks))]
+            for chosen in product(*picks):
+                yield tuple(sorted(i for pick in chosen for i in pick))
 
     def _covers(self, combo: tuple[int, ...]) -> bool:
         full = 0
@@ -332,21 +363,26 @@ class _Planner:
                     left -= take
         return out
 
-    def _key(self, combo: tuple[int, ...]) -> tuple[object, ...]:
+    def _cheap_key(self, combo: tuple[int, ...]) -> tuple[float, ...]:
+        """Locations used, sum of their priorities, farthest distance, sum of distances."""
+        far = [_FAR if d is None else d for d in (self.cands[i].distance_km for i in combo)]
+        prio = sum(self.cands[i].priority for i in combo)
+        return (len(combo), prio, max(far), sum(far))
+
+    def _key(self, combo: tuple[int, ...], cheap: tuple[float, ...]) -> tuple[object, ...]:
+        """The cheap key, then positions emptied (fewer first), then the smallest remainder
+        left at a position taken from (larger first), then the sorted location ids."""
         alloc = self._allocate(combo)
-        dists = [self.cands[i].distance_km for i in combo]
-        far = [_FAR if d is None else d for d in dists]
+        index = {sku: k for k, sku in enumerate(self.skus)}
         emptied = 0
-        least = _FAR
+        least = math.inf
         for i, got in alloc.items():
             for line in got:
-                k = self.skus.index(line.sku)
-                left = self.avail[i][k] - line.qty
+                left = self.avail[i][index[line.sku]] - line.qty
                 emptied += left == 0
                 least = min(least, left)
         ids = tuple(sorted(self.cands[i].location for i in combo))
-        prio = sum(self.cands[i].priority for i in combo)
-        return (len(combo), prio, max(far), sum(far), emptied, -least, ids)
+        return (*cheap, emptied, -least, ids)
 
     def _ship_why(
         self,

@@ -4,6 +4,7 @@ selection (flags, groups, radius), `why`, determinism, and a 1,000-candidate shi
 from __future__ import annotations
 
 import random
+from itertools import combinations
 
 import msgspec
 import pytest
@@ -351,6 +352,82 @@ def test_repeated_location_counts_once() -> None:
     result = plan([("a", 1)], "ship", [c("x", 10, a=1), c("x", 10, a=1)])
     assert shape(result) == [[("x", [("a", 1)])]]
     assert result.considered == 1
+
+
+# against a brute force ---------------------------------------------------------------------------
+def _reference(
+    lines: Lines, cands: list[Candidate], max_locations: int, limit: int
+) -> list[list[tuple[str, list[tuple[str, int]]]]]:
+    """The documented ship rules spelled naively: every set of 1..max_locations candidates that
+    covers the order and has no covering proper subset, ranked by (size, priority sum, max
+    distance, distance sum, positions emptied, -smallest remainder, sorted ids)."""
+    far = 10.0**9
+
+    def rank(x: Candidate) -> tuple[int, float, str]:
+        return (x.priority, far if x.distance_km is None else x.distance_km, x.location)
+
+    def covers(group: tuple[Candidate, ...]) -> bool:
+        return all(sum(x.available.get(s, 0) for x in group) >= q for s, q in lines)
+
+    def allocate(group: tuple[Candidate, ...]) -> list[tuple[str, list[tuple[str, int]]]]:
+        ordered = sorted(group, key=rank)
+        got: dict[str, list[tuple[str, int]]] = {x.location: [] for x in ordered}
+        for sku, qty in lines:
+            whole = [x for x in ordered if x.available.get(sku, 0) >= qty]
+            if whole:
+                got[whole[0].location].append((sku, qty))
+                continue
+            left = qty
+            for x in ordered:
+                take = min(left, x.available.get(sku, 0))
+                if take:
+                    got[x.location].append((sku, take))
+                    left -= take
+        return [(x.location, got[x.location]) for x in ordered]
+
+    def key(group: tuple[Candidate, ...]) -> tuple[object, ...]:
+        dists = [far if x.distance_km is None else x.distance_km for x in group]
+        by_id = {x.location: x for x in group}
+        remainders = [
+            by_id[loc].available.get(sku, 0) - qty
+            for loc, got in allocate(group)
+            for sku, qty in got
+        ]
+        ids = tuple(sorted(x.location for x in group))
+        return (
+            len(group),
+            sum(x.priority for x in group),
+            max(dists),
+            sum(dists),
+            remainders.count(0),
+            -min(remainders),
+            ids,
+        )
+
+    found = []
+    for size in range(1, max_locations + 1):
+        for group in combinations(cands, size):
+            smaller = any(covers(sub) for k in range(1, size) for sub in combinations(group, k))
+            if covers(group) and not smaller:
+                found.append(group)
+    found.sort(key=key)
+    return [allocate(group) for group in found[:limit]]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_ship_matches_a_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    skus = ["a", "b", "c", "d"][: rng.randint(2, 4)]
+    cands = []
+    for i in range(rng.randint(3, 9)):
+        held = {s: rng.randint(0, 3) for s in rng.sample(skus, rng.randint(1, len(skus)))}
+        km = None if rng.random() < 0.2 else float(rng.randint(1, 5))
+        cands.append(c(f"l{i}", rng.choice([10, 20]), km, **held))
+    lines = [(s, rng.randint(1, 3)) for s in skus]
+    max_locations = rng.randint(1, 3)
+    limit = rng.randint(1, 20)
+    result = plan(lines, "ship", cands, max_locations=max_locations, limit=limit)
+    assert shape(result) == _reference(lines, cands, max_locations, limit)
 
 
 # 1,000 candidates -------------------------------------------------------------------------------
