@@ -16,9 +16,11 @@ ship: every option covers every line from at most ``max_locations`` locations an
   5. the used location ids, sorted (so the order never depends on the candidates' order).
   Only minimal sets are offered: a set is skipped when fewer of its locations already cover the
   order (a pair holding a location that has everything is the single option, not a pair).
-  Search: singles; then every pair, then every triple of the locations that hold something but not
-  everything, while the combinations tried stay within EXACT_COMBINATIONS (as Salesforce does);
-  past the bound, or for sets of 4+ locations, a greedy cover seeded from the best candidates.
+  Search: singles (always all); then every pair, then every triple of the locations that hold
+  something but not everything, while the combinations stay within EXACT_COMBINATIONS in all (as
+  Salesforce does). Past the bound: every set of the best-ranked such locations that fits in what
+  is left of it, plus a greedy cover seeded from the best candidates, and the search stops there.
+  Sets of 4+ locations come from the greedy cover alone.
   Inside a set each sku is taken whole from the best-ranked location (priority, distance, id) that
   holds all of it, else filled from the locations in that rank order.
 """
@@ -164,6 +166,14 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+def _fit(n: int, size: int, budget: int) -> int:
+    """The largest k <= n with C(k, size) <= budget."""
+    k = n
+    while k > size and math.comb(k, size) > budget:
+        k -= 1
+    return k
+
+
 def _ordinal(place: int) -> str:
     """0 -> "" (the best needs no number), 1 -> "2nd ", 2 -> "3rd ", 3 -> "4th "..."""
     if place == 0:
@@ -230,17 +240,25 @@ class _Planner:
         for size in range(2, max_locations + 1):
             if len(found) >= limit:
                 break
-            if size <= 3 and math.comb(len(parts), size) <= budget:
-                budget -= math.comb(len(parts), size)
-                for combo in self._combinations(parts, size):
-                    if self._covers(combo) and self._minimal(combo, covers):
-                        covers.add(combo)
-                        found.append((self._cheap_key(combo), combo, "exact"))
+            if size > 3:
+                how, pool = "greedy", []
+            elif math.comb(len(parts), size) <= budget:
+                how, pool = "exact", parts
+            else:
+                # Too many: every set of the best-ranked parts that fit in the budget, plus the
+                # greedy cover over all of them.
+                how, pool = "bounded", parts[: _fit(len(parts), size, budget)]
+            budget -= math.comb(len(pool), size)
+            for combo in self._combinations(pool, size):
+                if self._covers(combo) and self._minimal(combo, covers):
+                    covers.add(combo)
+                    found.append((self._cheap_key(combo), combo, how))
+            if how == "exact":
                 continue
             for combo in self._greedy(parts, max_locations):
                 if len(combo) >= size and combo not in covers:
                     covers.add(combo)
-                    found.append((self._cheap_key(combo), combo, "greedy"))
+                    found.append((self._cheap_key(combo), combo, "bounded"))
             break
         if not found:
             return []
@@ -418,8 +436,8 @@ class _Planner:
         head = f"{len(combo)} locations: " + ", ".join(parts)
         if len(combo) > fewest:
             tail = "more split than the options above"
-        elif how == "greedy":
-            tail = "found by a greedy cover (too many candidates to try every combination)"
+        elif how == "bounded":
+            tail = "best found by a bounded search (too many candidates to try every combination)"
         elif len(combo) == 2:
             tail = "no single location has all"
         else:

@@ -434,7 +434,7 @@ def test_ship_matches_a_brute_force(seed: int) -> None:
 def test_ship_over_a_thousand_candidates() -> None:
     """5 lines, 1,002 candidates: nobody holds everything; the best split is the two warehouses
     (priority 10 + 20), found although 1,000 stores also hold parts of the order. Too many for the
-    exact search, so the greedy cover answers (its time is measured in
+    exact search of every pair, so the bounded search answers (its time is measured in
     loadtests/sourcing_plan_cost.py, not here)."""
     skus = ["s1", "s2", "s3", "s4", "s5"]
     rng = random.Random(1000)
@@ -456,7 +456,25 @@ def test_ship_over_a_thousand_candidates() -> None:
     ]
     assert result.options[0].why == (
         "2 locations: wh-a (priority 10, 400.0 km away) has 4 of 5 lines, wh-b the rest; "
-        "found by a greedy cover (too many candidates to try every combination)"
+        "best found by a bounded search (too many candidates to try every combination)"
+    )
+
+
+def test_bounded_search_beats_the_greedy_cover() -> None:
+    """208 partial holders (more pairs than EXACT_COMBINATIONS): the greedy cover, seeded from the
+    six decoys holding 4 of 5 lines, would answer decoy + b (priority 105); the exact search over
+    the best-ranked holders finds a + b (priority 10)."""
+    skus = ["s1", "s2", "s3", "s4", "s5"]
+    decoys = [c(f"decoy{i}", 100, s1=9, s2=9, s3=9, s4=9) for i in range(6)]
+    filler = [c(f"f{i:03d}", 500, **{skus[i % 4]: 1}) for i in range(200)]
+    cands = [*decoys, *filler, c("a", 5, s1=9, s2=9), c("b", 5, s3=9, s4=9, s5=9)]
+    result = plan([(s, 1) for s in skus], "ship", cands, limit=2)
+    assert shape(result) == [
+        [("a", [("s1", 1), ("s2", 1)]), ("b", [("s3", 1), ("s4", 1), ("s5", 1)])],
+        [("b", [("s3", 1), ("s4", 1), ("s5", 1)]), ("decoy0", [("s1", 1), ("s2", 1)])],
+    ]
+    assert result.options[0].why.endswith(
+        "bounded search (too many candidates to try every combination)"
     )
 
 
