@@ -3,8 +3,9 @@
 The caller reads each candidate's channel availability (already net of channel fences) and passes
 it in; nothing here does IO. Rules as implemented (API.md "Sourcing"):
 
-pickup: every option is ONE location holding every line in full. With ``near`` they are ranked
-  nearest first (then lower ``priority``, then id); without it by ``priority``, then id.
+pickup: every option is ONE location holding every line in full (``max_locations`` is ignored).
+  With ``near`` they are ranked nearest first (then lower ``priority``, then id; a location
+  without a distance last); without it by ``priority``, then id.
 
 ship: every option covers every line from at most ``max_locations`` locations and is ranked by
   1. fewest locations;
@@ -45,7 +46,7 @@ DEFAULT_LIMIT = 5
 MAX_LIMIT = 20
 DEFAULT_PICKUP_RADIUS_KM = 50.0
 DEFAULT_PRIORITY = 100
-# Combinations (pairs + triples) tried exactly per plan; past it the greedy cover takes over.
+# Combinations (pairs + triples) tried exactly per plan; past it the search is bounded (module doc).
 EXACT_COMBINATIONS = 10_000
 # How many of the best candidates seed a greedy cover (each seed is one greedy run).
 GREEDY_SEEDS = 5
@@ -72,8 +73,8 @@ class Allocation(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """What one location supplies."""
 
     location: str
-    lines: list[PlanLine]
     distance_km: float | None = None
+    lines: list[PlanLine]
 
 
 class Option(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,7 +143,8 @@ def plan(
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed("limit", f"must be 1..{MAX_LIMIT}")
     order = [(sku, qty) for sku, qty in sum_lines(lines) if qty > 0]
-    # One entry per location id (a repeated id keeps its first appearance) in a fixed order.
+    # One entry per location id (a repeated id is the caller's mistake: its first entry counts),
+    # sorted by rank so nothing below depends on the order the caller passed them in.
     unique: dict[str, Candidate] = {}
     for cand in candidates:
         unique.setdefault(cand.location, cand)
@@ -153,7 +155,6 @@ def plan(
     planner = _Planner(order, cands)
     if fulfillment == "pickup":
         return Plan(options=planner.pickup(limit), considered=considered)
-    # Ship ranks by the locations used, pickup by one location: max_locations is ship's alone.
     return Plan(options=planner.ship(max_locations, limit), considered=considered)
 
 
@@ -217,7 +218,7 @@ class _Planner:
                 why = f"{c.location} has every line, {km}"
             else:
                 rest = f"{_ordinal(place) or 'first '}by priority of {many} locations that can"
-                why = f"{c.location} has every line (priority {c.priority})"
+                why = f"{c.location} has every line, priority {c.priority}"
             why += " (the only location that can)" if many == 1 else f" ({rest})"
             options.append(self._option((i,), why))
         return options

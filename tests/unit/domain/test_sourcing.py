@@ -509,8 +509,8 @@ def test_exact_search_bound_is_salesforces() -> None:
             [("a", 1)],
             [c("st-1", 20, a=1), c("st-2", 30, a=1)],
             [
-                "st-1 has every line (priority 20) (first by priority of 2 locations that can)",
-                "st-2 has every line (priority 30) (2nd by priority of 2 locations that can)",
+                "st-1 has every line, priority 20 (first by priority of 2 locations that can)",
+                "st-2 has every line, priority 30 (2nd by priority of 2 locations that can)",
             ],
             id="pickup-by-priority",
         ),
@@ -690,10 +690,13 @@ def test_bounds(kwargs: dict[str, int], field: str) -> None:
 def test_plan_goes_on_the_wire() -> None:
     result = plan([("a", 1)], "ship", [c("x", 10, 2.5, a=1), c("y", 20, a=1)])
     assert msgspec.json.decode(msgspec.json.encode(result), type=Plan) == result
+    assert msgspec.json.encode(result.options[0].allocations[0]) == (
+        b'{"location":"x","distance_km":2.5,"lines":[{"sku":"a","qty":1}]}'
+    )
     wire = msgspec.to_builtins(result)
     assert wire["considered"] == 2
     assert wire["options"][0]["allocations"] == [
-        {"location": "x", "lines": [{"sku": "a", "qty": 1}], "distance_km": 2.5}
+        {"location": "x", "distance_km": 2.5, "lines": [{"sku": "a", "qty": 1}]}
     ]
     assert wire["options"][1]["allocations"] == [
         {"location": "y", "lines": [{"sku": "a", "qty": 1}]}
