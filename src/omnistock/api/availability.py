@@ -22,6 +22,7 @@ from omnistock.api.schemas import (
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import check_identifier
 from omnistock.domain.locations import Location, nearest
+from omnistock.domain.reservations import Channel
 from omnistock.domain.stock import Status
 from omnistock.usecases.availability import Availability
 
@@ -80,6 +81,10 @@ Radius = Annotated[
         schema_extra={"exclusiveMinimum": 0},
     ),
 ]
+ChannelQuery = Annotated[
+    Channel | None,
+    QueryParameter(description="the channel's availability: less the location's fence for it"),
+]
 Near = Annotated[
     str | None,
     QueryParameter(pattern=NEAR_PATTERN, description="lat,lon: nearest locations first"),
@@ -98,6 +103,7 @@ async def sku_availability(
     group: IdentifierQuery = None,
     near: Near = None,
     radius_km: Radius = None,
+    channel: ChannelQuery = None,
 ) -> SkuAvailability:
     point = parse_near(near, radius_km)
     filtered = location is not None or group is not None or point is not None
@@ -115,7 +121,7 @@ async def sku_availability(
         ranked = nearest(candidates, point[0], point[1], radius_km)
         candidates = [loc for loc, _ in ranked]
         distances = {loc.id: d for loc, d in ranked}
-    positions = await availability.positions([(loc, sku) for loc in candidates])
+    positions = await availability.positions([(loc, sku) for loc in candidates], channel)
     rows = [
         LocationAvailability(
             location=loc.id,
@@ -149,7 +155,7 @@ async def availability_matrix(
         )
     locations = [await availability.require(loc_id) for loc_id in data.locations]
     cells = [(loc, sku) for sku in data.skus for loc in locations]
-    positions = await availability.positions(cells)
+    positions = await availability.positions(cells, data.channel)
     return Matrix(
         items=[
             Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)

@@ -72,6 +72,8 @@ async def put_location(
         safety_stock=data.safety_stock,
         limited_threshold=data.limited_threshold,
         timezone=data.timezone,
+        priority=data.priority,
+        channel_safety_stock=data.channel_safety_stock.as_dict(),
     )
     stored, created = await locations.put(wanted)
     return Response(stored, status_code=201 if created else 200)

@@ -10,7 +10,7 @@ from litestar.params import HeaderParameter, PathParameter, QueryParameter
 from msgspec import UNSET, Meta, UnsetType
 
 from omnistock.domain.ids import IDENTIFIER_PATTERN, TEXT_PATTERN
-from omnistock.domain.locations import LocationKind
+from omnistock.domain.locations import DEFAULT_PRIORITY, MAX_PRIORITY, LocationKind
 from omnistock.domain.reservations import MAX_LINE_QTY, Channel
 from omnistock.domain.roles import Role
 from omnistock.domain.stock import MAX_QUANTITY, AdjustmentReason
@@ -42,6 +42,24 @@ KeyCreateBody = Annotated[
 ]
 
 
+class ChannelSafetyStock(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Units of every sku a channel may not take at a location (the reservation channels only)."""
+
+    web: Quantity | UnsetType = UNSET
+    app: Quantity | UnsetType = UNSET
+    kiosk: Quantity | UnsetType = UNSET
+    store: Quantity | UnsetType = UNSET
+    marketplace: Quantity | UnsetType = UNSET
+
+    def as_dict(self) -> dict[str, int]:
+        """The fences that were given, {channel: units}."""
+        return {
+            name: value
+            for name in self.__struct_fields__
+            if not isinstance(value := getattr(self, name), UnsetType)
+        }
+
+
 class LocationPut(msgspec.Struct, kw_only=True):
     name: Name
     kind: LocationKind
@@ -52,6 +70,10 @@ class LocationPut(msgspec.Struct, kw_only=True):
     groups: Annotated[list[Identifier], Meta(max_length=100)] = msgspec.field(default_factory=list)
     safety_stock: Quantity = 0
     limited_threshold: Quantity = 2
+    priority: Annotated[int, Meta(ge=0, le=MAX_PRIORITY)] = DEFAULT_PRIORITY
+    channel_safety_stock: Annotated[
+        ChannelSafetyStock, Meta(extra_json_schema={"additionalProperties": False})
+    ] = msgspec.field(default_factory=ChannelSafetyStock)
     timezone: (
         Annotated[
             str,
@@ -109,6 +131,8 @@ class AdjustmentsIn(msgspec.Struct, kw_only=True):
 class AvailabilityQuery(msgspec.Struct, kw_only=True):
     skus: Annotated[list[Identifier], Meta(min_length=1, max_length=500)]
     locations: Annotated[list[Identifier], Meta(min_length=1, max_length=500)]
+    # With a channel, each cell is what that channel may take (less the location's fence).
+    channel: Channel | None = None
 
 
 class LineIn(msgspec.Struct, kw_only=True):

@@ -9,6 +9,8 @@ import msgspec
 
 LocationKind = Literal["store", "warehouse", "franchise", "dark_store", "kiosk"]
 _EARTH_RADIUS_KM = 6371.0088
+DEFAULT_PRIORITY = 100
+MAX_PRIORITY = 1000
 
 
 class Location(msgspec.Struct, kw_only=True):
@@ -25,8 +27,19 @@ class Location(msgspec.Struct, kw_only=True):
     safety_stock: int = 0
     limited_threshold: int = 2
     timezone: str | None = None
+    # Lower is preferred when sourcing (API.md "Locations (additions)").
+    priority: int = DEFAULT_PRIORITY
+    # {channel: units} the channel may not take at this location, on top of safety_stock.
+    channel_safety_stock: dict[str, int] = msgspec.field(default_factory=dict)
     created_at: str | None = None
     updated_at: str | None = None
+
+
+def channel_fence(location: Location, channel: str | None) -> int:
+    """Units of every sku at ``location`` that ``channel`` may not take (0 without a channel)."""
+    if channel is None:
+        return 0
+    return location.channel_safety_stock.get(channel, 0)
 
 
 def default_pickup(kind: LocationKind) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
@@ -12,6 +12,7 @@ from omnistock.domain.errors import Shortage, ValidationFailed
 
 ReservationStatus = Literal["active", "committed", "released", "expired"]
 Channel = Literal["web", "app", "kiosk", "store", "marketplace"]
+CHANNELS: tuple[str, ...] = get_args(Channel)
 MAX_LINE_QTY = 1_000_000
 # extend may not move expires_at past created_at + this (API.md, "Reservations (additions)").
 MAX_LIFETIME_SECONDS = 7 * 24 * 3600

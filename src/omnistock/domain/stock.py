@@ -44,6 +44,15 @@ class Position(msgspec.Struct, kw_only=True):
     updated_at: str | None
 
 
+def for_channel(pos: Position, fence: int, limited_threshold: int) -> Position:
+    """``pos`` as a channel sees it: ``available`` less the channel's fence (never below 0), and
+    the status of that. reserve.lua holds against the same number (_lib.lua's avail_of)."""
+    if fence <= 0:
+        return pos
+    avail = max(0, pos.available - fence)
+    return msgspec.structs.replace(pos, available=avail, status=status_of(avail, limited_threshold))
+
+
 def position(
     *,
     location: str,

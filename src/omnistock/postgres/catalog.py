@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from omnistock.domain.clock import datetime_ms, rfc3339
 from omnistock.domain.locations import Location
@@ -15,6 +16,13 @@ from omnistock.domain.roles import ApiKey, Principal, Role
 from omnistock.postgres.sql import load_queries
 
 Q = load_queries("catalog.sql")
+# channel_safety_stock is a jsonb column read as text ({channel: units}).
+_decode_fences = msgspec.json.Decoder(dict[str, int]).decode
+_fences_encoder = msgspec.json.Encoder()
+
+
+def _encode_fences(fences: dict[str, int]) -> str:
+    return _fences_encoder.encode(fences).decode()
 
 
 def hash_key(secret: str) -> bytes:
@@ -39,6 +47,8 @@ def _location(row: asyncpg.Record) -> Location:
         safety_stock=row["safety_stock"],
         limited_threshold=row["limited_threshold"],
         timezone=row["timezone"],
+        priority=row["priority"],
+        channel_safety_stock=_decode_fences(row["channel_safety_stock"]),
         created_at=_ms(row["created_at"]),
         updated_at=_ms(row["updated_at"]),
     )
@@ -65,6 +75,8 @@ async def upsert_location(
         loc.safety_stock,
         loc.limited_threshold,
         loc.timezone,
+        loc.priority,
+        _encode_fences(loc.channel_safety_stock),
     )
     assert row is not None
     return _location(row), bool(row["created"])

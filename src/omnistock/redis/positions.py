@@ -10,7 +10,8 @@ import msgspec
 
 from omnistock.domain import stock
 from omnistock.domain.clock import rfc3339
-from omnistock.domain.locations import Location
+from omnistock.domain.locations import Location, channel_fence
+from omnistock.domain.reservations import CHANNELS
 from omnistock.redis import keys
 from omnistock.redis.runner import ScriptRunner
 from omnistock.redis.scripts import Reply
@@ -84,15 +85,25 @@ def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) ->
     )
 
 
+def location_meta_fields(loc: Location) -> dict[str, int]:
+    """The location meta hash the scripts read (_lib.lua's load_loc): safety stock, limited
+    threshold and every channel's fence (``c:<channel>``; all channels, so a dropped fence reads 0)."""
+    fields = {"ss": loc.safety_stock, "lt": loc.limited_threshold}
+    for channel in CHANNELS:
+        fields[f"c:{channel}"] = channel_fence(loc, channel)
+    return fields
+
+
 class PositionReads(ScriptRunner):
     """Position reads and location meta."""
 
     async def put_location_meta(self, locations: Iterable[Location]) -> None:
-        """Copy what the scripts need of each location (safety stock, limited threshold)."""
+        """Copy what the scripts need of each location (safety stock, limited threshold, channel
+        fences)."""
         async with self.client.pipeline(transaction=False) as pipe:
             for loc in locations:
                 key = keys.location_meta(self.partition(loc.id), loc.id)
-                pipe.hset(key, mapping={"ss": loc.safety_stock, "lt": loc.limited_threshold})
+                pipe.hset(key, mapping=location_meta_fields(loc))
             await pipe.execute()
 
     async def get_position(self, location: Location, sku: str) -> stock.Position:

@@ -18,6 +18,7 @@ from omnistock.domain.reservations import decode_reservation
 from omnistock.postgres import catalog, ledger
 from omnistock.redis import keys
 from omnistock.redis.bulk import BulkWriter
+from omnistock.redis.positions import location_meta_fields
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
 from omnistock.sync.persister import Persister
@@ -251,5 +252,5 @@ async def _restore_location_meta(redis: Any, partitions: int, locations: list[Lo
     async with redis.pipeline(transaction=False) as pipe:
         for loc in locations:
             key = keys.location_meta(partition_of(loc.id, partitions), loc.id)
-            pipe.hset(key, mapping={"ss": loc.safety_stock, "lt": loc.limited_threshold})
+            pipe.hset(key, mapping=location_meta_fields(loc))
         await pipe.execute()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omnistock.domain.locations import Location
-from omnistock.domain.stock import Position
+from omnistock.domain.locations import Location, channel_fence
+from omnistock.domain.stock import Position, for_channel
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
 
@@ -26,6 +26,16 @@ class Availability:
         """Every known location, by id."""
         return self._locations.all()
 
-    async def positions(self, cells: Sequence[tuple[Location, str]]) -> list[Position]:
-        """The positions of (location, sku) cells, in order, in one read."""
-        return await self._store.get_positions(cells)
+    async def positions(
+        self, cells: Sequence[tuple[Location, str]], channel: str | None = None
+    ) -> list[Position]:
+        """The positions of (location, sku) cells, in order, in one read; with ``channel``, each
+        ``available`` and ``status`` is that channel's (the location's fence taken off, as
+        reserve.lua holds it)."""
+        found = await self._store.get_positions(cells)
+        if channel is None:
+            return found
+        return [
+            for_channel(pos, channel_fence(loc, channel), loc.limited_threshold)
+            for (loc, _), pos in zip(cells, found, strict=True)
+        ]

@@ -2,7 +2,8 @@
 -- scripts.py builds (each operation file becomes one function of it; never loaded on its own).
 -- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
 -- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
--- hash holds ss (safety stock) and lt (limited threshold). Every changed position appends one
+-- hash holds ss (safety stock), lt (limited threshold) and c:<channel> (the units of every sku
+-- that channel may not take: its fence). Every changed position appends one
 -- event (field p) to the partition stream; every reservation change appends one (field r); every
 -- recorded idempotent reply appends one (field i), so Postgres can keep it for a rebuild. Their
 -- layout is domain/events.py's.
@@ -31,8 +32,10 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
-local function avail_of(oh, r, ss)
-  local a = oh - r - ss
+-- What can be promised; `fence` (a channel's, 0 or nil for none) is taken off on top of ss.
+-- domain/stock.py's available and for_channel compute the same number.
+local function avail_of(oh, r, ss, fence)
+  local a = oh - r - ss - (fence or 0)
   if a < 0 then return 0 end
   return a
 end
@@ -43,11 +46,17 @@ local function status_of(a, lt)
   return 'in_stock'
 end
 
--- Location meta or nil when the location is unknown.
-local function load_loc(key)
-  local f = redis.call('HMGET', key, 'ss', 'lt')
+-- Location meta or nil when the location is unknown; with `channel` ('' or nil: none) its
+-- fence too (0 when the meta names none).
+local function load_loc(key, channel)
+  if channel == nil or channel == '' then
+    local f = redis.call('HMGET', key, 'ss', 'lt')
+    if not f[1] then return nil end
+    return { ss = tonumber(f[1]), lt = tonumber(f[2]), fence = 0 }
+  end
+  local f = redis.call('HMGET', key, 'ss', 'lt', 'c:' .. channel)
   if not f[1] then return nil end
-  return { ss = tonumber(f[1]), lt = tonumber(f[2]) }
+  return { ss = tonumber(f[1]), lt = tonumber(f[2]), fence = tonumber(f[3]) or 0 }
 end
 
 -- load_loc, remembering each location's meta for the rest of the call.

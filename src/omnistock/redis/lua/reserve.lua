@@ -1,7 +1,9 @@
 -- reserve.lua: hold stock for a new reservation at one location: all lines or none, or with
 -- allow_partial as much of each line as is available (at least one unit overall).
+-- With a channel, each line is held against the channel's availability: the location meta's
+-- fence c:<channel> is taken off on top of safety stock (shortages report that figure).
 -- KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] reservation hash, KEYS[4] expiry zset,
---   KEYS[5] location meta, KEYS[6] location sku index, KEYS[7..] positions of the lines, in order
+--   KEYS[5] location meta (ss, lt, c:<channel>), KEYS[6] location sku index, KEYS[7..] positions of the lines, in order
 -- ARGV[1] actor, ARGV[2] idempotency body hash ('' = none), ARGV[3] idempotency ttl ms,
 --   ARGV[4] idempotency key, ARGV[5] reservation id, ARGV[6] location, ARGV[7] ttl ms,
 --   ARGV[8] channel ('' none), ARGV[9] ref ('' none), ARGV[10] allow_partial '1'|'0',
@@ -13,7 +15,7 @@ local ctx, stop = begin(KEYS, ARGV)
 if stop then return stop end
 
 local loc_id = ARGV[6]
-local loc = load_loc(KEYS[5])
+local loc = load_loc(KEYS[5], ARGV[8])
 if not loc then return reply(ctx, C_NO_LOCATION, loc_id) end
 local partial = ARGV[10] == '1'
 
@@ -22,7 +24,7 @@ local olds, holds, short, total = {}, {}, {}, 0
 for i = 1, n do
   local qty = tonumber(ARGV[12 + 2 * i])
   local old = load_pos(KEYS[6 + i], loc)
-  local a = avail_of(old.oh, old.r, old.ss)
+  local a = avail_of(old.oh, old.r, old.ss, loc.fence)
   local hold = qty
   if a < qty then
     short[#short + 1] = { ARGV[11 + 2 * i], qty, a }
