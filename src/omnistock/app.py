@@ -36,6 +36,7 @@ from omnistock.api.paths import keep_encoded_slashes
 from omnistock.api.positions import positions_router
 from omnistock.api.ratelimit import rate_limits
 from omnistock.api.reservations import reservations_router
+from omnistock.api.sourcing import sourcing_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
 from omnistock.http_errors import EXCEPTION_HANDLERS
@@ -102,6 +103,7 @@ _USE_CASES = (
     "feeds",
     "imports",
     "operations",
+    "sourcing",
 )
 
 
@@ -143,6 +145,7 @@ def create_app(settings: Settings) -> Litestar:
             import_stock,
             adjustments_router,
             availability_router,
+            sourcing_router,
             reservations_router,
             locations_router,
             keys_router,

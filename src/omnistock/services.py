@@ -43,6 +43,7 @@ from omnistock.usecases.operations import Operations
 from omnistock.usecases.positions import Positions
 from omnistock.usecases.ratelimits import RateLimits
 from omnistock.usecases.reservations import Reservations
+from omnistock.usecases.sourcing import Sourcing
 from omnistock.usecases.stock import Stock
 from omnistock.usecases.stream import Stream
 
@@ -168,6 +169,7 @@ class UseCases:
         self.stream = Stream(svc.fanout, svc.settings, LOOKUP_ERRORS)
         self.stock = Stock(svc.store, svc.locations)
         self.availability = Availability(svc.store, svc.locations)
+        self.sourcing = Sourcing(svc.store, svc.locations)
         self.positions = Positions(svc.store, svc.locations)
         self.feeds = Feeds(svc.store, svc.locations, svc.fanout)
         self.imports = Imports(svc.store, svc.locations, svc.gate, svc.settings)

@@ -105,3 +105,17 @@ def may_see_reservation(
     if who.role in (Role.ADMIN, Role.INTEGRATION):
         return True
     return who.role is Role.STORE and location in who.locations
+
+
+def require_reserver(who: Principal) -> None:
+    """Roles that may reserve somewhere (store keys: at their own locations), e.g. to plan where
+    to reserve."""
+    if who.role not in _RESERVERS:
+        raise Forbidden(f"role {who.role} may not reserve stock")
+
+
+def reservable_ids(who: Principal, ids: frozenset[str] | None) -> frozenset[str] | None:
+    """The location ids ``who`` may reserve at, narrowed to ``ids`` when given (None: any)."""
+    if who.role is Role.STORE:
+        return who.locations if ids is None else ids & who.locations
+    return ids

@@ -1,0 +1,70 @@
+"""Sourcing plans: which location(s) should fulfil an order (a dry run: nothing is held). The
+candidates come from the location cache, their channel availability for every line from one
+batched read, the ranking from the pure planner (domain/sourcing.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omnistock.domain.locations import channel_fence
+from omnistock.domain.reservations import sum_lines
+from omnistock.domain.roles import Principal, require_reserver, reservable_ids
+from omnistock.domain.sourcing import Candidate, Fulfillment, Plan, plan, select_candidates
+from omnistock.domain.stock import for_channel
+from omnistock.redis.store import StockStore
+from omnistock.usecases.caches import LocationCache
+
+
+class Sourcing:
+    """The sourcing capability of one process."""
+
+    def __init__(self, store: StockStore, locations: LocationCache) -> None:
+        self._store = store
+        self._locations = locations
+
+    async def plan(
+        self,
+        who: Principal,
+        lines: Sequence[tuple[str, int]],
+        fulfillment: Fulfillment,
+        *,
+        near: tuple[float, float] | None = None,
+        radius_km: float | None = None,
+        group: str | None = None,
+        ids: Sequence[str] | None = None,
+        channel: str | None = None,
+        max_locations: int,
+        limit: int,
+    ) -> Plan:
+        """The ranked options (API.md "Sourcing"); store keys plan over their own locations."""
+        require_reserver(who)
+        allowed = reservable_ids(who, frozenset(ids) if ids is not None else None)
+        chosen = select_candidates(
+            self._locations.all(),
+            fulfillment,
+            near=near,
+            radius_km=radius_km,
+            group=group,
+            ids=allowed,
+        )
+        order = sum_lines(lines)
+        skus = [sku for sku, _ in order]
+        cells = [(loc, sku) for loc, _ in chosen for sku in skus]
+        found = await self._store.get_positions(cells) if cells else []
+        width = len(skus)
+        candidates = []
+        for n, (loc, dist) in enumerate(chosen):
+            fence = channel_fence(loc, channel)
+            row = found[n * width : (n + 1) * width]
+            candidates.append(
+                Candidate(
+                    location=loc.id,
+                    priority=loc.priority,
+                    distance_km=None if dist is None else round(dist, 3),
+                    available={
+                        sku: for_channel(pos, fence, loc.limited_threshold).available
+                        for sku, pos in zip(skus, row, strict=True)
+                    },
+                )
+            )
+        return plan(order, fulfillment, candidates, max_locations=max_locations, limit=limit)
