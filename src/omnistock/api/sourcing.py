@@ -47,6 +47,20 @@ class SourcingPlanIn(msgspec.Struct, kw_only=True):
     limit: Annotated[int, Meta(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
 
 
+# radius_km needs near (checked by the handler, stated here): without near it is null or absent.
+SourcingPlanBody = Annotated[
+    SourcingPlanIn,
+    Meta(
+        extra_json_schema={
+            "anyOf": [
+                {"properties": {"radius_km": {"type": "null"}}},
+                {"required": ["near"], "properties": {"near": {"type": "object"}}},
+            ]
+        }
+    ),
+]
+
+
 @post(
     "/plans",
     summary="Plan where to fulfil an order from (a dry run: nothing is held)",
@@ -56,7 +70,7 @@ class SourcingPlanIn(msgspec.Struct, kw_only=True):
 )
 async def sourcing_plan(
     request: Request[Any, Any, Any],
-    data: JSONBody[SourcingPlanIn],
+    data: JSONBody[SourcingPlanBody],
     sourcing: NamedDependency[Sourcing],
 ) -> Plan:
     if data.radius_km is not None and data.near is None:
