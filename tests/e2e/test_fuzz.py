@@ -54,6 +54,10 @@ GOOD_BODIES: dict[tuple[str, str], Callable[[str], Any]] = {
         "ship_from": False, "safety_stock": 0, "limited_threshold": 2, "timezone": "UTC"},
     ("POST", "/v1/keys"): lambda loc: {"name": "fz", "role": "store", "locations": [loc]},
     ("DELETE", "/v1/keys/{key_id:str}"): lambda loc: None,
+    ("POST", "/v1/sourcing/plans"): lambda loc: {
+        "lines": [{"sku": "s", "qty": 1}], "fulfillment": "ship", "near": {"lat": 1.5, "lon": 2.5},
+        "radius_km": 50.5, "group": "g", "locations": [loc], "channel": "web", "max_locations": 2,
+        "limit": 3},
 }  # fmt: skip
 # Routes whose body may be absent (absent is a valid request: never sent empty).
 OPTIONAL_BODY = {("POST", "/v1/reservations/{reservation_id:str}/commit")}
@@ -66,6 +70,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/reservations/{reservation_id:str}/extend"): ("ttl_seconds",),
     ("PUT", "/v1/locations/{location_id:str}"): ("name", "kind"),
     ("POST", "/v1/keys"): ("name", "role"),
+    ("POST", "/v1/sourcing/plans"): ("lines", "fulfillment"),
 }
 READS = {"GET", "HEAD", "OPTIONS"}
 
