@@ -23,9 +23,8 @@ import httpx
 import pytest
 import redis
 
-from omnistock.embedded import free_port
 from tests.conftest import private_dir
-from tests.e2e.test_commands import OMNISTOCK, clean_env, processes_using
+from tests.e2e.test_commands import OMNISTOCK, Served, clean_env, processes_using
 
 TIMEOUT = 2.0
 SLACK = 4.0  # a loaded machine may be late by this much, never early
@@ -33,37 +32,18 @@ ADMIN = "osk_guard_admin_" + secrets.token_hex(8)
 METRICS_KEY = "metrics-" + secrets.token_hex(8)
 
 
-class GuardedServe:
+class GuardedServe(Served):
     """``omnistock serve`` with a short arrival deadline, a metrics key and a bootstrap admin."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
+        extra = {
+            "OMNISTOCK_HTTP_REQUEST_TIMEOUT_SECONDS": str(TIMEOUT),
+            "OMNISTOCK_ADMIN_KEY": ADMIN,
+            "OMNISTOCK_METRICS_KEY": METRICS_KEY,
+        }
+        super().__init__(data_dir, log, env=extra)
         self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        env = clean_env(data_dir)
-        env["OMNISTOCK_HTTP_REQUEST_TIMEOUT_SECONDS"] = str(TIMEOUT)
-        env["OMNISTOCK_ADMIN_KEY"] = ADMIN
-        env["OMNISTOCK_METRICS_KEY"] = METRICS_KEY
-        with open(log, "wb") as sink:
-            self.proc = subprocess.Popen(
-                [OMNISTOCK, "serve", "--port", str(self.port)],
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"serve exited early:\n{self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"not ready in {timeout}s:\n{self.log.read_text()}")
 
     def connect(self) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=TIMEOUT + SLACK + 5)

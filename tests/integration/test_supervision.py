@@ -29,15 +29,20 @@ from tests.integration.conftest import PARTITIONS, Stack
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
-@contextlib.asynccontextmanager
-async def running(
-    stack: Stack, **overrides: Any
-) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
-    """A service on the stack's own servers, with its Services (to look inside) and a client."""
-    settings = app_settings(
+def settings_for(stack: Stack, **overrides: Any) -> Any:
+    """App settings on the stack's own servers (``overrides``: settings fields)."""
+    return app_settings(
         stack.servers, partitions=PARTITIONS, redis_url=stack.servers.redis_url, **overrides
     )
-    server = AppServer(settings)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    stack: Stack, *, worker: bool = True, **overrides: Any
+) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    """A service on the stack's own servers, with its Services (to look inside) and a client;
+    ``worker=False``: without a worker of its own (as ``serve --no-worker``)."""
+    server = AppServer(settings_for(stack, **overrides), worker=worker)
     await server.start()
     try:
         svc: Services = server.server.config.app.state.services  # type: ignore[attr-defined]

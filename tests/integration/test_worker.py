@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,33 +19,16 @@ from omnistock.redis.streams import backlog
 from omnistock.services import Services
 from omnistock.sync.reconcile import Reconciler
 from omnistock.worker import WORKER_LOOPS, open_worker
-from tests.e2e.conftest import ADMIN_KEY, AppServer, app_settings
 from tests.events import event_fields
 from tests.integration.conftest import PARTITIONS, Stack
-from tests.integration.test_supervision import status_of, stock_up
-
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+from tests.integration.test_supervision import running, settings_for, status_of, stock_up
 
 
-def settings_for(stack: Stack, **overrides: Any) -> Any:
-    return app_settings(
-        stack.servers, partitions=PARTITIONS, redis_url=stack.servers.redis_url, **overrides
-    )
-
-
-@contextlib.asynccontextmanager
-async def serving_alone(
+def serving_alone(
     stack: Stack, **overrides: Any
-) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+) -> contextlib.AbstractAsyncContextManager[tuple[Services, httpx.AsyncClient]]:
     """A serving app without a worker of its own (as ``serve --no-worker``)."""
-    server = AppServer(settings_for(stack, **overrides), worker=False)
-    await server.start()
-    try:
-        svc: Services = server.server.config.app.state.services  # type: ignore[attr-defined]
-        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=30) as client:
-            yield svc, client
-    finally:
-        await server.stop()
+    return running(stack, worker=False, **overrides)
 
 
 async def test_the_serving_process_runs_no_background_work(stack: Stack) -> None:
