@@ -10,7 +10,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from omnistock.api.body import humane, validation_error
+from omnistock.api.body import humane
 from omnistock.domain.errors import DomainError
 
 log = logging.getLogger("omnistock.api")
@@ -160,12 +160,6 @@ def on_os_error(_: Request[Any, Any, Any], exc: OSError) -> Response[bytes]:
 def on_unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.exception("unexpected error", exc_info=exc)
     return problem(500, "server-error", "Internal error", "the server failed; see its log")
-
-
-def msgspec_problem(exc: msgspec.MsgspecError) -> Response[bytes]:
-    """For bodies decoded by hand: a 422 naming the field."""
-    error = validation_error(exc)
-    return problem(error.status, error.slug, error.title, error.detail, **error.extra)
 
 
 # The drivers' errors (Redis, Postgres) are paired with on_redis_error, on_postgres_error and
