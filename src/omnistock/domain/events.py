@@ -4,7 +4,10 @@ A stream entry has one field, named by its kind:
 - ``p``: a position changed; the value is a MessagePack array, :class:`PositionEvent`;
 - ``r``: a reservation changed; the value is the reservation document (JSON), and field ``k``
   says what happened (reserve, extend, commit, release, expire);
-- ``i``: an idempotent reply was recorded; a MessagePack array, :class:`IdempotencyEvent`.
+- ``i``: an idempotent reply was recorded; a MessagePack array, :class:`IdempotencyEvent`;
+- ``o``: a sourcing hold (a cross-partition operation) changed; the value is its document (JSON,
+  domain/sourcing_holds.py) and field ``k`` says what happened (begin, finish, abort, replan,
+  fail, release, claim).
 MessagePack keeps the scripts cheap (numbers are not formatted as text) and decoding fast.
 """
 
@@ -14,7 +17,7 @@ import msgspec
 
 from omnistock.domain.stock import Status
 
-POSITION, RESERVATION, IDEMPOTENCY = b"p", b"r", b"i"
+POSITION, RESERVATION, IDEMPOTENCY, OPERATION = b"p", b"r", b"i", b"o"
 RESERVATION_KIND = b"k"
 
 

@@ -16,6 +16,7 @@ IDENTIFIER_PATTERN = r"^[A-Za-z0-9._:-]{1,128}(?!\n)$"
 TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*(?!\n)$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _RESERVATION_ID = re.compile(r"r([0-9]{1,5})-([a-z2-7]{20})")
+_SOURCING_ID = re.compile(r"s([0-9]{1,5})-([a-z2-7]{20})")
 
 
 def is_identifier(value: str) -> bool:
@@ -35,10 +36,26 @@ def partition_of(location_id: str, partitions: int) -> int:
     return zlib.crc32(location_id.encode()) % partitions
 
 
+def _token() -> str:
+    return base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
+
+
 def new_reservation_id(partition: int) -> str:
     """A random reservation id that names its partition, so no lookup is needed to find it."""
-    token = base64.b32encode(secrets.token_bytes(15)).decode().lower()[:20]
-    return f"r{partition}-{token}"
+    return f"r{partition}-{_token()}"
+
+
+def new_sourcing_id(partition: int) -> str:
+    """A random sourcing hold id that names the partition of its record."""
+    return f"s{partition}-{_token()}"
+
+
+def sourcing_partition(hold_id: str, partitions: int) -> int:
+    """The partition encoded in a sourcing hold id; 404 for anything that is not one of ours."""
+    match = _SOURCING_ID.fullmatch(hold_id)
+    if match is None or int(match.group(1)) >= partitions:
+        raise NotFound(f"sourcing reservation {hold_id!r} not found")
+    return int(match.group(1))
 
 
 def reservation_partition(reservation_id: str, partitions: int) -> int:

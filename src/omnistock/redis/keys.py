@@ -75,6 +75,24 @@ def unused_idempotency_record(partition: int) -> str:
     return f"{PREFIX}:{{p{partition}}}:idem:-"
 
 
+def sourcing_hold(partition: int, hold_id: str) -> str:
+    """Hash ``doc`` (the operation document JSON, domain/sourcing_holds.py), ``st`` (its status):
+    a cross-partition sourcing hold's record, in the partition its id names."""
+    return f"{PREFIX}:{{p{partition}}}:src:{hold_id}"
+
+
+def sourcing_pending(partition: int) -> str:
+    """Sorted set of the partition's unfinished sourcing holds scored by their lease's end (ms):
+    the courier finishes or undoes those whose lease has passed."""
+    return f"{PREFIX}:{{p{partition}}}:srcq"
+
+
+def sourcing_void(partition: int, reservation_id: str) -> str:
+    """Marks a sourcing part's reservation id as undone before it was held, so a late hold of
+    that part does nothing (same partition as the reservation)."""
+    return f"{PREFIX}:{{p{partition}}}:void:{reservation_id}"
+
+
 # Worker processes' loop health (redis/workers.py): one small hash per worker, with a TTL, and an
 # index of worker ids by last report time. One hash tag, so a report is one transaction on Redis
 # Cluster as well.

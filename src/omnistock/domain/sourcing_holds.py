@@ -1,0 +1,71 @@
+"""A sourcing hold: one order held across several locations, all or nothing.
+
+The locations' keys live in different partitions, so the hold is a cross-partition operation
+(../DESIGN.md "Cross-partition operations"): a record in its own partition (the document below,
+kept by the Lua scripts as JSON) names every part before any is held; each part is an ordinary
+reservation held by a script keyed by the part's reservation id, so replaying it is harmless;
+undoing a part releases it, or voids its id when it was never held. Whoever drives the hold (the
+serving process, or the worker's courier once the lease has passed) moves the record through:
+
+    pending --(every part held)--> held --(release)--> released
+    pending --(a part could not be held)--> compensating --(parts undone)--> pending (next
+        attempt, re-planned) | failed (no option left; ``shortages`` says why)
+
+Only ``pending -> held`` and ``pending -> compensating`` race, and both are one script on the
+record, so a hold is never reported held while its parts are being undone.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+HoldStatus = Literal["pending", "compensating", "held", "failed", "released"]
+FINISHED: frozenset[str] = frozenset({"held", "failed", "released"})
+
+
+class HoldPart(msgspec.Struct, kw_only=True):
+    """One location's share: the reservation id it is (or will be) held as, and its lines."""
+
+    reservation: str
+    location: str
+    lines: list[tuple[str, int]]
+    distance_km: float | None = None
+
+
+class HoldRequest(msgspec.Struct, kw_only=True):
+    """What was asked, as the courier needs it to finish the hold without the caller."""
+
+    lines: list[tuple[str, int]]
+    fulfillment: Literal["pickup", "ship"]
+    ttl_ms: int
+    allow_partial: bool = False
+    channel: str | None = None
+    ref: str | None = None
+
+
+class SourcingHold(msgspec.Struct, kw_only=True):
+    """The record of a sourcing hold as the scripts keep it (times in ms, Redis clock).
+
+    ``parts`` are the current attempt's; ``lease_until`` is when the courier may take over an
+    unfinished hold whose driver went quiet; ``shortages`` (``[sku, requested, available]``) is
+    set when it failed."""
+
+    id: str
+    status: HoldStatus
+    attempt: int
+    request: HoldRequest
+    parts: list[HoldPart]
+    why: str
+    actor: str
+    created_at: int
+    updated_at: int
+    lease_until: int
+    owner: str | None = None
+    owner_role: str | None = None
+    shortages: list[tuple[str, int, int]] | None = None
+
+
+decode_hold = msgspec.json.Decoder(SourcingHold).decode
+encode_hold = msgspec.json.Encoder().encode
