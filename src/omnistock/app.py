@@ -104,6 +104,7 @@ _USE_CASES = (
     "imports",
     "operations",
     "sourcing",
+    "sourcing_holds",
 )
 
 

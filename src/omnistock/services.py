@@ -44,6 +44,7 @@ from omnistock.usecases.positions import Positions
 from omnistock.usecases.ratelimits import RateLimits
 from omnistock.usecases.reservations import Reservations
 from omnistock.usecases.sourcing import Sourcing
+from omnistock.usecases.sourcing_holds import SourcingHolds
 from omnistock.usecases.stock import Stock
 from omnistock.usecases.stream import Stream
 
@@ -78,6 +79,7 @@ class Stores:
         self.db = db
         self.scripts = Scripts.load()
         self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
+        self.store.lease_ms = round(settings.sourcing_lease_seconds * 1000)
 
 
 @contextlib.asynccontextmanager
@@ -169,7 +171,14 @@ class UseCases:
         self.stream = Stream(svc.fanout, svc.settings, LOOKUP_ERRORS)
         self.stock = Stock(svc.store, svc.locations)
         self.availability = Availability(svc.store, svc.locations)
-        self.sourcing = Sourcing(svc.store, svc.locations)
+        self.sourcing = Sourcing(svc.store, svc.locations, svc.settings.sourcing_max_plan_cells)
+        self.sourcing_holds = SourcingHolds(
+            svc.db,
+            svc.store,
+            self.sourcing,
+            default_ttl_seconds=svc.settings.default_ttl_seconds,
+            replay_wait_seconds=svc.settings.sourcing_replay_wait_seconds,
+        )
         self.positions = Positions(svc.store, svc.locations)
         self.feeds = Feeds(svc.store, svc.locations, svc.fanout)
         self.imports = Imports(svc.store, svc.locations, svc.gate, svc.settings)

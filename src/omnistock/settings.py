@@ -76,6 +76,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Tail latency: the loop-lag probe and collector tuning after start-up
     loop_lag_interval_seconds: float = 0.1
     gc_freeze: bool = True
+    # Sourcing holds: docs/operations.md "Sourcing holds"
+    sourcing_lease_seconds: float = 1.0
+    sourcing_courier_interval_seconds: float = 0.2
+    sourcing_courier_batch: int = 100
+    sourcing_max_plan_cells: int = 20_000
+    sourcing_replay_wait_seconds: float = 5.0
 
     @property
     def embedded(self) -> bool:
@@ -122,6 +128,9 @@ _INT_FIELDS = {
     "import_max_error_chars": (40, 10_000),
     "http_max_header_bytes": (8 * 1024, 1024 * 1024),
     "max_body_bytes": (1024, 64 * 1024 * 1024),
+    # Sourcing holds
+    "sourcing_courier_batch": (1, 10_000),
+    "sourcing_max_plan_cells": (100, 1_000_000),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
@@ -138,6 +147,10 @@ _FLOAT_FIELDS = {
     "worker_stale_seconds": (0.5, 3600.0),
     # Tail latency
     "loop_lag_interval_seconds": (0.01, 60.0),
+    # Sourcing holds
+    "sourcing_lease_seconds": (0.1, 60.0),
+    "sourcing_courier_interval_seconds": (0.01, 10.0),
+    "sourcing_replay_wait_seconds": (0.1, 60.0),
 }
 
 

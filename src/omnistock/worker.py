@@ -3,9 +3,10 @@ loop. ``omnistock worker`` runs it as a process (``serve`` starts one by itself)
 
 It runs, each supervised: the persister (streams -> Postgres, a consumer group), the expiry
 sweeper (expire.lua ends a reservation once), the trimmer (only below what the group acked), the
-watchdog (rebuilds Redis from Postgres when it comes back empty, under the rebuild lock) and the
-pruner (row locks): several workers on one deployment share the work safely. It reports its loops'
-health to Redis (redis/workers.py) for the serving processes' /readyz and /metrics.
+watchdog (rebuilds Redis from Postgres when it comes back empty, under the rebuild lock), the
+pruner (row locks) and the courier (finishes or undoes the sourcing holds a crash left): several
+workers on one deployment share the work safely. It reports its loops' health to Redis
+(redis/workers.py) for the serving processes' /readyz and /metrics.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 
 from omnistock.postgres.prune import run_pruner
 from omnistock.redis import workers
+from omnistock.redis.courier import run_courier
 from omnistock.redis.sweeper import run_sweeper
 from omnistock.services import Services, StartupError, connect
 from omnistock.settings import Settings
@@ -34,7 +36,7 @@ from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.worker")
 
-WORKER_LOOPS = ("sweeper", "persister", "trimmer", "watchdog", "pruner")
+WORKER_LOOPS = ("sweeper", "persister", "trimmer", "watchdog", "pruner", "courier")
 REPORT_LOOP = "worker-report"
 _PERSISTER_FINISH_SECONDS = 10.0  # a stopping worker lets the persister end its batch
 
@@ -65,6 +67,14 @@ class WorkerRuntime:
         svc.spawn(lambda: run_trimmer(redis, store.scripts, settings), "trimmer")
         svc.spawn(lambda: run_watchdog(redis, db, store.scripts, settings.partitions), "watchdog")
         svc.spawn(lambda: run_pruner(db, settings, svc.metrics), "pruner")
+        svc.spawn(
+            lambda: run_courier(
+                store,
+                settings.sourcing_courier_interval_seconds,
+                settings.sourcing_courier_batch,
+            ),
+            "courier",
+        )
         with contextlib.suppress(RedisError, OSError):
             await self.report()
         self.reporter.spawn(REPORT_LOOP, self._report_loop)

@@ -244,7 +244,7 @@ async def test_the_persister_is_restarted_after_an_unexpected_exception(
     async with running(stack, persister_claim_idle_ms=300) as (svc, client):
         assert set(svc.supervisor.loops) == {
             "invalidations", "sweeper", "persister", "backlog", "trimmer", "watchdog", "pruner",
-            "stream", "stream-clock", "stream-deletions", "looplag",
+            "courier", "stream", "stream-clock", "stream-deletions", "looplag",
         }  # fmt: skip
         await stock_up(client, uid, s=1)
         faults = 0

@@ -50,6 +50,8 @@ class StoredReservation(msgspec.Struct, kw_only=True):
     # The API key that created it and its role (absent on reservations made before round 2).
     owner: str | None = None
     owner_role: str | None = None
+    # The sourcing hold this reservation is a part of (POST /v1/sourcing/reservations).
+    sourcing: str | None = None
 
 
 decode_reservation = msgspec.json.Decoder(StoredReservation).decode
@@ -77,6 +79,7 @@ class Reservation(msgspec.Struct, kw_only=True):
     created_at: str
     expires_at: str
     finished_at: str | None = None
+    sourcing: str | None = None
 
 
 def present(stored: StoredReservation) -> Reservation:
@@ -96,6 +99,7 @@ def present(stored: StoredReservation) -> Reservation:
         created_at=rfc3339(stored.created_at),
         expires_at=rfc3339(stored.expires_at),
         finished_at=rfc3339(stored.finished_at) if stored.finished_at is not None else None,
+        sourcing=stored.sourcing,
     )
 
 

@@ -17,6 +17,8 @@ record, so a hold is never reported held while its parts are being undone.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -69,3 +71,54 @@ class SourcingHold(msgspec.Struct, kw_only=True):
 
 decode_hold = msgspec.json.Decoder(SourcingHold).decode
 encode_hold = msgspec.json.Encoder().encode
+
+# How many attempts (plan, hold, and on a lost race undo and re-plan) a serving call makes
+# before it gives up with a 409.
+MAX_ATTEMPTS = 3
+
+
+def record_partition(digest: str, partitions: int) -> int:
+    """The partition of a hold's record when the call carries an Idempotency-Key: derived from
+    the key (``crc32(digest) % P``), so a replay finds the recorded reply there."""
+    return zlib.crc32(digest.encode()) % partitions
+
+
+def parts_of(
+    allocations: Sequence[tuple[str, float | None, Sequence[tuple[str, int]]]],
+    new_id: Callable[[str], str],
+) -> list[HoldPart]:
+    """One part per allocation ``(location, distance_km, lines)``, each with a fresh reservation
+    id from ``new_id(location)``."""
+    return [
+        HoldPart(reservation=new_id(loc), location=loc, lines=list(lines), distance_km=dist)
+        for loc, dist, lines in allocations
+    ]
+
+
+def summed_shortages(
+    order: Sequence[tuple[str, int]], available: Sequence[Mapping[str, int]]
+) -> list[tuple[str, int, int]]:
+    """``[sku, requested, available]`` for each sku of ``order`` the candidates together cannot
+    cover (``available`` is each candidate's channel availability per sku); when together they
+    could (no option fits within the split bound), every line with its summed availability."""
+    totals = [(sku, qty, sum(max(0, a.get(sku, 0)) for a in available)) for sku, qty in order]
+    short = [line for line in totals if line[2] < line[1]]
+    return short or totals
+
+
+def clip_to(
+    order: Sequence[tuple[str, int]], available: Sequence[Mapping[str, int]]
+) -> list[tuple[str, int]]:
+    """``order`` cut down to what the candidates hold together (lines with nothing dropped): what
+    ``allow_partial`` plans for when the whole order cannot be sourced."""
+    out = []
+    for sku, qty in order:
+        total = sum(max(0, a.get(sku, 0)) for a in available)
+        if min(qty, total) > 0:
+            out.append((sku, min(qty, total)))
+    return out
+
+
+def visible_to_store(locations: frozenset[str], hold: SourcingHold) -> bool:
+    """A store key sees a hold one of whose parts is at its locations."""
+    return any(part.location in locations for part in hold.parts)

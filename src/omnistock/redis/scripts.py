@@ -30,6 +30,7 @@ IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
 NOT_READY, QUANTITY = 10, 11
 TOO_LONG = 20  # reservation limits
 LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
+VOID, HOLD_STATE, NO_HOLD = 40, 41, 42  # sourcing holds (redis/sourcing_holds.py)
 
 SCRIPT_NAMES = (
     "adjust",
@@ -42,6 +43,15 @@ SCRIPT_NAMES = (
     "trim",
     "worker_report",
     "worker_withdraw",
+    "sourcing_begin",
+    "sourcing_hold",
+    "sourcing_finish",
+    "sourcing_abort",
+    "sourcing_undo",
+    "sourcing_replan",
+    "sourcing_fail",
+    "sourcing_claim",
+    "sourcing_release",
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
 EXTRA_FUNCTIONS = ("ratelimit",)
@@ -123,6 +133,15 @@ class Scripts(msgspec.Struct, frozen=True):
     trim: Script
     worker_report: Script
     worker_withdraw: Script
+    sourcing_begin: Script
+    sourcing_hold: Script
+    sourcing_finish: Script
+    sourcing_abort: Script
+    sourcing_undo: Script
+    sourcing_replan: Script
+    sourcing_fail: Script
+    sourcing_claim: Script
+    sourcing_release: Script
 
     @classmethod
     def load(cls) -> Scripts:
@@ -201,6 +220,11 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     ),
     QUANTITY: _quantity,
     LIMITED: lambda p, s: RateLimited(f"{s} is over its rate limit; retry later"),
+    VOID: lambda p, s: Conflict(f"sourcing part {s} was undone before it was held"),
+    HOLD_STATE: lambda p, s: Conflict(
+        f"sourcing reservation {s} is {_text(p)}", sourcing_status=_text(p)
+    ),
+    NO_HOLD: lambda p, s: NotFound(f"sourcing reservation {s!r} not found"),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omnistock.domain.locations import channel_fence
+from omnistock.domain.locations import Location, channel_fence
 from omnistock.domain.reservations import sum_lines
 from omnistock.domain.roles import Principal, require_reserver, reservable_ids
 from omnistock.domain.sourcing import Candidate, Fulfillment, Plan, plan, select_candidates
@@ -18,9 +18,12 @@ from omnistock.usecases.caches import LocationCache
 class Sourcing:
     """The sourcing capability of one process."""
 
-    def __init__(self, store: StockStore, locations: LocationCache) -> None:
+    def __init__(
+        self, store: StockStore, locations: LocationCache, max_cells: int = 20_000
+    ) -> None:
         self._store = store
         self._locations = locations
+        self._max_cells = max_cells
 
     async def plan(
         self,
@@ -37,6 +40,27 @@ class Sourcing:
         limit: int,
     ) -> Plan:
         """The ranked options (API.md "Sourcing"); store keys plan over their own locations."""
+        order, candidates = await self.candidates(
+            who, lines, fulfillment, near=near, radius_km=radius_km, group=group, ids=ids,
+            channel=channel,
+        )  # fmt: skip
+        return plan(order, fulfillment, candidates, max_locations=max_locations, limit=limit)
+
+    async def candidates(
+        self,
+        who: Principal,
+        lines: Sequence[tuple[str, int]],
+        fulfillment: Fulfillment,
+        *,
+        near: tuple[float, float] | None = None,
+        radius_km: float | None = None,
+        group: str | None = None,
+        ids: Sequence[str] | None = None,
+        channel: str | None = None,
+    ) -> tuple[list[tuple[str, int]], list[Candidate]]:
+        """The order (lines summed per sku) and the locations ``who`` may source it from, with
+        their channel availability of every line, read in one batch. At most ``max_cells``
+        (candidates x lines) are read: past it the nearest (else best-priority) are kept."""
         require_reserver(who)
         allowed = reservable_ids(who, frozenset(ids) if ids is not None else None)
         chosen = select_candidates(
@@ -49,9 +73,11 @@ class Sourcing:
         )
         order = sum_lines(lines)
         skus = [sku for sku, _ in order]
+        width = max(1, len(skus))
+        if len(chosen) * width > self._max_cells:
+            chosen = sorted(chosen, key=_nearest_first)[: max(1, self._max_cells // width)]
         cells = [(loc, sku) for loc, _ in chosen for sku in skus]
         found = await self._store.get_positions(cells) if cells else []
-        width = len(skus)
         candidates = []
         for n, (loc, dist) in enumerate(chosen):
             fence = channel_fence(loc, channel)
@@ -67,4 +93,9 @@ class Sourcing:
                     },
                 )
             )
-        return plan(order, fulfillment, candidates, max_locations=max_locations, limit=limit)
+        return order, candidates
+
+
+def _nearest_first(pair: tuple[Location, float | None]) -> tuple[float, int, str]:
+    loc, dist = pair
+    return (float("inf") if dist is None else dist, loc.priority, loc.id)

@@ -17,6 +17,9 @@ local C_IDEMPOTENCY, C_NO_LOCATION, C_BAD_COMMIT, C_STALE, C_NOT_DUE = 5, 6, 7, 
 local C_NOT_READY, C_QUANTITY = 10, 11
 local C_TOO_LONG = 20 -- reservation limits (extend past created_at + the longest lifetime)
 local C_LIMITED = 30 -- ratelimit.lua: the request is over its API key's rate limit
+-- Sourcing holds: a part's id was voided (undone before its hold arrived); the hold record is not
+-- in the state the call expects (payload: its status); no such hold record.
+local C_VOID, C_HOLD_STATE, C_NO_HOLD = 40, 41, 42
 -- No quantity may pass this (API.md: 10^12 in any field; doubles and cjson stay exact far
 -- beyond it). A change whose result would is refused before anything is written, with
 -- C_QUANTITY and the payload json [item index in the call (0-based), field, refused result].
@@ -186,7 +189,8 @@ end
 
 -- Ends an active reservation: each line gives back what it held, and `take[i]` units of line i
 -- leave on hand (a sale). Commit, release and expiry all end here, so a reservation ends once.
-local function settle(ctx, keys, doc, status, kind, take, retention)
+-- `reason` (default: kind) is what the position events say, e.g. sourcing_undo.
+local function settle(ctx, keys, doc, status, kind, take, retention, reason)
   local loc = load_loc(keys[K_LOC]) or { ss = 0, lt = 0 }
   for i, line in ipairs(doc.lines) do
     local held, taken = line[3], take[i] or 0
@@ -195,7 +199,7 @@ local function settle(ctx, keys, doc, status, kind, take, retention)
       local old = load_pos(key, loc)
       local new = { oh = old.oh - taken, r = math.max(0, old.r - held), ss = old.ss, own = old.own }
       save_pos(ctx, key, keys[K_INDEX], doc.location, line[1], loc, old, new,
-        { kind = kind, reason = kind, ref = doc.ref, rid = doc.id })
+        { kind = kind, reason = reason or kind, ref = doc.ref, rid = doc.id })
     end
     line[4] = taken
   end
@@ -218,4 +222,81 @@ local function expire_if_due(ctx, keys, doc, retention)
   if doc.status == 'active' and doc.expires_at <= ctx.now then
     settle(ctx, keys, doc, 'expired', 'expire', {}, retention)
   end
+end
+
+-- The hold of a new reservation (reserve.lua, and sourcing_hold.lua for a sourcing part): all
+-- lines or none, or with h.partial as much of each line as there is (at least one unit overall).
+-- With a channel each line is held against the channel's availability (the fence c:<channel> is
+-- taken off on top of safety stock; shortages report that figure).
+-- k: res (reservation hash), exp (expiry zset), loc (location meta), index (sku index), pos
+--   (position keys, in line order). h: id, location, ttl (ms), channel, ref, partial, owner,
+--   owner_role ('' for none), sourcing (nil for none), skus, qtys (distinct skus).
+-- Returns the code and payload to reply with: C_OK + reservation json | C_SHORTAGE + json
+--   [[sku, requested, available], ...] | C_NO_LOCATION + location.
+local function hold_new(ctx, k, h)
+  local loc = load_loc(k.loc, h.channel)
+  if not loc then return C_NO_LOCATION, h.location end
+  local n = #h.skus
+  local olds, holds, short, total = {}, {}, {}, 0
+  for i = 1, n do
+    local qty = h.qtys[i]
+    local old = load_pos(k.pos[i], loc)
+    local a = avail_of(old.oh, old.r, old.ss, loc.fence)
+    local hold = qty
+    if a < qty then
+      short[#short + 1] = { h.skus[i], qty, a }
+      hold = a
+    end
+    olds[i], holds[i], total = old, hold, total + hold
+  end
+  if #short > 0 and (not h.partial or total == 0) then
+    return C_SHORTAGE, cjson.encode(short)
+  end
+  local doc = { id = h.id, location = h.location, status = 'active', actor = ctx.actor,
+                created_at = ctx.now, expires_at = ctx.now + h.ttl, lines = {} }
+  if h.channel ~= '' then doc.channel = h.channel end
+  if h.ref ~= '' then doc.ref = h.ref end
+  if h.owner ~= '' then doc.owner = h.owner end
+  if h.owner_role ~= '' then doc.owner_role = h.owner_role end
+  if h.sourcing then doc.sourcing = h.sourcing end
+  for i = 1, n do
+    local sku, old, hold = h.skus[i], olds[i], holds[i]
+    doc.lines[i] = { sku, h.qtys[i], hold, 0 }
+    if hold > 0 then
+      local new = { oh = old.oh, r = old.r + hold, ss = old.ss, own = old.own }
+      save_pos(ctx, k.pos[i], k.index, h.location, sku, loc, old, new,
+        { kind = 'reserve', reason = 'reserve', ref = doc.ref, rid = doc.id })
+    end
+  end
+  local json = cjson.encode(doc)
+  redis.call('HSET', k.res, 'doc', json, 'st', 'active')
+  redis.call('ZADD', k.exp, doc.expires_at, doc.id)
+  emit_reservation(ctx, json, 'reserve')
+  return C_OK, json
+end
+
+-- Sourcing hold records (domain/sourcing_holds.py): a hash with doc (JSON) and st (status).
+-- Loads one, or returns the reply to give when it does not exist.
+local function load_hold(key)
+  local json = redis.call('HGET', key, 'doc')
+  if not json then return nil, { C_NO_HOLD, '', 0, '', '' } end
+  return cjson.decode(json), nil
+end
+
+-- Writes a changed hold record and appends its `o` event (field k: what happened). A finished
+-- record (held, failed, released) gets `expire_ms` to live; an unfinished one stays in the
+-- pending set scored by its lease's end.
+local function save_hold(ctx, key, pending, doc, kind, expire_ms)
+  doc.updated_at = ctx.now
+  local json = cjson.encode(doc)
+  redis.call('HSET', key, 'doc', json, 'st', doc.status)
+  if doc.status == 'pending' or doc.status == 'compensating' then
+    redis.call('ZADD', pending, doc.lease_until, doc.id)
+    redis.call('PERSIST', key)
+  else
+    redis.call('ZREM', pending, doc.id)
+    if expire_ms and expire_ms > 0 then redis.call('PEXPIRE', key, expire_ms) end
+  end
+  append(ctx, 'o', json, 'k', kind)
+  return json
 end
