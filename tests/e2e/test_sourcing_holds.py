@@ -1,0 +1,294 @@
+"""POST /v1/sourcing/reservations, GET .../{id}, POST .../{id}/release over HTTP: the best option
+held as ordinary reservations carrying ``sourcing`` (pickup and ship split over locations in
+different partitions), release, idempotent replays, roles, the channel fence, the contract's
+4xx, and the lost race that re-plans onto the next option."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import KeyMaker, assert_problem, put_location, stock
+from tests.e2e.helpers import position, reserve, snapshot, spread_ids
+
+PATH = "/v1/sourcing/reservations"
+
+
+def lines(**skus: int) -> list[dict[str, Any]]:
+    return [{"sku": s, "qty": q} for s, q in skus.items()]
+
+
+async def ship_sites(admin: httpx.AsyncClient, uid: str, count: int, **fields: Any) -> list[str]:
+    """``count`` ship_from locations of group ``uid``, each in a partition of its own, with
+    priorities 1, 2, 3... in that order."""
+    ids = spread_ids(uid, count)
+    for n, loc in enumerate(ids):
+        await put_location(
+            admin, loc, kind="warehouse", groups=[uid], ship_from=True, priority=n + 1, **fields
+        )
+    return ids
+
+
+async def hold(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    headers = body.pop("headers", None)
+    return await client.post(PATH, json=body, headers=headers)
+
+
+def held_by_location(body: dict[str, Any]) -> dict[str, dict[str, int]]:
+    return {
+        r["location"]: {line["sku"]: line["reserved"] for line in r["lines"]}
+        for r in body["reservations"]
+    }
+
+
+async def test_ship_split_is_held_as_ordinary_reservations_and_released(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
+    a, b, c = await ship_sites(admin, uid, 3)
+    await stock(admin, a, x=5)
+    await stock(admin, b, y=4)
+    await stock(admin, c, z=2, x=1)
+    resp = await hold(
+        admin,
+        lines=lines(x=3, y=2, z=2),
+        fulfillment="ship",
+        group=uid,
+        ref="order-1",
+        ttl_seconds=120,
+        channel="web",
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    hid = body["id"]
+    assert body["status"] == "held" and body["attempt"] == 1 and body["why"]
+    assert held_by_location(body) == {a: {"x": 3}, b: {"y": 2}, c: {"z": 2}}
+    for part in body["reservations"]:
+        assert part["sourcing"] == hid
+        assert (part["status"], part["channel"], part["ref"]) == ("active", "web", "order-1")
+        # Every part is a normal reservation, rendered the same by GET /v1/reservations/{id}.
+        got = await admin.get(f"/v1/reservations/{part['id']}")
+        assert got.status_code == 200 and got.json() == part
+    assert (await position(admin, a, "x"))["reserved"] == 3
+    assert (await position(admin, c, "z"))["reserved"] == 2
+    read = await admin.get(f"{PATH}/{hid}")
+    assert read.status_code == 200 and read.json() == body
+
+    # Commit one part the ordinary way; release then releases only the active parts.
+    part_b = next(r for r in body["reservations"] if r["location"] == b)
+    committed = await admin.post(f"/v1/reservations/{part_b['id']}/commit")
+    assert committed.status_code == 200, committed.text
+    released = await admin.post(f"{PATH}/{hid}/release")
+    assert released.status_code == 200, released.text
+    out = released.json()
+    assert out["status"] == "released"
+    assert {r["location"]: r["status"] for r in out["reservations"]} == {
+        a: "released",
+        b: "committed",
+        c: "released",
+    }
+    assert (await position(admin, a, "x"))["reserved"] == 0
+    assert (await position(admin, b, "y"))["on_hand"] == 2
+    # A second release answers the same state.
+    again = await admin.post(f"{PATH}/{hid}/release")
+    assert again.status_code == 200 and again.json() == out
+    assert again.headers.get("idempotent-replayed") == "true"
+
+
+async def test_pickup_holds_one_location(admin: httpx.AsyncClient, uid: str) -> None:
+    near = {"lat": 48.0, "lon": 11.0}
+    a, b = spread_ids(uid, 2)
+    await put_location(admin, a, groups=[uid], pickup=True, lat=48.05, lon=11.0)
+    await put_location(admin, b, groups=[uid], pickup=True, lat=48.01, lon=11.0)
+    await stock(admin, a, x=5, y=5)
+    await stock(admin, b, x=5, y=1)
+    resp = await hold(admin, lines=lines(x=2, y=1), fulfillment="pickup", near=near, group=uid)
+    assert resp.status_code == 201, resp.text
+    assert held_by_location(resp.json()) == {b: {"x": 2, "y": 1}}
+    # b has no second y: the next pickup goes to a.
+    resp = await hold(admin, lines=lines(x=2, y=1), fulfillment="pickup", near=near, group=uid)
+    assert resp.status_code == 201, resp.text
+    assert held_by_location(resp.json()) == {a: {"x": 2, "y": 1}}
+
+
+async def test_no_option_is_a_409_with_summed_shortages(admin: httpx.AsyncClient, uid: str) -> None:
+    a, b = await ship_sites(admin, uid, 2)
+    await stock(admin, a, x=2)
+    await stock(admin, b, x=1, y=1)
+    before = await snapshot(admin, [(a, "x"), (b, "x"), (b, "y")])
+    resp = await hold(admin, lines=lines(x=5, y=1), fulfillment="ship", group=uid)
+    problem = assert_problem(resp, 409)
+    assert problem["shortages"] == [{"sku": "x", "requested": 5, "available": 3}]
+    assert "summed" in problem["detail"]
+    assert await snapshot(admin, [(a, "x"), (b, "x"), (b, "y")]) == before
+
+
+async def test_allow_partial_ship_holds_what_there_is_and_pickup_refuses_it(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
+    a, b = await ship_sites(admin, uid, 2)
+    await stock(admin, a, x=2)
+    await stock(admin, b, x=1, y=1)
+    refused = await hold(
+        admin, lines=lines(x=1), fulfillment="pickup", group=uid, allow_partial=True
+    )
+    assert_problem(refused, 422, "allow_partial")
+    resp = await hold(
+        admin, lines=lines(x=5, y=1), fulfillment="ship", group=uid, allow_partial=True
+    )
+    assert resp.status_code == 201, resp.text
+    got = held_by_location(resp.json())
+    assert sum(held.get("x", 0) for held in got.values()) == 3
+    assert sum(held.get("y", 0) for held in got.values()) == 1
+
+
+async def test_idempotent_replay_answers_the_same_hold(admin: httpx.AsyncClient, uid: str) -> None:
+    a, b = await ship_sites(admin, uid, 2)
+    await stock(admin, a, x=2)
+    await stock(admin, b, y=2)
+    body = {"lines": lines(x=1, y=1), "fulfillment": "ship", "group": uid}
+    key = {"Idempotency-Key": f"{uid}-k1"}
+    first = await hold(admin, **body, headers=key)
+    assert first.status_code == 201, first.text
+    again = await hold(admin, **body, headers=key)
+    assert again.status_code == 201, again.text
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert again.json() == first.json()
+    assert (await position(admin, a, "x"))["reserved"] == 1  # held once
+    other = await hold(admin, **{**body, "lines": lines(x=2)}, headers=key)
+    assert_problem(other, 422)
+    # Concurrent calls with one key hold once and answer the same id.
+    key2 = {"Idempotency-Key": f"{uid}-k2"}
+    answers = await asyncio.gather(*(hold(admin, **body, headers=key2) for _ in range(8)))
+    assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert (await position(admin, a, "x"))["reserved"] == 2
+    # A replay of a failed hold is the same 409.
+    key3 = {"Idempotency-Key": f"{uid}-k3"}
+    short = await hold(admin, **body, headers=key3)
+    assert_problem(short, 409)
+    again3 = await hold(admin, **body, headers=key3)
+    assert_problem(again3, 409)
+    assert again3.json()["shortages"] == short.json()["shortages"]
+
+
+async def test_release_is_idempotent_and_a_failed_hold_cannot_be_released(
+    admin: httpx.AsyncClient, app_redis: Any, uid: str
+) -> None:
+    (a,) = await ship_sites(admin, uid, 1)
+    await stock(admin, a, x=1)
+    resp = await hold(admin, lines=lines(x=1), fulfillment="ship", group=uid)
+    hid = resp.json()["id"]
+    key = {"Idempotency-Key": f"{uid}-rel"}
+    first = await admin.post(f"{PATH}/{hid}/release", headers=key)
+    again = await admin.post(f"{PATH}/{hid}/release", headers=key)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json() and first.json()["status"] == "released"
+    for bad in ("nope", "s0-aaaaaaaaaaaaaaaaaaaa", "s99999-aaaaaaaaaaaaaaaaaaaa", hid + "x"):
+        assert_problem(await admin.get(f"{PATH}/{bad}"), 404)
+        assert_problem(await admin.post(f"{PATH}/{bad}/release"), 404)
+
+
+async def test_roles_store_keys_and_storefront_ownership(
+    admin: httpx.AsyncClient, client_for: KeyMaker, uid: str
+) -> None:
+    a, b = await ship_sites(admin, uid, 2)
+    await stock(admin, a, x=3)
+    await stock(admin, b, x=3)
+    body = {"lines": lines(x=1), "fulfillment": "ship", "group": uid}
+    # A store key of b only: options only at b.
+    store_b = await client_for("store", locations=[b])
+    resp = await hold(store_b, **body)
+    assert resp.status_code == 201, resp.text
+    assert list(held_by_location(resp.json())) == [b]
+    # A store key elsewhere (a location outside the group) gets no options: 409.
+    await put_location(admin, f"{uid}-other", ship_from=True)
+    await stock(admin, f"{uid}-other", x=3)
+    store_elsewhere = await client_for("store", locations=[f"{uid}-other"])
+    assert_problem(await hold(store_elsewhere, **body), 409)
+    feed = await client_for("feed")
+    assert_problem(await hold(feed, **body), 403)
+    # A storefront's hold is seen by it, admin and store keys of its locations; others: 404.
+    shop = await client_for("storefront")
+    mine = await hold(shop, **body)
+    assert mine.status_code == 201, mine.text
+    hid = mine.json()["id"]
+    where = next(iter(held_by_location(mine.json())))
+    assert (await shop.get(f"{PATH}/{hid}")).status_code == 200
+    assert (await admin.get(f"{PATH}/{hid}")).status_code == 200
+    local = await client_for("store", locations=[where])
+    assert (await local.get(f"{PATH}/{hid}")).status_code == 200
+    other_shop = await client_for("storefront", name="other-shop")
+    assert_problem(await other_shop.get(f"{PATH}/{hid}"), 404)
+    assert_problem(await other_shop.post(f"{PATH}/{hid}/release"), 404)
+    assert (await shop.post(f"{PATH}/{hid}/release")).status_code == 200
+
+
+async def test_channel_fence_web_cannot_take_fenced_units_store_can(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
+    (a,) = await ship_sites(admin, uid, 1, channel_safety_stock={"web": 2})
+    await stock(admin, a, x=3)
+    body = {"lines": lines(x=2), "fulfillment": "ship", "group": uid}
+    web = await hold(admin, **body, channel="web")
+    problem = assert_problem(web, 409)
+    assert problem["shortages"] == [{"sku": "x", "requested": 2, "available": 1}]
+    ok = await hold(admin, **body, channel="store")
+    assert ok.status_code == 201, ok.text
+    assert (await position(admin, a, "x"))["reserved"] == 2
+
+
+async def test_bad_bodies_are_422(admin: httpx.AsyncClient, uid: str) -> None:
+    for body in (
+        {"lines": [], "fulfillment": "ship"},
+        {"lines": lines(x=1), "fulfillment": "drone"},
+        {"lines": lines(x=1), "fulfillment": "ship", "ttl_seconds": 0},
+        {"lines": lines(x=1), "fulfillment": "ship", "radius_km": 5},
+    ):
+        assert_problem(await admin.post(PATH, json=body), 422)
+
+
+async def test_a_lost_race_replans_onto_the_next_option(
+    admin: httpx.AsyncClient, store: Any, uid: str, monkeypatch: Any
+) -> None:
+    """Between the plan and the hold, an ordinary reservation takes the stock of the best
+    option's second part: the part of attempt 1 already held is released (the ledger shows the
+    sourcing_undo), and attempt 2 holds the next option."""
+    a, b, c = await ship_sites(admin, uid, 3)  # priorities 1, 2, 3
+    await stock(admin, a, x=2)
+    await stock(admin, b, y=1)
+    await stock(admin, c, y=2)
+    # Best: a + b (priorities 1 + 2); b's only y goes to a walk-in once planned, so the hold of
+    # the part at b fails after a's part is held; the re-plan lands on a + c.
+    original = type(store).hold_part
+    raced = False
+
+    async def racing_hold_part(self: Any, record: Any, part: Any) -> Any:
+        nonlocal raced
+        if not raced and part.location == b:
+            raced = True
+            await reserve(admin, b, y=1)
+        return await original(self, record, part)
+
+    monkeypatch.setattr(type(store), "hold_part", racing_hold_part)
+    resp = await hold(admin, lines=lines(x=1, y=1), fulfillment="ship", group=uid)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert raced and body["attempt"] == 2
+    assert held_by_location(body) == {a: {"x": 1}, c: {"y": 1}}
+    assert (await position(admin, a, "x"))["reserved"] == 1
+    assert (await position(admin, b, "y"))["reserved"] == 1  # the walk-in's only
+    # The ledger of a/x: receipt, attempt 1's reserve, its undo, attempt 2's reserve.
+    for _ in range(100):
+        items = (await admin.get(f"/v1/stock/{a}/x/history", params={"limit": 100})).json()
+        if len(items["items"]) >= 4:
+            break
+        await asyncio.sleep(0.05)
+    got = [(i["kind"], i["reason"]) for i in reversed(items["items"])]
+    assert got == [
+        ("adjust", "receipt"),
+        ("reserve", "reserve"),
+        ("release", "sourcing_undo"),
+        ("reserve", "reserve"),
+    ]
