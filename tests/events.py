@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from omnistock.domain.events import (
     IDEMPOTENCY,
+    OPERATION,
     POSITION,
     RESERVATION,
     RESERVATION_KIND,
@@ -11,6 +12,7 @@ from omnistock.domain.events import (
     decode_position,
 )
 from omnistock.domain.reservations import decode_reservation
+from omnistock.domain.sourcing_holds import decode_hold
 
 _POSITION_NAMES = {
     "location": "loc", "sku": "sku", "kind": "kind", "reason": "reason", "ref": "ref",
@@ -22,7 +24,7 @@ _POSITION_NAMES = {
 
 
 def event_fields(fields: dict[bytes, bytes]) -> dict[str, str]:
-    """``t`` is ``p``, ``r`` or ``i``; a position's own safety stock is '' when it has none."""
+    """``t`` is ``p``, ``r``, ``o`` or ``i``; a position's own safety stock is '' when it has none."""
     if POSITION in fields:
         event = decode_position(fields[POSITION])
         out = {"t": "p"} | {
@@ -41,6 +43,12 @@ def event_fields(fields: dict[bytes, bytes]) -> dict[str, str]:
             "kind": fields[RESERVATION_KIND].decode(),
             "doc": fields[RESERVATION].decode(),
         }
+    if OPERATION in fields:
+        hold = decode_hold(fields[OPERATION])
+        return {
+            "t": "o", "id": hold.id, "st": hold.status, "attempt": str(hold.attempt),
+            "kind": fields[RESERVATION_KIND].decode(),
+        }  # fmt: skip
     idem = decode_idempotency(fields[IDEMPOTENCY])
     return {
         "t": "i", "key": idem.key, "hash": idem.hash, "code": str(idem.code), "first": idem.first,

@@ -6,12 +6,13 @@ different partitions), release, idempotent replays, roles, the channel fence, th
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import KeyMaker, assert_problem, put_location, stock
-from tests.e2e.helpers import position, reserve, snapshot, spread_ids
+from tests.e2e.conftest import AppServer, KeyMaker, assert_problem, put_location, stock
+from tests.e2e.helpers import is_problem, position, reserve, snapshot, spread_ids
 
 PATH = "/v1/sourcing/reservations"
 
@@ -292,3 +293,62 @@ async def test_a_lost_race_replans_onto_the_next_option(
         ("release", "sourcing_undo"),
         ("reserve", "reserve"),
     ]
+
+
+async def test_concurrent_holds_never_hold_more_than_there_is(
+    app: AppServer, admin: httpx.AsyncClient, client_for: KeyMaker, uid: str
+) -> None:
+    """40 concurrent sourcing holds (each needs a split) over 4 locations with little stock:
+    every 201 is complete (all its parts active, covering every line), every other answer is a
+    409, nothing is held beyond the stock, and each position's reserved is exactly the sum of
+    the active parts."""
+    sites = await ship_sites(admin, uid, 4)
+    stocked = {
+        sites[0]: {"x": 5},
+        sites[1]: {"y": 5},
+        sites[2]: {"x": 3, "y": 1},
+        sites[3]: {"y": 3},
+    }
+    for loc, skus in stocked.items():
+        await stock(admin, loc, **skus)
+    clients = []
+    for n in range(8):
+        made = await client_for("storefront", name=f"shop-{n}")
+        clients.append(
+            httpx.AsyncClient(
+                base_url=app.url, headers={"Authorization": made.headers["Authorization"]},
+                timeout=60,
+            )
+        )  # fmt: skip
+    try:
+        body = {"lines": lines(x=2, y=2), "fulfillment": "ship", "group": uid, "channel": "web"}
+        results = await asyncio.gather(
+            *(clients[n % len(clients)].post(PATH, json=body) for n in range(40))
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
+    statuses = Counter(r.status_code for r in results)
+    assert set(statuses) <= {201, 409} and statuses[201] >= 1, statuses
+    active: dict[tuple[str, str], int] = Counter()
+    for resp in results:
+        if resp.status_code == 409:
+            assert is_problem(resp) and resp.json()["shortages"], resp.text
+            continue
+        got = resp.json()
+        assert got["status"] == "held"
+        covered: Counter[str] = Counter()
+        for part in got["reservations"]:
+            now = (await admin.get(f"/v1/reservations/{part['id']}")).json()
+            assert now["status"] == "active" and now["sourcing"] == got["id"]
+            for line in now["lines"]:
+                assert line["reserved"] == line["qty"]
+                covered[line["sku"]] += line["reserved"]
+                active[(now["location"], line["sku"])] += line["reserved"]
+        assert covered == {"x": 2, "y": 2}
+    assert sum(active.values()) == 4 * statuses[201]
+    for loc, skus in stocked.items():
+        for sku, qty in skus.items():
+            pos = await position(admin, loc, sku)
+            assert pos["on_hand"] == qty
+            assert pos["reserved"] == active[(loc, sku)] <= qty
