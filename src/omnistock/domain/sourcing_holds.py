@@ -118,7 +118,3 @@ def clip_to(
             out.append((sku, min(qty, total)))
     return out
 
-
-def visible_to_store(locations: frozenset[str], hold: SourcingHold) -> bool:
-    """A store key sees a hold one of whose parts is at its locations."""
-    return any(part.location in locations for part in hold.parts)
