@@ -65,6 +65,7 @@ STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
     # (A schema-valid line's qty is <= 1,000,000, so a 422 naming one is that sum.)
     ("POST", "/v1/reservations"): {"lines", "lines[*].qty"},
     ("POST", "/v1/reservations/{reservation_id}/commit"): {"lines", "lines[*].qty"},
+    ("POST", "/v1/sourcing/reservations"): {"lines", "lines[*].qty"},
     # extend may not pass created_at + 7 days: depends on the reservation's age.
     ("POST", "/v1/reservations/{reservation_id}/extend"): {"ttl_seconds"},
     # A change whose result would pass 10^12: depends on the stock already held (adjust.lua names

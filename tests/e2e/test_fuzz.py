@@ -58,6 +58,11 @@ GOOD_BODIES: dict[tuple[str, str], Callable[[str], Any]] = {
         "lines": [{"sku": "s", "qty": 1}], "fulfillment": "ship", "near": {"lat": 1.5, "lon": 2.5},
         "radius_km": 50.5, "group": "g", "locations": [loc], "channel": "web", "max_locations": 2,
         "limit": 3},
+    ("POST", "/v1/sourcing/reservations"): lambda loc: {
+        "lines": [{"sku": "s", "qty": 1}], "fulfillment": "ship", "near": {"lat": 1.5, "lon": 2.5},
+        "radius_km": 50.5, "group": "g", "locations": [loc], "channel": "web", "max_locations": 2,
+        "ttl_seconds": 60, "ref": "x", "allow_partial": True},
+    ("POST", "/v1/sourcing/reservations/{hold_id:str}/release"): lambda loc: None,
 }  # fmt: skip
 # Routes whose body may be absent (absent is a valid request: never sent empty).
 OPTIONAL_BODY = {("POST", "/v1/reservations/{reservation_id:str}/commit")}
@@ -71,6 +76,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("PUT", "/v1/locations/{location_id:str}"): ("name", "kind"),
     ("POST", "/v1/keys"): ("name", "role"),
     ("POST", "/v1/sourcing/plans"): ("lines", "fulfillment"),
+    ("POST", "/v1/sourcing/reservations"): ("lines", "fulfillment"),
 }
 READS = {"GET", "HEAD", "OPTIONS"}
 
