@@ -12,7 +12,15 @@ from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import new_reservation_id, new_sourcing_id
 from omnistock.domain.sourcing_holds import HoldPart, HoldRequest, SourcingHold, decode_hold
 from omnistock.redis import keys
-from omnistock.redis.scripts import HOLD_STATE, NO_HOLD, NO_LOCATION, OK, SHORTAGE, VOID
+from omnistock.redis.scripts import (
+    HOLD_STATE,
+    NO_HOLD,
+    NO_LOCATION,
+    NOT_ACTIVE,
+    OK,
+    SHORTAGE,
+    VOID,
+)
 from omnistock.redis.store import StockStore
 from tests.events import event_fields
 from tests.lua.conftest import Probe, doc_of
@@ -112,6 +120,21 @@ async def test_part_hold_replay_shortage_void_and_no_location(
     assert (await probe.position(uid, "x"))["r"] == "2"
     gone = await store.hold_part(rec, part(store, f"{uid}-gone", x=1))
     assert gone.code == NO_LOCATION
+    # Held once and ended since (released, or past its expiry): it no longer counts as held.
+    ended = await store.get_reservation(ok.reservation)
+    assert ended is not None
+    await store.release(ended, "shop", None)
+    replay = await store.hold_part(rec, ok)
+    assert (replay.code, replay.payload) == (NOT_ACTIVE, b"released")
+    assert (await probe.position(uid, "x"))["r"] == "0"
+    short_lived = part(store, uid, x=1)
+    brief = record(store, [short_lived])
+    brief.request.ttl_ms = 50
+    brief = await begun(store, brief)
+    assert (await store.hold_part(brief, short_lived)).code == OK
+    await asyncio.sleep(0.08)
+    due = await store.hold_part(brief, short_lived)
+    assert (due.code, due.payload) == (NOT_ACTIVE, b"expired")
 
 
 async def test_part_hold_honours_the_channel_fence(

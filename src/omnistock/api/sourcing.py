@@ -160,7 +160,7 @@ def _out(view: HeldView) -> SourcingHoldOut:
     summary="Hold the best sourcing option: one reservation per location, all or nothing",
     status_code=201,
     request_max_body_size=SOURCING_BODY_BYTES,
-    responses=responses(403, 409, 413, 422),
+    responses=responses(403, 404, 409, 413, 422),
     response_headers=REPLAYED,
 )
 async def create_sourcing_hold(

@@ -117,4 +117,3 @@ def clip_to(
         if min(qty, total) > 0:
             out.append((sku, min(qty, total)))
     return out
-

@@ -12,7 +12,11 @@ import msgspec
 from omnistock.domain.commands import Idempotency
 from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import reservation_partition, sourcing_partition
-from omnistock.domain.reservations import MAX_LIFETIME_SECONDS
+from omnistock.domain.reservations import (
+    MAX_LIFETIME_SECONDS,
+    StoredReservation,
+    decode_reservation,
+)
 from omnistock.domain.sourcing_holds import (
     HoldPart,
     SourcingHold,
@@ -25,6 +29,7 @@ from omnistock.redis.scripts import (
     HOLD_STATE,
     NO_HOLD,
     NO_LOCATION,
+    NOT_ACTIVE,
     NOT_DUE,
     OK,
     SHORTAGE,
@@ -47,6 +52,8 @@ class Driven(msgspec.Struct, kw_only=True):
 
     record: SourcingHold
     shortages: list[tuple[str, int, int]] = msgspec.field(default_factory=list)
+    # The parts' reservations as their holds answered (every part, when it ended held).
+    held: list[StoredReservation] = msgspec.field(default_factory=list)
 
 
 class SourcingHoldOps(ScriptRunner):
@@ -98,8 +105,8 @@ class SourcingHoldOps(ScriptRunner):
         return reply.payload.decode(), reply.replayed
 
     async def hold_part(self, record: SourcingHold, part: HoldPart) -> Reply:
-        """Hold one part (a replay answers the reservation already held); the reply, OK,
-        SHORTAGE, VOID or NO_LOCATION."""
+        """Hold one part (a replay answers the reservation already held while it is active);
+        the reply, OK, SHORTAGE, VOID, NOT_ACTIVE (held once, ended since) or NO_LOCATION."""
         p = reservation_partition(part.reservation, self.partitions)
         req = record.request
         args: list[Any] = [
@@ -121,7 +128,7 @@ class SourcingHoldOps(ScriptRunner):
             self._part_keys(p, part),
             args,
             part.reservation,
-            tolerate=(SHORTAGE, VOID, NO_LOCATION),
+            tolerate=(SHORTAGE, VOID, NOT_ACTIVE, NO_LOCATION),
             gated=False,  # the record is begun: finishing it must not be held back
         )
 
@@ -201,22 +208,24 @@ class SourcingHoldOps(ScriptRunner):
         has its parts undone. Another driver's move wins (the record scripts check status and
         attempt); then the record is returned as that driver left it."""
         shortages: list[tuple[str, int, int]] = []
+        held: list[StoredReservation] = []
         if record.status == "pending":
             lost = False
             for part in record.parts:
                 reply = await self.hold_part(record, part)
                 if reply.code == OK:
+                    held.append(decode_reservation(reply.payload))
                     continue
                 if reply.code == SHORTAGE:
                     shortages = _decode_shortages(reply.payload)
-                else:  # void, or the location is gone: nothing of it can be held
+                else:  # void, ended, or the location is gone: it cannot count as held
                     shortages = [(sku, qty, 0) for sku, qty in part.lines]
                 lost = True
                 break
             if not lost:
                 done = await self.finish_hold(record, actor)
                 if done.code == OK:
-                    return Driven(record=decode_hold(done.payload))
+                    return Driven(record=decode_hold(done.payload), held=held)
                 return Driven(record=await self._current(record))
             aborted = await self.abort_hold(record, actor)
             if aborted.code != OK:

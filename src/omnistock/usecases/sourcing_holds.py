@@ -159,7 +159,7 @@ class SourcingHolds:
             driven = await store.drive(record, who.name)
             current = driven.record
             if current.status == "held":
-                return await self._view(current), False
+                return HeldView(record=current, parts=driven.held), False
             if current.status != "compensating" or current.attempt != record.attempt:
                 break  # another driver (the courier) moved it: its outcome is the answer
             order, next_option, cands = await self._replan(who, ask)

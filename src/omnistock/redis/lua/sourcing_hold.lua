@@ -1,7 +1,8 @@
 -- sourcing_hold.lua: hold one part of a sourcing hold as an ordinary reservation (reserve.lua's
 -- hold, channel fence included, all lines or none) carrying `sourcing` = the hold id. Keyed by
--- the part's reservation id: a replay finds the reservation and answers it; a part undone before
--- its hold arrived is void and nothing is held.
+-- the part's reservation id: a replay finds the reservation and answers it while it is active
+-- (one that has ended, or is past its expiry, no longer counts as held); a part undone before its
+-- hold arrived is void and nothing is held.
 -- KEYS[1] stream, KEYS[2] idempotency record (unused placeholder), KEYS[3] reservation hash,
 --   KEYS[4] expiry zset, KEYS[5] location meta, KEYS[6] location sku index,
 --   KEYS[7..#KEYS-1] positions of the lines, in order, KEYS[#KEYS] the part's void marker
@@ -11,12 +12,16 @@
 --   then per line i (from 0): ARGV[13+2i] sku, ARGV[14+2i] qty (skus distinct)
 -- Returns {C_OK, reservation json} (third element 1 when it existed already: a replay)
 --   | {C_SHORTAGE, json [[sku, requested, available], ...]} | {C_NO_LOCATION, location}
---   | {C_VOID, ''}
+--   | {C_VOID, ''} | {C_NOT_ACTIVE, status} (held once, ended since: 'expired' when past due)
 local ctx, stop = begin(KEYS, ARGV)
 if stop then return stop end
 if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return reply(ctx, C_VOID, '') end
 local held = redis.call('HGET', KEYS[3], 'doc')
-if held then return { C_OK, held, 1, '', '' } end
+if held then
+  local doc = cjson.decode(held)
+  if doc.status == 'active' and doc.expires_at > ctx.now then return { C_OK, held, 1, '', '' } end
+  return reply(ctx, C_NOT_ACTIVE, doc.status == 'active' and 'expired' or doc.status)
+end
 local pos, skus, qtys = {}, {}, {}
 for i = 1, #KEYS - 7 do
   pos[i], skus[i], qtys[i] = KEYS[6 + i], ARGV[11 + 2 * i], tonumber(ARGV[12 + 2 * i])
