@@ -6,11 +6,19 @@ different partitions), release, idempotent replays, roles, the channel fence, th
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections import Counter
 from typing import Any
 
 import httpx
+import msgspec
 
+from omnistock.api.sourcing import SourcingHoldIn
+from omnistock.domain.commands import Idempotency, idempotency_digest
+from omnistock.domain.ids import new_reservation_id, new_sourcing_id
+from omnistock.domain.sourcing_holds import HoldPart, HoldRequest, SourcingHold, record_partition
+from omnistock.usecases.caches import BOOTSTRAP_ID
 from tests.e2e.conftest import AppServer, KeyMaker, assert_problem, put_location, stock
 from tests.e2e.helpers import is_problem, position, reserve, snapshot, spread_ids
 
@@ -352,3 +360,44 @@ async def test_concurrent_holds_never_hold_more_than_there_is(
             pos = await position(admin, loc, sku)
             assert pos["on_hand"] == qty
             assert pos["reserved"] == active[(loc, sku)] <= qty
+
+
+async def test_a_replay_of_an_unfinished_hold_waits_for_the_courier(
+    admin: httpx.AsyncClient, store: Any, uid: str
+) -> None:
+    """The first call's process went quiet after holding one part (its record pending, nothing
+    answered): a replay with the same key waits until the worker's courier has finished it, then
+    answers 201 with that hold."""
+    a, b = await ship_sites(admin, uid, 2)
+    await stock(admin, a, x=2)
+    await stock(admin, b, y=2)
+    body = {"lines": lines(x=1, y=1), "fulfillment": "ship", "group": uid}
+    key = f"{uid}-quiet"
+    fingerprint = hashlib.blake2b(digest_size=16)
+    fingerprint.update(f"POST {PATH}\n".encode())
+    fingerprint.update(
+        msgspec.json.encode(msgspec.json.decode(json.dumps(body), type=SourcingHoldIn))
+    )
+    idem = Idempotency(
+        key=key, digest=idempotency_digest(BOOTSTRAP_ID, key), body_hash=fingerprint.hexdigest()
+    )
+    parts = [
+        HoldPart(reservation=new_reservation_id(store.partition(a)), location=a, lines=[("x", 1)]),
+        HoldPart(reservation=new_reservation_id(store.partition(b)), location=b, lines=[("y", 1)]),
+    ]
+    p = record_partition(idem.digest, store.partitions)
+    record = SourcingHold(
+        id=new_sourcing_id(p), status="pending", attempt=1,
+        request=HoldRequest(lines=[("x", 1), ("y", 1)], fulfillment="ship", ttl_ms=60_000),
+        parts=parts, why="quiet", actor="bootstrap-admin", created_at=0, updated_at=0,
+        lease_until=0,
+    )  # fmt: skip
+    assert await store.begin_hold(p, record, idem) == (record.id, False)
+    assert (await store.hold_part(record, parts[0])).code == 0
+    replay = await hold(admin, **body, headers={"Idempotency-Key": key})
+    assert replay.status_code == 201, replay.text
+    assert replay.headers.get("idempotent-replayed") == "true"
+    got = replay.json()
+    assert (got["id"], got["status"]) == (record.id, "held")
+    assert sorted(r["id"] for r in got["reservations"]) == sorted(pt.reservation for pt in parts)
+    assert all(r["status"] == "active" for r in got["reservations"])
