@@ -18,6 +18,7 @@ from omnistock.api.sourcing import SourcingHoldIn
 from omnistock.domain.commands import Idempotency, idempotency_digest
 from omnistock.domain.ids import new_reservation_id, new_sourcing_id
 from omnistock.domain.sourcing_holds import HoldPart, HoldRequest, SourcingHold, record_partition
+from omnistock.redis import keys
 from omnistock.usecases.caches import BOOTSTRAP_ID
 from tests.e2e.conftest import AppServer, KeyMaker, assert_problem, put_location, stock
 from tests.e2e.helpers import is_problem, position, reserve, snapshot, spread_ids
@@ -401,3 +402,31 @@ async def test_a_replay_of_an_unfinished_hold_waits_for_the_courier(
     assert (got["id"], got["status"]) == (record.id, "held")
     assert sorted(r["id"] for r in got["reservations"]) == sorted(pt.reservation for pt in parts)
     assert all(r["status"] == "active" for r in got["reservations"])
+
+
+async def test_concurrent_releases_release_each_part_once(
+    admin: httpx.AsyncClient, app_redis: Any, store: Any, uid: str
+) -> None:
+    a, b = await ship_sites(admin, uid, 2)
+    await stock(admin, a, x=2)
+    await stock(admin, b, y=2)
+    resp = await hold(admin, lines=lines(x=2, y=2), fulfillment="ship", group=uid)
+    assert resp.status_code == 201, resp.text
+    hid = resp.json()["id"]
+    answers = await asyncio.gather(*(admin.post(f"{PATH}/{hid}/release") for _ in range(20)))
+    assert {r.status_code for r in answers} == {200}, [r.text for r in answers]
+    assert len({json.dumps(r.json(), sort_keys=True) for r in answers}) == 1
+    assert answers[0].json()["status"] == "released"
+    assert [r.headers.get("idempotent-replayed") for r in answers].count(None) == 1
+    for loc, sku in ((a, "x"), (b, "y")):
+        pos = await position(admin, loc, sku)
+        assert (pos["on_hand"], pos["reserved"]) == (2, 0)
+    # One release event per part in the partition streams.
+    for part in resp.json()["reservations"]:
+        p = store.partition(part["location"])
+        kinds = [
+            fields[b"k"]
+            for _, fields in await app_redis.xrange(keys.stream(p))
+            if b"r" in fields and json.loads(fields[b"r"])["id"] == part["id"]
+        ]
+        assert kinds == [b"reserve", b"release"]

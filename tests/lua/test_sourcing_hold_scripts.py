@@ -12,6 +12,7 @@ from omnistock.domain.errors import IdempotencyMismatch
 from omnistock.domain.ids import new_reservation_id, new_sourcing_id
 from omnistock.domain.sourcing_holds import HoldPart, HoldRequest, SourcingHold, decode_hold
 from omnistock.redis import keys
+from omnistock.redis.courier import courier_once
 from omnistock.redis.scripts import (
     HOLD_STATE,
     NO_HOLD,
@@ -283,3 +284,76 @@ async def test_drive_holds_all_parts_or_undoes_every_one(
     first = await doc_of(store, rec3.parts[0].reservation)
     assert first.status == "released"
     assert (await probe.position(a, "x"))["r"] == "2"  # rec's part only
+
+
+async def test_many_drivers_of_one_hold_hold_each_part_once(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    """Drivers racing on one record (a slow caller, couriers of several workers): every part is
+    held exactly once and the record ends held; with a part that cannot be held, every driver's
+    outcome is the same undone record and nothing stays reserved."""
+    a, b, c = f"{uid}a", f"{uid}b", f"{uid}c"
+    await stocked(store, probe, a, x=3)
+    await stocked(store, probe, b, y=3)
+    await stocked(store, probe, c, z=1)
+    rec = await begun(store, record(store, [part(store, a, x=2), part(store, b, y=3)]))
+    results = await asyncio.gather(*(store.drive(rec, f"driver-{n}") for n in range(20)))
+    assert {r.record.status for r in results} == {"held"}
+    final = await store.get_hold(rec.id)
+    assert final is not None and final.status == "held"
+    assert (await probe.position(a, "x"))["r"] == "2"
+    assert (await probe.position(b, "y"))["r"] == "3"
+    reserves = [e for e in await probe.events(a) if e["t"] == "r" and e["kind"] == "reserve"]
+    assert len(reserves) == 1
+    # z is short (1 < 2): whoever gets there aborts; every part ends undone whatever the order.
+    await probe.mark(a)
+    lost = await begun(store, record(store, [part(store, a, x=1), part(store, c, z=2)]))
+    outcomes = await asyncio.gather(*(store.drive(lost, f"driver-{n}") for n in range(20)))
+    assert {r.record.status for r in outcomes} == {"compensating"}
+    after = await store.get_hold(lost.id)
+    assert after is not None and (after.status, after.attempt) == ("compensating", 1)
+    assert (await probe.position(a, "x"))["r"] == "2"  # the first hold's only
+    assert (await probe.position(c, "z"))["r"] == "0"
+    first = await store.get_reservation(lost.parts[0].reservation)
+    assert first is None or first.status == "released"
+    assert (await store.fail_hold(after, [("z", 2, 1)], "driver-0")).code == OK
+    assert (await store.fail_hold(after, [("z", 2, 1)], "driver-1")).code == HOLD_STATE
+
+
+async def test_courier_once_finishes_and_undoes_what_was_left(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    a, b = f"{uid}a", f"{uid}b"
+    await stocked(store, probe, a, x=2)
+    await stocked(store, probe, b, y=1)
+    store.lease_ms = 50
+    whole = await begun(store, record(store, [part(store, a, x=1), part(store, b, y=1)]))
+    assert (await store.hold_part(whole, whole.parts[0])).code == OK
+    short = await begun(store, record(store, [part(store, a, x=1), part(store, b, y=1)]))
+    assert (await store.hold_part(short, short.parts[0])).code == OK
+    # Not due yet: the courier leaves both alone. (Other tests' records in this database may
+    # fall due meanwhile: the counts say "at least ours".)
+    await courier_once(store, 100)
+    assert {(await store.get_hold(h.id)).status for h in (whole, short)} == {"pending"}  # type: ignore[union-attr]
+    await asyncio.sleep(0.08)
+    assert await courier_once(store, 100) >= 2
+    statuses = {}
+    for hold_id in (whole.id, short.id):
+        got = await store.get_hold(hold_id)
+        assert got is not None
+        statuses[hold_id] = got.status
+    # Parts are held in order: whichever the courier drove first took b's only y.
+    assert sorted(statuses.values()) == ["failed", "held"]
+    winner = whole if statuses[whole.id] == "held" else short
+    loser = short if winner is whole else whole
+    for pt in winner.parts:
+        doc = await store.get_reservation(pt.reservation)
+        assert doc is not None and doc.status == "active"
+    for pt in loser.parts:
+        doc = await store.get_reservation(pt.reservation)
+        assert doc is None or doc.status == "released"
+    assert (await probe.position(a, "x"))["r"] == "1"
+    assert (await probe.position(b, "y"))["r"] == "1"
+    await courier_once(store, 100)  # nothing of ours left to do: the same state
+    assert (await probe.position(a, "x"))["r"] == "1"
+    assert {(await store.get_hold(h.id)).status for h in (whole, short)} == {"held", "failed"}  # type: ignore[union-attr]
