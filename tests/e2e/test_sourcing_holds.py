@@ -20,7 +20,16 @@ from omnistock.domain.ids import new_reservation_id, new_sourcing_id
 from omnistock.domain.sourcing_holds import HoldPart, HoldRequest, SourcingHold, record_partition
 from omnistock.redis import keys
 from omnistock.usecases.caches import BOOTSTRAP_ID
-from tests.e2e.conftest import AppServer, KeyMaker, assert_problem, put_location, stock
+from tests.conftest import Servers
+from tests.e2e.conftest import (
+    ADMIN_KEY,
+    AppServer,
+    KeyMaker,
+    app_settings,
+    assert_problem,
+    put_location,
+    stock,
+)
 from tests.e2e.helpers import is_problem, position, reserve, snapshot, spread_ids
 
 PATH = "/v1/sourcing/reservations"
@@ -430,3 +439,35 @@ async def test_concurrent_releases_release_each_part_once(
             if b"r" in fields and json.loads(fields[b"r"])["id"] == part["id"]
         ]
         assert kinds == [b"reserve", b"release"]
+
+
+async def test_the_plan_read_is_capped_to_the_nearest_candidates(
+    servers: Servers, admin: httpx.AsyncClient, uid: str
+) -> None:
+    """With OMNISTOCK_SOURCING_MAX_PLAN_CELLS=100 and 2 lines, at most 50 candidates are read:
+    the nearest; ``considered`` says 50, and a hold takes from them."""
+    capped = AppServer(app_settings(servers, sourcing_max_plan_cells=100), worker=False)
+    await capped.start()
+    try:
+        async with httpx.AsyncClient(
+            base_url=capped.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        ) as client:
+            ids = [f"{uid}-{n:02d}" for n in range(60)]
+            for n, loc in enumerate(ids):  # n km north: the nearest are the first ids
+                await put_location(
+                    client, loc, groups=[uid], ship_from=True, priority=100 - n,
+                    lat=48.0 + n / 111.195, lon=11.0,
+                )  # fmt: skip
+            await stock(client, ids[59], x=1, y=1)  # the farthest (and best priority)
+            await stock(client, ids[40], x=1, y=1)
+            near = {"lat": 48.0, "lon": 11.0}
+            body = {"lines": lines(x=1, y=1), "fulfillment": "ship", "group": uid, "near": near}
+            planned = await client.post("/v1/sourcing/plans", json=body)
+            assert planned.status_code == 200, planned.text
+            assert planned.json()["considered"] == 50
+            assert [o["allocations"][0]["location"] for o in planned.json()["options"]] == [ids[40]]
+            held = await client.post(PATH, json=body)
+            assert held.status_code == 201, held.text
+            assert list(held_by_location(held.json())) == [ids[40]]
+    finally:
+        await capped.stop()
