@@ -183,13 +183,22 @@ async def test_idempotent_replay_answers_the_same_hold(admin: httpx.AsyncClient,
     assert {r.status_code for r in answers} == {201}, [r.text for r in answers]
     assert len({r.json()["id"] for r in answers}) == 1
     assert (await position(admin, a, "x"))["reserved"] == 2
-    # A replay of a failed hold is the same 409.
+    # A 409 is recorded too: its replay is the same 409, even once stock has come in.
     key3 = {"Idempotency-Key": f"{uid}-k3"}
     short = await hold(admin, **body, headers=key3)
     assert_problem(short, 409)
+    assert short.json()["shortages"] == [
+        {"sku": "x", "requested": 1, "available": 0},
+        {"sku": "y", "requested": 1, "available": 0},
+    ]
+    await stock(admin, a, x=1)
+    await stock(admin, b, y=1)
     again3 = await hold(admin, **body, headers=key3)
     assert_problem(again3, 409)
+    assert again3.headers.get("idempotent-replayed") == "true"
     assert again3.json()["shortages"] == short.json()["shortages"]
+    fresh = await hold(admin, **body, headers={"Idempotency-Key": f"{uid}-k4"})
+    assert fresh.status_code == 201, fresh.text
 
 
 async def test_release_is_idempotent_and_a_failed_hold_cannot_be_released(

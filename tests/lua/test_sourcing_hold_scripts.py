@@ -357,3 +357,22 @@ async def test_courier_once_finishes_and_undoes_what_was_left(
     await courier_once(store, 100)  # nothing of ours left to do: the same state
     assert (await probe.position(a, "x"))["r"] == "1"
     assert {(await store.get_hold(h.id)).status for h in (whole, short)} == {"held", "failed"}  # type: ignore[union-attr]
+
+
+async def test_begin_with_shortages_records_a_failed_hold_without_parts(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    await stocked(store, probe, uid, x=1)
+    rec = record(store, [part(store, uid, x=2)])
+    rec.parts = []
+    p = store.partition(uid)
+    idem = Idempotency(key="k", digest=idempotency_digest("key-1", f"{uid}-f"), body_hash="h")
+    hold_id, replayed = await store.begin_hold(p, rec, idem, [("x", 2, 1)])
+    assert (hold_id, replayed) == (rec.id, False)
+    got = await store.get_hold(hold_id)
+    assert got is not None
+    assert (got.status, got.parts, got.shortages) == ("failed", [], [("x", 2, 1)])
+    assert await probe.redis.zscore(keys.sourcing_pending(p), hold_id) is None
+    assert 0 < await probe.redis.pttl(keys.sourcing_hold(p, hold_id)) <= 3600_000
+    assert await hold_events(store, probe, hold_id) == [("fail", "failed")]
+    assert await store.begin_hold(p, rec, idem, [("x", 2, 1)]) == (hold_id, True)

@@ -58,7 +58,6 @@ class SourcingHold(msgspec.Struct, kw_only=True):
     status: HoldStatus
     attempt: int
     request: HoldRequest
-    parts: list[HoldPart]
     why: str
     actor: str
     created_at: int
@@ -67,6 +66,8 @@ class SourcingHold(msgspec.Struct, kw_only=True):
     owner: str | None = None
     owner_role: str | None = None
     shortages: list[tuple[str, int, int]] | None = None
+    # None when it failed at once (no option for a call with an Idempotency-Key).
+    parts: list[HoldPart] = msgspec.field(default_factory=list)
 
 
 decode_hold = msgspec.json.Decoder(SourcingHold).decode

@@ -85,10 +85,15 @@ class SourcingHoldOps(ScriptRunner):
         return payload if int(code) == OK else None
 
     async def begin_hold(
-        self, p: int, record: SourcingHold, idem: Idempotency | None
+        self,
+        p: int,
+        record: SourcingHold,
+        idem: Idempotency | None,
+        shortages: list[tuple[str, int, int]] | None = None,
     ) -> tuple[str, bool]:
-        """Record a new hold (pending, attempt 1) in partition ``p``; its id and whether this was
-        a replay (then the id is the one first recorded)."""
+        """Record a new hold (pending, attempt 1; with ``shortages``: failed at once) in
+        partition ``p``; its id and whether this was a replay (then the id is the one first
+        recorded)."""
         await self._claim(idem)
         reply = await self._run(
             self.scripts.sourcing_begin,
@@ -99,7 +104,13 @@ class SourcingHoldOps(ScriptRunner):
                 keys.sourcing_hold(p, record.id),
                 keys.sourcing_pending(p),
             ],
-            [*self._args(record.actor, idem), encode_hold(record), self.lease_ms],
+            [
+                *self._args(record.actor, idem),
+                encode_hold(record),
+                self.lease_ms,
+                _encode(shortages) if shortages else "",
+                self._retention_ms,
+            ],
             record.id,
         )
         return reply.payload.decode(), reply.replayed

@@ -30,6 +30,7 @@ from omnistock.domain.reservations import (
 )
 from omnistock.domain.roles import (
     Principal,
+    Role,
     may_see_reservation,
     require_reserve,
     require_reserver,
@@ -126,13 +127,10 @@ class SourcingHolds:
             earlier = await store.recorded_hold_id(p, key)
             if earlier is not None:
                 return await self._replay(who, earlier), True
-        order, option, cands = await self._best(who, ask)
+        order, option, cands = await self._replan(who, ask)
         ttl = ask.ttl_seconds or self._default_ttl
-        parts = self._parts(option)
-        if p is None:
-            p = store.partition(parts[0].location)
         record = SourcingHold(
-            id=new_sourcing_id(p),
+            id="",
             status="pending",
             attempt=1,
             request=HoldRequest(
@@ -143,8 +141,8 @@ class SourcingHolds:
                 channel=ask.channel,
                 ref=ask.ref,
             ),
-            parts=parts,
-            why=option.why,
+            parts=[] if option is None else self._parts(option),
+            why="no option" if option is None else option.why,
             actor=who.name,
             created_at=0,
             updated_at=0,
@@ -152,6 +150,19 @@ class SourcingHolds:
             owner=who.id,
             owner_role=who.role.value,
         )
+        if option is None:
+            shortages = summed_shortages(order, [c.available for c in cands])
+            if p is None:  # nothing to record: without a key a retry plans afresh
+                raise _shortage(shortages)
+            # Recorded as failed, so a replay answers this same 409.
+            record.id, record.status = new_sourcing_id(p), "failed"
+            hold_id, replayed = await store.begin_hold(p, record, key, shortages)
+            if replayed:
+                return await self._replay(who, hold_id), True
+            raise _shortage(shortages)
+        if p is None:
+            p = store.partition(record.parts[0].location)
+        record.id = new_sourcing_id(p)
         hold_id, replayed = await store.begin_hold(p, record, key)
         if replayed:  # the same key's call began it meanwhile
             return await self._replay(who, hold_id), True
@@ -212,14 +223,6 @@ class SourcingHolds:
         )
 
     # --------------------------------------------------------------------------------------
-    async def _best(
-        self, who: Principal, ask: HoldAsk
-    ) -> tuple[list[tuple[str, int]], Option, list[Candidate]]:
-        order, option, cands = await self._replan(who, ask)
-        if option is None:
-            raise _shortage(summed_shortages(order, [c.available for c in cands]))
-        return order, option, cands
-
     async def _replan(
         self, who: Principal, ask: HoldAsk
     ) -> tuple[list[tuple[str, int]], Option | None, list[Candidate]]:
@@ -280,10 +283,16 @@ class SourcingHolds:
     async def _visible(self, who: Principal, hold_id: str) -> SourcingHold:
         sourcing_partition(hold_id, self._store.partitions)  # 404 for a malformed id
         record = await self._store.get_hold(hold_id)
-        if record is None or not any(
-            may_see_reservation(who, part.location, record.owner, record.owner_role)
-            for part in record.parts
-        ):
+        if record is None:
+            raise _not_found(hold_id)
+        if record.parts:
+            seen = any(
+                may_see_reservation(who, part.location, record.owner, record.owner_role)
+                for part in record.parts
+            )
+        else:  # failed at once, at no location: its key and those that see everything
+            seen = who.id == record.owner or who.role in (Role.ADMIN, Role.INTEGRATION)
+        if not seen:
             raise _not_found(hold_id)
         return record
 

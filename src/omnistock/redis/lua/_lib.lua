@@ -288,6 +288,8 @@ end
 -- pending set scored by its lease's end.
 local function save_hold(ctx, key, pending, doc, kind, expire_ms)
   doc.updated_at = ctx.now
+  -- cjson writes an empty list as {}: a record without parts (failed at once) leaves them out.
+  if type(doc.parts) == 'table' and #doc.parts == 0 then doc.parts = nil end
   local json = cjson.encode(doc)
   redis.call('HSET', key, 'doc', json, 'st', doc.status)
   if doc.status == 'pending' or doc.status == 'compensating' then
