@@ -1,0 +1,207 @@
+"""The board's "find it nearby" view in a real headless Chromium: pickup options nearest first with
+distances, channel availability and `why`, kept live by the board's WebSocket (a store that runs
+out leaves, one that gets stock joins, without a reload), the channel fence, "this store", the
+empty answer and a refused plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from playwright.async_api import Browser, Page, expect
+
+from tests.e2e.conftest import AppServer, KeyMaker, put_location, stock
+from tests.e2e.test_board import artifact, browser, sign_in
+
+__all__ = ["browser"]  # the module-scoped Chromium of the board test
+
+# Somewhere no other test puts locations; 1 km north is 1/111.195 degrees of latitude.
+LAT, LON = -41.29, 174.78
+KM = 1 / 111.195
+
+
+async def place(admin: httpx.AsyncClient, loc: str, km_north: float, **fields: Any) -> None:
+    await put_location(admin, loc, lat=LAT + km_north * KM, lon=LON, **fields)
+
+
+async def adjust(admin: httpx.AsyncClient, loc: str, sku: str, delta: int, reason: str) -> None:
+    body = {"adjustments": [{"sku": sku, "location": loc, "delta": delta, "reason": reason}]}
+    resp = await admin.post("/v1/adjustments", json=body)
+    assert resp.status_code == 200, resp.text
+
+
+async def shown(page: Page, *locations: str, timeout: float = 5000) -> None:
+    """Wait until the options list shows exactly ``locations``, in this order."""
+    await page.wait_for_function(
+        """(want) => [...document.querySelectorAll('#nearby-list li.option')]
+             .map((li) => li.dataset.location).join(',') === want""",
+        arg=",".join(locations),
+        timeout=timeout,
+    )
+
+
+def option(page: Page, loc: str) -> Any:
+    return page.locator(f'#nearby-list li.option[data-location="{loc}"]')
+
+
+async def find(
+    page: Page,
+    sku: str,
+    *,
+    qty: int = 1,
+    at: tuple[float, float] | None = None,
+    channel: str = "",
+    radius: str = "",
+) -> None:
+    """Fill the form (``at`` = typed coordinates, else "this store") and submit by keyboard."""
+    await page.fill("#nb-sku", sku)
+    await page.fill("#nb-qty", str(qty))
+    if at is None:
+        await page.check("#nb-here")
+    else:
+        await page.fill("#nb-lat", str(at[0]))
+        await page.fill("#nb-lon", str(at[1]))
+        await expect(page.locator("#nb-point")).to_be_checked()  # typing picks "coordinates"
+    await page.select_option("#nb-channel", channel)
+    await page.fill("#nb-radius", radius)
+    await page.press("#nb-sku", "Enter")
+
+
+async def open_nearby(page: Page) -> None:
+    """Reach the view by keyboard: focus the stock tab, arrow right."""
+    await page.focus("#tab-stock")
+    await page.keyboard.press("ArrowRight")
+    await expect(page.locator("#tab-nearby")).to_have_attribute("aria-selected", "true")
+    await expect(page.locator("#view-nearby")).to_be_visible()
+    await expect(page.locator("#view-stock")).to_be_hidden()
+
+
+async def test_nearby_lists_pickup_options_live(
+    app: AppServer, admin: httpx.AsyncClient, client_for: KeyMaker, browser: Browser, uid: str
+) -> None:
+    near, mid, far = f"{uid}-near", f"{uid}-mid", f"{uid}-far"
+    depot, away = f"{uid}-depot", f"{uid}-away"
+    sku = f"BOOT-{uid}"
+    await place(admin, near, 1, name="Harbour Street", pickup=True, limited_threshold=3)
+    await place(admin, mid, 3, name="Cuba Mall", pickup=True, channel_safety_stock={"web": 4})
+    await place(admin, far, 8, name="Petone", pickup=True, limited_threshold=1)
+    await place(admin, depot, 0.5, name="Depot", kind="warehouse", pickup=False)
+    await place(admin, away, 70, name="Masterton", pickup=True)
+    await stock(admin, near, **{sku: 3})
+    await stock(admin, mid, **{sku: 5})
+    await stock(admin, depot, **{sku: 50})  # no pickup there: never an option
+    await stock(admin, away, **{sku: 50})  # past the 50 km default radius
+    shopper = await client_for("storefront")
+    key = shopper.headers["authorization"].split()[1]
+    page = await browser.new_page(viewport={"width": 1100, "height": 760})
+    try:
+        await sign_in(page, app, key, f"loc:{mid}")
+        await open_nearby(page)
+        await page.evaluate("window.__sameDocument = true")
+
+        # Typed coordinates (at the origin): pickup options nearest first, with distance,
+        # availability, status and why; the warehouse and the far-away store are not there.
+        await find(page, sku, at=(LAT, LON))
+        await shown(page, near, mid)
+        first = option(page, near)
+        await expect(first.locator(".opt-name")).to_have_text(f"Harbour Street · {near}")
+        await expect(first.locator(".opt-km")).to_have_text("1.0 km")
+        await expect(first.locator(".opt-available")).to_have_text("3 available")
+        await expect(first.locator(".status")).to_have_text("Limited")
+        await expect(option(page, mid).locator(".opt-km")).to_have_text("3.0 km")
+        await expect(option(page, mid).locator(".opt-available")).to_have_text("5 available")
+        await expect(option(page, mid).locator(".status")).to_have_text("In stock")
+        body = {
+            "lines": [{"sku": sku, "qty": 1}],
+            "fulfillment": "pickup",
+            "near": {"lat": LAT, "lon": LON},
+            "radius_km": 50,
+        }
+        planned = (await shopper.post("/v1/sourcing/plans", json=body)).json()["options"]
+        whys = [o["why"] for o in planned]
+        assert len(whys) == 2 and all(whys)
+        await expect(page.locator("#nearby-list .opt-why")).to_have_text(whys)
+        await expect(page.locator("#nearby-status")).to_contain_text("2 pickup options")
+        await page.screenshot(path=artifact("board-nearby.png"), full_page=True)
+
+        # A sale at a listed store shows at once; emptying the nearest one removes it, live.
+        await adjust(admin, mid, sku, -1, "sale")
+        await expect(option(page, mid).locator(".opt-available")).to_have_text(
+            "4 available", timeout=2000
+        )
+        await adjust(admin, near, sku, -3, "sale")
+        await shown(page, mid)
+        # A receipt at a store that had none makes it join, in distance order.
+        await adjust(admin, far, sku, 2, "receipt")
+        await shown(page, mid, far)
+        await expect(option(page, far).locator(".opt-km")).to_have_text("8.0 km")
+        await expect(option(page, far).locator(".status")).to_have_text("In stock")
+        assert await page.evaluate("window.__sameDocument") is True  # no reload happened
+
+        # The web channel may not take Cuba Mall's 4 fenced units: only Petone is left for web.
+        await find(page, sku, at=(LAT, LON), channel="web")
+        await shown(page, far)
+        await expect(option(page, far).locator(".opt-available")).to_have_text("2 available")
+        # A walk-in (store channel) still sees Cuba Mall; a live change at Petone shows at once
+        # with its status from the location's own threshold.
+        await find(page, sku, at=(LAT, LON), channel="store")
+        await shown(page, mid, far)
+        await adjust(admin, far, sku, -1, "sale")
+        await expect(option(page, far).locator(".opt-available")).to_have_text(
+            "1 available", timeout=2000
+        )
+        await expect(option(page, far).locator(".status")).to_have_text("Limited")
+
+        # "This store" measures from the board's selected location (Cuba Mall, 3 km north).
+        await find(page, sku)
+        await expect(page.locator("#nb-here-name")).to_have_text("(Cuba Mall)")
+        await shown(page, mid, far)
+        await expect(option(page, mid).locator(".opt-km")).to_have_text("0.0 km")
+        await expect(option(page, far).locator(".opt-km")).to_have_text("5.0 km")
+        # Choosing another store above re-plans from there.
+        await page.select_option("#where", f"loc:{far}")
+        await expect(page.locator("#nb-here-name")).to_have_text("(Petone)")
+        await expect(option(page, far).locator(".opt-km")).to_have_text("0.0 km")
+        await shown(page, far, mid)
+
+        # Nothing within the radius: a clear message, no list.
+        await find(page, sku, qty=40, radius="10")
+        await shown(page)
+        await expect(page.locator("#nearby-empty")).to_be_visible()
+        await expect(page.locator("#nearby-empty")).to_have_text(
+            f"Nowhere within 10 km of Petone has 40 × {sku} for pickup."
+        )
+        await expect(page.locator("#nearby-notice")).to_be_hidden()
+    finally:
+        await page.close()
+
+
+async def test_nearby_shows_refusals_as_the_board_does(
+    app: AppServer, admin: httpx.AsyncClient, client_for: KeyMaker, browser: Browser, uid: str
+) -> None:
+    await put_location(admin, uid, name="No coordinates", groups=[f"{uid}-g"])
+    await stock(admin, uid, **{f"CAP-{uid}": 2})
+    feed = await client_for("feed")  # may read, may not plan where to reserve
+    key = feed.headers["authorization"].split()[1]
+    page = await browser.new_page(viewport={"width": 390, "height": 740}, device_scale_factor=2)
+    try:
+        await sign_in(page, app, key, f"loc:{uid}")
+        await page.click("#tab-nearby")
+        # "This store" without coordinates: said so, nothing asked of the server.
+        await find(page, f"CAP-{uid}")
+        await expect(page.locator("#nearby-notice")).to_have_text(
+            "No coordinates has no coordinates: enter a latitude and longitude instead."
+        )
+        # A group is not a store.
+        await page.select_option("#where", f"group:{uid}-g")
+        await find(page, f"CAP-{uid}")
+        await expect(page.locator("#nearby-notice")).to_contain_text("needs one location")
+        # The server's 403 problem detail, shown in the view's notice.
+        await find(page, f"CAP-{uid}", at=(10, 20))
+        await expect(page.locator("#nearby-notice")).to_have_text(
+            "Could not find pickup options: role feed may not reserve stock"
+        )
+        await expect(page.locator("#nearby-list li")).to_have_count(0)
+        await page.screenshot(path=artifact("board-nearby-phone.png"), full_page=True)
+    finally:
+        await page.close()
