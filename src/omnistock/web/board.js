@@ -430,6 +430,8 @@
     shownFor: null, // the query the list shows: an option new to it joined live, so it flashes
     token: 0,
     timer: null,
+    inflight: false, // a plan is being read: a change meanwhile re-plans after it (dirty)
+    dirty: false,
   };
 
   function rememberLocations(locations) {
@@ -569,7 +571,11 @@
 
   function schedulePlan() {
     if (nb.timer) return; // one re-plan per PLAN_DELAY_MS however many changes arrive
-    nb.timer = setTimeout(() => { nb.timer = null; plan(); }, PLAN_DELAY_MS);
+    nb.timer = setTimeout(() => {
+      nb.timer = null;
+      if (nb.inflight) nb.dirty = true; // never more than one re-plan in flight
+      else plan();
+    }, PLAN_DELAY_MS);
   }
 
   function kmBetween(lat1, lon1, lat2, lon2) {
@@ -627,6 +633,7 @@
     };
     if (q.channel) body.channel = q.channel;
     let options, cells;
+    nb.inflight = true;
     try {
       options = (await api("/v1/sourcing/plans", body)).options;
       const ids = options.map((o) => o.allocations[0].location);
@@ -642,6 +649,12 @@
       $("nearby-status").textContent = "";
       nearbyNotice(`Could not find pickup options: ${err.message}`);
       return;
+    } finally {
+      if (token === nb.token) nb.inflight = false;
+      if (!nb.inflight && nb.dirty) {
+        nb.dirty = false;
+        schedulePlan();
+      }
     }
     if (token !== nb.token || q !== nb.query) return; // a newer search or re-plan took over
     nearbyNotice("");
