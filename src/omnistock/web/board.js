@@ -465,7 +465,8 @@
     }
     document.body.classList.toggle("nearby", nearby);
     if (nearby) {
-      subscribeNearby();
+      if (nb.query && $("nb-here").checked) refreshHere(); // the store above may have changed
+      else subscribeNearby();
       if (!nb.query) $("nb-sku").focus();
     } else {
       unsubscribeNearby(); // the stock view does not need it: the server holds less
@@ -540,8 +541,20 @@
 
   function nearbyWhereChanged() {
     hereName();
-    if (nb.query && $("nb-here").checked && !$("view-nearby").hidden) {
-      try { startNearby(readForm()); } catch (err) { nearbyNotice(err.message); }
+    if (nb.query && $("nb-here").checked && !$("view-nearby").hidden) refreshHere();
+  }
+
+  // "This store" follows the board's selection: search again from the store now selected.
+  function refreshHere() {
+    try {
+      startNearby(readForm());
+    } catch (err) {
+      unsubscribeNearby();
+      nb.query = null;
+      nb.rows = new Map();
+      $("nearby-list").replaceChildren();
+      $("nearby-status").textContent = "";
+      nearbyNotice(err.message);
     }
   }
 
