@@ -252,6 +252,14 @@ async def test_nearby_converges_under_concurrent_changes(
         await page.wait_for_timeout(700)  # a trailing re-plan would have been sent by now
         assert len(changes_seen) >= len(extra)
         assert 1 <= len(plans) <= 10, plans
+
+        # A store opened after the board read its locations joins with its name.
+        new = f"{uid}-new"
+        await place(admin, new, 0.5, name="Newtown", pickup=True)
+        await stock(admin, new, **{sku: 1})
+        await shown(page, new, *locs[1:], *extra[:6])
+        await expect(option(page, new).locator(".opt-name")).to_have_text(f"Newtown · {new}")
+        await expect(option(page, new).locator(".opt-km")).to_have_text("0.5 km")
     finally:
         await page.close()
 

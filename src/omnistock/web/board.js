@@ -432,6 +432,7 @@
     timer: null,
     inflight: false, // a plan is being read: a change meanwhile re-plans after it (dirty)
     dirty: false,
+    naming: false, // the location list is being read again (a new location's name)
   };
 
   function rememberLocations(locations) {
@@ -695,9 +696,31 @@
     const within = `within ${q.radius.toLocaleString()} km of ${q.from}`;
     $("nearby-empty").textContent = `Nowhere ${within} has ${what} for pickup.`;
     $("nearby-empty").hidden = items.length > 0;
-    $("nearby-status").textContent = items.length
-      ? `${items.length} pickup option${items.length === 1 ? "" : "s"} for ${what} ${within}, nearest first · ${timeOf(new Date().toISOString())}`
+    const status = items.length
+      ? `${items.length} pickup option${items.length === 1 ? "" : "s"} for ${what} ${within}, nearest first.`
       : "";
+    // A live region: say it again only when it changed, not on every re-plan.
+    if ($("nearby-status").textContent !== status) $("nearby-status").textContent = status;
+    if (options.some((o) => !state.locs.has(o.allocations[0].location))) refreshNames();
+  }
+
+  // A location created since the board read the list: read it again for its name.
+  async function refreshNames() {
+    if (nb.naming) return;
+    nb.naming = true;
+    try {
+      rememberLocations((await api("/v1/locations")).items);
+      for (const [id, row] of nb.rows) row.li.querySelector(".opt-name").textContent = nameOf(id);
+    } catch (_) {
+      /* the id stands in for the name */
+    } finally {
+      nb.naming = false;
+    }
+  }
+
+  function nameOf(id) {
+    const loc = state.locs.get(id);
+    return loc && loc.name !== loc.id ? `${loc.name} · ${loc.id}` : id;
   }
 
   function makeOption(id) {
@@ -724,9 +747,7 @@
   }
 
   function fillOption(row, alloc, why) {
-    const loc = state.locs.get(alloc.location);
-    const name = loc && loc.name !== loc.id ? `${loc.name} · ${loc.id}` : alloc.location;
-    row.li.querySelector(".opt-name").textContent = name;
+    row.li.querySelector(".opt-name").textContent = nameOf(alloc.location);
     row.li.querySelector(".opt-km").textContent =
       typeof alloc.distance_km === "number" ? `${alloc.distance_km.toFixed(1)} km` : "distance unknown";
     row.li.querySelector(".opt-why").textContent = why;
