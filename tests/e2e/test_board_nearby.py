@@ -295,5 +295,12 @@ async def test_nearby_shows_refusals_as_the_board_does(
         )
         await expect(page.locator("#nearby-list li")).to_have_count(0)
         await page.screenshot(path=artifact("board-nearby-phone.png"), full_page=True)
+        # What the contract refuses is refused in the form already (the browser says why).
+        await page.fill("#nb-sku", "no spaces!")
+        assert await page.evaluate("document.getElementById('nb-sku').validity.patternMismatch")
+        await page.fill("#nb-sku", f"CAP-{uid}")
+        await page.fill("#nb-qty", "0")
+        assert await page.evaluate("document.getElementById('nb-qty').validity.rangeUnderflow")
+        assert not await page.evaluate("document.getElementById('nearby-form').checkValidity()")
     finally:
         await page.close()
