@@ -345,8 +345,8 @@ async def test_rebuild_gives_unfinished_records_to_the_courier_and_no_finished_o
 ) -> None:
     """Redis is lost: the pending and compensating records come back (record + pending set, the
     lease ending at the rebuild, so the courier takes them at once); held, failed and released
-    ones do not (GET reads them from Postgres). A rebuild over a live Redis also drops pending
-    entries whose record Postgres has as finished."""
+    ones do not (GET reads them from Postgres). A rebuild over a live (older) Redis drops pending
+    entries whose record Postgres has as finished, and serves Postgres' record, not the stale one."""
     far = int(time.time() * 1000) + 3_600_000  # a lease a live driver still holds
     by_status: dict[str, SourcingHold] = {}
     statuses: list[HoldStatus] = ["pending", "compensating", "held", "failed", "released"]
@@ -385,10 +385,17 @@ async def test_rebuild_gives_unfinished_records_to_the_courier_and_no_finished_o
     await _append(stack, undone, "fail")
     p = sourcing_partition(undone.id, PARTITIONS)
     await stack.redis.zadd(keys.sourcing_pending(p), {undone.id: far})
+    # ...and a record Postgres pruned long ago, still pending in this (older) Redis
+    gone = _hold(new_sourcing_id(p), "pending")
+    gone_key = keys.sourcing_hold(p, gone.id)
+    await stack.redis.hset(gone_key, mapping={"doc": encode_hold(gone), "st": "pending"})
+    await stack.redis.zadd(keys.sourcing_pending(p), {gone.id: far})
     restored = await rebuild_locked(stack.redis, stack.db, stack.scripts, PARTITIONS)
     assert restored.sourcing_holds >= 1
-    _, score = await _redis_record(stack, undone.id)
-    assert score is None
+    record, score = await _redis_record(stack, undone.id)
+    assert score is None  # the courier has nothing to do with it
+    assert record[b"st"] == b"failed" and decode_hold(record[b"doc"]) == undone  # not stale
+    assert await _redis_record(stack, gone.id) == ({}, None)
     record, score = await _redis_record(stack, by_status["pending"].id)
     assert score is not None and decode_hold(record[b"doc"]).attempt == 2
     pending_ids = await _all_pending(stack)

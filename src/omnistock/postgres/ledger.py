@@ -119,3 +119,9 @@ async def unfinished_sourcing_holds(db: Any) -> list[asyncpg.Record]:
     """Every sourcing hold record still pending or compensating: rows of ``id`` and ``doc``
     (JSON text), for the rebuild to hand back to the courier."""
     return list(await db.fetch(_Q["unfinished_sourcing_holds"]))
+
+
+async def sourcing_hold_docs(db: Any, hold_ids: list[str]) -> dict[str, str]:
+    """The records (JSON text) of those of ``hold_ids`` Postgres has, by id."""
+    rows = await db.fetch(_Q["sourcing_hold_docs"], hold_ids)
+    return {row["id"]: row["doc"] for row in rows}

@@ -120,6 +120,9 @@ ORDER BY location, sku LIMIT $3;
 -- name: sourcing_hold_doc
 SELECT doc::text FROM sourcing_holds WHERE id = $1;
 
+-- name: sourcing_hold_docs
+SELECT id, doc::text AS doc FROM sourcing_holds WHERE id = ANY($1::text[]);
+
 -- name: unfinished_sourcing_holds
 -- Records a crash or a lost Redis may have left half done: the courier finishes or undoes them.
 SELECT id, doc::text AS doc FROM sourcing_holds WHERE status IN ('pending', 'compensating');
