@@ -9,8 +9,9 @@
 - idempotency records past their expiry.
 
 Nothing that rebuild or reconcile reads is touched: they read positions, active reservations,
-unfinished sourcing holds, live idempotency records and stream offsets, never the ledger. Rows a stream still holds (within
-``stream_retention_seconds``) are never pruned, so a replayed entry cannot bring one back.
+unfinished sourcing holds, live idempotency records and stream offsets, never the ledger. Rows a
+stream still holds (within ``stream_retention_seconds``) are never pruned, so a replayed entry
+cannot bring one back.
 """
 
 from __future__ import annotations
