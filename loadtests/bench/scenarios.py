@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ class Bench:
     def add(self, row: Row) -> None:
         self.results.rows.append(row)
 
-    def latency(self, label: str, loads: list[Load]) -> None:
+    def latency(self, label: str, loads: Sequence[Load | PacedLoad]) -> None:
         self.results.latencies.append(
             Latency(
                 label,

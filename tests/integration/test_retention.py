@@ -92,7 +92,7 @@ async def test_pruning_deletes_exactly_what_is_past_retention(stack: Stack, uid:
     done = await prune_once(
         db, Retention(ledger_seconds=10 * DAY, reservations_seconds=10 * DAY, batch=2)
     )
-    assert done == {"ledger": 5, "reservations": 3, "idempotency": 2}
+    assert done == {"ledger": 5, "reservations": 3, "sourcing_holds": 0, "idempotency": 2}
     assert await _left(db, uid) == {
         "ledger": [6, 7, 8],
         "reservations": [f"{uid}d-committed-young", f"{uid}e-active-old", f"{uid}f-active-young"],
@@ -101,7 +101,7 @@ async def test_pruning_deletes_exactly_what_is_past_retention(stack: Stack, uid:
     # Again: nothing more is past retention.
     assert await prune_once(
         db, Retention(ledger_seconds=10 * DAY, reservations_seconds=10 * DAY, batch=2)
-    ) == {"ledger": 0, "reservations": 0, "idempotency": 0}
+    ) == {"ledger": 0, "reservations": 0, "sourcing_holds": 0, "idempotency": 0}
 
 
 async def test_zero_retention_keeps_ledger_and_reservations_for_ever(

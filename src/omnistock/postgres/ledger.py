@@ -1,5 +1,5 @@
-"""The one owner of ledger.sql: the ledger, positions, reservations, idempotency records and
-stream offsets as Postgres keeps them. Everything else reaches those tables through these
+"""The one owner of ledger.sql: the ledger, positions, reservations, sourcing hold records,
+idempotency records and stream offsets as Postgres keeps them. Everything else reaches those tables through these
 functions."""
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ async def write_batch(
     reservations: Columns,
     idempotency: Columns,
     offsets: Columns,
+    sourcing_holds: Columns = ((),),
 ) -> None:
     """Write one persister batch in the caller's transaction (events and positions by COPY)."""
     if ledger:
@@ -33,6 +34,8 @@ async def write_batch(
         await conn.execute(_Q["upsert_positions"])
     if reservations[0]:
         await conn.execute(_Q["upsert_reservations"], *reservations)
+    if sourcing_holds[0]:
+        await conn.execute(_Q["upsert_sourcing_holds"], *sourcing_holds)
     if idempotency[0]:
         await conn.execute(_Q["insert_idempotency"], *idempotency)
     if offsets[0]:
@@ -103,3 +106,22 @@ async def reservation_doc(db: Any, reservation_id: str) -> str | None:
     """A reservation's document (JSON text) as Postgres keeps it, or None."""
     doc: str | None = await db.fetchval(_Q["reservation_doc"], reservation_id)
     return doc
+
+
+async def sourcing_hold_doc(db: Any, hold_id: str) -> str | None:
+    """A sourcing hold's record (JSON text) as Postgres keeps it, or None: what GET answers with
+    once Redis no longer has the record."""
+    doc: str | None = await db.fetchval(_Q["sourcing_hold_doc"], hold_id)
+    return doc
+
+
+async def unfinished_sourcing_holds(db: Any) -> list[asyncpg.Record]:
+    """Every sourcing hold record still pending or compensating: rows of ``id`` and ``doc``
+    (JSON text), for the rebuild to hand back to the courier."""
+    return list(await db.fetch(_Q["unfinished_sourcing_holds"]))
+
+
+async def sourcing_hold_docs(db: Any, hold_ids: list[str]) -> dict[str, str]:
+    """The records (JSON text) of those of ``hold_ids`` Postgres has, by id."""
+    rows = await db.fetch(_Q["sourcing_hold_docs"], hold_ids)
+    return {row["id"]: row["doc"] for row in rows}

@@ -40,6 +40,19 @@ ON CONFLICT (id) DO UPDATE SET
     event_ms = EXCLUDED.event_ms, event_seq = EXCLUDED.event_seq
 WHERE (reservations.event_ms, reservations.event_seq) < (EXCLUDED.event_ms, EXCLUDED.event_seq);
 
+-- name: upsert_sourcing_holds
+-- Sourcing hold records (`o` events); an older event never overwrites a newer one.
+INSERT INTO sourcing_holds (id, status, created_at, updated_at, doc, event_ms, event_seq)
+SELECT h.id, h.status, to_timestamp(h.created / 1000.0), to_timestamp(h.updated / 1000.0),
+       h.doc::jsonb, h.ms, h.seq
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[],
+            $7::bigint[]) AS h(id, status, created, updated, doc, ms, seq)
+ON CONFLICT (id) DO UPDATE SET
+    status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, doc = EXCLUDED.doc,
+    event_ms = EXCLUDED.event_ms, event_seq = EXCLUDED.event_seq
+WHERE (sourcing_holds.event_ms, sourcing_holds.event_seq)
+    < (EXCLUDED.event_ms, EXCLUDED.event_seq);
+
 -- name: insert_idempotency
 INSERT INTO idempotency (key, record, expires_at)
 SELECT i.key, i.record, to_timestamp(i.expires / 1000.0)
@@ -78,7 +91,7 @@ SELECT doc::text FROM reservations WHERE id = $1;
 
 -- name: has_state
 SELECT EXISTS (SELECT 1 FROM positions) OR EXISTS (SELECT 1 FROM reservations)
-    OR EXISTS (SELECT 1 FROM stream_offsets);
+    OR EXISTS (SELECT 1 FROM stream_offsets) OR EXISTS (SELECT 1 FROM sourcing_holds);
 
 -- name: all_positions
 SELECT location, sku, on_hand, reserved, safety_stock, version,
@@ -103,3 +116,13 @@ SELECT location, sku, on_hand, reserved, safety_stock, version,
        (extract(epoch FROM updated_at) * 1000)::bigint AS ts
 FROM positions WHERE (location, sku) > ($1, $2)
 ORDER BY location, sku LIMIT $3;
+
+-- name: sourcing_hold_doc
+SELECT doc::text FROM sourcing_holds WHERE id = $1;
+
+-- name: sourcing_hold_docs
+SELECT id, doc::text AS doc FROM sourcing_holds WHERE id = ANY($1::text[]);
+
+-- name: unfinished_sourcing_holds
+-- Records a crash or a lost Redis may have left half done: the courier finishes or undoes them.
+SELECT id, doc::text AS doc FROM sourcing_holds WHERE status IN ('pending', 'compensating');

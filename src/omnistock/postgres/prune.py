@@ -3,11 +3,15 @@
 - ledger rows older than ``ledger_retention_days`` (the history endpoint reaches back that far);
 - finished reservations (committed, released, expired) whose end is older than
   ``reservation_retention_days`` (reads of them answer 404 afterwards); never an active one;
+- finished sourcing hold records (failed, released; held ones once their parts have surely
+  ended) older than ``reservation_retention_days`` too (GET of them answers 404 afterwards);
+  never a pending or compensating one;
 - idempotency records past their expiry.
 
 Nothing that rebuild or reconcile reads is touched: they read positions, active reservations,
-live idempotency records and stream offsets, never the ledger. Rows a stream still holds (within
-``stream_retention_seconds``) are never pruned, so a replayed entry cannot bring one back.
+unfinished sourcing holds, live idempotency records and stream offsets, never the ledger. Rows a
+stream still holds (within ``stream_retention_seconds``) are never pruned, so a replayed entry
+cannot bring one back.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import logging
 import asyncpg
 import msgspec
 
+from omnistock.domain.reservations import MAX_LIFETIME_SECONDS
 from omnistock.metrics import Metrics
 from omnistock.postgres.sql import load_queries
 from omnistock.settings import Settings
@@ -83,6 +88,12 @@ async def prune_once(
             db,
             Q["prune_reservations"],
             (retention.reservations_seconds, retention.batch),
+            retention.batch,
+        )
+        done["sourcing_holds"] = await _prune(
+            db,
+            Q["prune_sourcing_holds"],
+            (retention.reservations_seconds, retention.batch, MAX_LIFETIME_SECONDS),
             retention.batch,
         )
     done["idempotency"] = await _prune(

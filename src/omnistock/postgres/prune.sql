@@ -31,3 +31,19 @@ WHERE key = ANY (ARRAY(
     ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
 ))
 AND expires_at < now();
+
+-- name: prune_sourcing_holds
+-- Finished sourcing hold records whose last change is older than $1 seconds: failed and released
+-- ones, and held ones once their parts cannot be active any more (a reservation ends at most $3
+-- seconds after it was created, and the parts were created before the record was held). Never a
+-- pending or compensating one (the condition is checked again on the row deleted).
+DELETE FROM sourcing_holds
+WHERE id = ANY (ARRAY(
+    SELECT id FROM sourcing_holds
+    WHERE status IN ('held', 'failed', 'released')
+      AND updated_at < now() - $1::double precision * interval '1 second'
+          - CASE WHEN status = 'held' THEN $3::double precision * interval '1 second'
+                 ELSE interval '0' END
+    ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED
+))
+AND status IN ('held', 'failed', 'released');

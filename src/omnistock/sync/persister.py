@@ -26,14 +26,18 @@ import asyncpg
 import msgspec
 from redis.exceptions import RedisError
 
+from omnistock.domain.errors import NotFound
 from omnistock.domain.events import (
     IDEMPOTENCY,
+    OPERATION,
     POSITION,
     RESERVATION,
     decode_idempotency,
     decode_position,
 )
+from omnistock.domain.ids import sourcing_partition
 from omnistock.domain.reservations import decode_reservation
+from omnistock.domain.sourcing_holds import decode_hold
 from omnistock.metrics import Metrics
 from omnistock.postgres import ledger
 from omnistock.redis import keys
@@ -69,6 +73,7 @@ class Batch:
         self.ledger: list[tuple[Any, ...]] = []
         positions: dict[tuple[str, str], tuple[Any, ...]] = {}
         reservations: dict[str, tuple[Any, ...]] = {}
+        holds: dict[str, tuple[Any, ...]] = {}
         idem: dict[str, tuple[str, bytes, int]] = {}
         offsets: dict[int, tuple[int, int]] = {}
         for p, raw_id, fields in entries:
@@ -98,6 +103,15 @@ class Batch:
                     ms,
                     seq,
                 )
+            elif (raw := fields.get(OPERATION)) is not None:
+                # A sourcing hold's record: the newest event per id wins, here and in the SQL.
+                doc = raw.decode()
+                h = decode_hold(doc)
+                if not _names_partition(h.id, p):  # rebuild finds a record by its id's partition
+                    raise ValueError(f"sourcing hold id {h.id!r} does not name partition {p}")
+                seen = holds.get(h.id)
+                if seen is None or (seen[5], seen[6]) < (ms, seq):
+                    holds[h.id] = (h.id, h.status, h.created_at, h.updated_at, doc, ms, seq)
             elif (raw := fields.get(IDEMPOTENCY)) is not None:
                 i = decode_idempotency(raw)
                 # The record as Redis keeps it (see _lib.lua): hash, code, first, last, payload.
@@ -108,14 +122,28 @@ class Batch:
         self.positions = list(positions.values())
         self.reservations = _columns(list(reservations.values()), 8)
         self.idempotency = _columns(list(idem.values()), 3)
+        self.sourcing_holds = _columns(list(holds.values()), 7)
         self.offsets = _columns([(p, ms, seq) for p, (ms, seq) in offsets.items()], 3)
         self.size = len(entries)
 
     async def write(self, conn: Any) -> None:
         """Write everything in the caller's transaction (events and positions by COPY)."""
         await ledger.write_batch(
-            conn, self.ledger, self.positions, self.reservations, self.idempotency, self.offsets
+            conn,
+            self.ledger,
+            self.positions,
+            self.reservations,
+            self.idempotency,
+            self.offsets,
+            sourcing_holds=self.sourcing_holds,
         )
+
+
+def _names_partition(hold_id: str, partition: int) -> bool:
+    try:
+        return sourcing_partition(hold_id, partition + 1) == partition
+    except NotFound:
+        return False
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -12,9 +12,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from omnistock.domain.ids import partition_of
+from omnistock.domain.ids import partition_of, sourcing_partition
 from omnistock.domain.locations import Location
 from omnistock.domain.reservations import decode_reservation
+from omnistock.domain.sourcing_holds import decode_hold, encode_hold
 from omnistock.postgres import catalog, ledger
 from omnistock.redis import keys
 from omnistock.redis.bulk import BulkWriter
@@ -31,6 +32,7 @@ class Restored(msgspec.Struct):
     positions: int = 0
     reservations: int = 0
     idempotency: int = 0
+    sourcing_holds: int = 0
     seconds: float = 0.0
 
 
@@ -117,6 +119,7 @@ async def rebuild(
     say(f"restored {out.positions} positions")
     out.reservations = await _restore_reservations(redis, db, partitions)
     out.idempotency = await _restore_idempotency(redis, db)
+    out.sourcing_holds = await _restore_sourcing_holds(redis, db, partitions)
     locations = await catalog.all_locations(db)
     await _restore_location_meta(redis, partitions, locations)
     offsets = await ledger.offsets(db)
@@ -232,6 +235,41 @@ async def _restore_reservations(redis: Any, db: asyncpg.Pool, partitions: int) -
             p = partition_of(doc.location, partitions)
             pipe.hset(keys.reservation(p, doc.id), mapping={"doc": row["doc"], "st": doc.status})
             pipe.zadd(keys.expiries(p), {doc.id: doc.expires_at})
+        await pipe.execute()
+    return len(rows)
+
+
+async def _restore_sourcing_holds(redis: Any, db: asyncpg.Pool, partitions: int) -> int:
+    """Hand every unfinished sourcing hold back to the courier: its record, and its place in the
+    pending set with the lease ending now (whoever drove it is gone with Redis's state), so the
+    courier finishes or undoes it at once. Finished ones stay in Postgres only (GET falls back).
+    A record Redis still has as unfinished (an older Redis) that Postgres has finished gets
+    Postgres' record, so no stale state is served."""
+    rows = await ledger.unfinished_sourcing_holds(db)
+    unfinished = {row["id"] for row in rows}
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in range(partitions):
+            pipe.zrange(keys.sourcing_pending(p), 0, -1)
+        listed = await pipe.execute()
+    stale = [m.decode() for members in listed for m in members if m.decode() not in unfinished]
+    finished = await ledger.sourcing_hold_docs(db, stale) if stale else {}
+    seconds, micros = await redis.time()
+    now = int(seconds) * 1000 + int(micros) // 1000  # the scripts' clock
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in range(partitions):
+            pipe.delete(keys.sourcing_pending(p))
+        for hold_id in stale:
+            key = keys.sourcing_hold(sourcing_partition(hold_id, partitions), hold_id)
+            if (doc := finished.get(hold_id)) is not None:
+                pipe.hset(key, mapping={"doc": doc, "st": decode_hold(doc).status})
+            else:  # pruned long after it finished: nothing left to serve
+                pipe.delete(key)
+        for row in rows:
+            hold = msgspec.structs.replace(decode_hold(row["doc"]), lease_until=now)
+            p = sourcing_partition(hold.id, partitions)  # the persister wrote only ids that parse
+            record = encode_hold(hold)
+            pipe.hset(keys.sourcing_hold(p, hold.id), mapping={"doc": record, "st": hold.status})
+            pipe.zadd(keys.sourcing_pending(p), {hold.id: now})
         await pipe.execute()
     return len(rows)
 

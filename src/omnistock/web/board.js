@@ -16,6 +16,7 @@
     key: localStorage.getItem(STORE_KEY) || "",
     where: "",
     rows: new Map(), // "location/sku" -> {p: position, tr: element|null}
+    locs: new Map(), // location id -> location (names, coordinates, fences for the nearby view)
     ws: null,
     subId: null,
     subCount: 0,
@@ -30,8 +31,15 @@
 
   class AuthError extends Error {}
 
-  async function api(path) {
-    const resp = await fetch(path, { headers: { Authorization: `Bearer ${state.key}` } });
+  // GET `path`, or POST `body` as JSON; a problem body's `detail` becomes the error's message.
+  async function api(path, body) {
+    const init = { headers: { Authorization: `Bearer ${state.key}` } };
+    if (body !== undefined) {
+      init.method = "POST";
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const resp = await fetch(path, init);
     if (resp.status === 401) throw new AuthError("unknown API key");
     if (!resp.ok) {
       let detail = resp.statusText;
@@ -95,6 +103,7 @@
     $("login").hidden = true;
     $("board").hidden = false;
     $("signout").hidden = false;
+    rememberLocations(locations);
     const options = fillWhere(locations);
     const params = new URLSearchParams(location.search);
     const wanted = params.get("location") ? `loc:${params.get("location")}`
@@ -146,6 +155,7 @@
 
   function select(where) {
     state.where = where;
+    nearbyWhereChanged();
     localStorage.setItem(STORE_WHERE, where);
     document.body.classList.toggle("grouped", where.startsWith("group:"));
     state.rows = new Map();
@@ -321,6 +331,7 @@
     const ws = state.ws;
     state.ws = null;
     state.subId = null;
+    nb.subId = null;
     if (ws) ws.close();
   }
 
@@ -336,6 +347,7 @@
       state.retry = 500;
       state.lastMessage = Date.now();
       subscribe();
+      subscribeNearby();
     };
     ws.onmessage = (event) => {
       if (ws !== state.ws) return;
@@ -346,6 +358,7 @@
       if (ws !== state.ws) return;
       state.ws = null;
       state.subId = null;
+      nb.subId = null;
       if (!state.key) return;
       setConn("off", "offline · retrying");
       setTimeout(connect, state.retry);
@@ -367,11 +380,13 @@
   function handle(msg) {
     switch (msg.type) {
       case "subscribed":
+        if (msg.id === nb.subId) return nearbySubscribed();
         if (msg.id !== state.subId) return;
         state.cursor = msg.cursor;
         setConn("live", "live");
         return;
       case "change":
+        if (msg.sub === nb.subId) return nearbyChange(msg);
         if (msg.sub !== state.subId) return;
         state.cursor = msg.cursor;
         applyChange(msg);
@@ -381,6 +396,7 @@
         return;
       case "resync":
         if (msg.sub === state.subId) load(); // missed too much: read everything again
+        if (msg.sub === nb.subId) schedulePlan();
         return;
       case "error":
         notice(`Stream: ${msg.detail}`);
@@ -395,6 +411,363 @@
     }
   }, 5000);
   window.addEventListener("online", () => { if (!state.ws && state.key) connect(); });
+
+  // -- find it nearby -------------------------------------------------------------------------
+  // Pickup options for one sku near a place: POST /v1/sourcing/plans (pickup), then the channel's
+  // availability at the listed locations in one POST /v1/availability. A subscription to the sku
+  // on the board's WebSocket keeps it live: a change at a listed location updates its numbers at
+  // once, and any change that may alter the answer re-plans (coalesced, PLAN_DELAY_MS).
+
+  const PLAN_DELAY_MS = 300;
+  const PLAN_LIMIT = 10;
+  const DEFAULT_RADIUS_KM = 50; // the contract's pickup default; sent explicitly so the text matches
+  const EARTH_KM = 6371.0088;
+  const nb = {
+    query: null, // {sku, qty, lat, lon, radius, channel, from}
+    subId: null,
+    subCount: 0,
+    rows: new Map(), // location id -> {li, available, status} for the options shown
+    shownFor: null, // the query the list shows: an option new to it joined live, so it flashes
+    token: 0,
+    timer: null,
+    inflight: false, // a plan is being read: a change meanwhile re-plans after it (dirty)
+    dirty: false,
+    naming: false, // the location list is being read again (a new location's name)
+  };
+
+  function rememberLocations(locations) {
+    state.locs = new Map(locations.map((loc) => [loc.id, loc]));
+    hereName();
+  }
+
+  function nearbyNotice(text) {
+    $("nearby-notice").textContent = text || "";
+    $("nearby-notice").hidden = !text;
+  }
+
+  function selectedStore() {
+    const [kind, id] = parseWhere(state.where || ":");
+    return kind === "loc" ? state.locs.get(id) || { id, name: id } : null;
+  }
+
+  function hereName() {
+    const here = selectedStore();
+    $("nb-here-name").textContent = here ? `(${here.name})` : "(pick a location above)";
+  }
+
+  // -- tabs: buttons, with arrow keys moving between them (WAI-ARIA tabs pattern)
+
+  function showView(name) {
+    const nearby = name === "nearby";
+    for (const [tab, panel, on] of [["tab-stock", "view-stock", !nearby], ["tab-nearby", "view-nearby", nearby]]) {
+      $(tab).setAttribute("aria-selected", String(on));
+      $(tab).tabIndex = on ? 0 : -1;
+      $(panel).hidden = !on;
+    }
+    document.body.classList.toggle("nearby", nearby);
+    if (nearby) {
+      if (nb.query && $("nb-here").checked) refreshHere(); // the store above may have changed
+      else subscribeNearby();
+      if (!nb.query) $("nb-sku").focus();
+    } else {
+      unsubscribeNearby(); // the stock view does not need it: the server holds less
+    }
+  }
+
+  $("tab-stock").addEventListener("click", () => showView("stock"));
+  $("tab-nearby").addEventListener("click", () => showView("nearby"));
+  for (const id of ["tab-stock", "tab-nearby"]) {
+    $(id).addEventListener("keydown", (event) => {
+      if (!["ArrowLeft", "ArrowRight", "Home", "End"].includes(event.key)) return;
+      event.preventDefault();
+      const next = event.key === "Home" ? "tab-stock" : event.key === "End" ? "tab-nearby"
+        : id === "tab-stock" ? "tab-nearby" : "tab-stock";
+      $(next).focus();
+      showView(next === "tab-nearby" ? "nearby" : "stock");
+    });
+  }
+
+  // -- the form
+
+  for (const id of ["nb-lat", "nb-lon"]) {
+    $(id).addEventListener("input", () => { $("nb-point").checked = true; });
+  }
+
+  function readForm() {
+    const sku = $("nb-sku").value.trim();
+    const qty = Number($("nb-qty").value || "1");
+    const radiusText = $("nb-radius").value.trim();
+    const radius = radiusText ? Number(radiusText) : DEFAULT_RADIUS_KM;
+    const channel = $("nb-channel").value || null;
+    let lat, lon, from;
+    if ($("nb-here").checked) {
+      const here = selectedStore();
+      if (!here) throw new Error("“This store” needs one location chosen above (not a group); or enter coordinates.");
+      if (typeof here.lat !== "number" || typeof here.lon !== "number") {
+        throw new Error(`${here.name} has no coordinates: enter a latitude and longitude instead.`);
+      }
+      [lat, lon, from] = [here.lat, here.lon, here.name];
+    } else {
+      const latText = $("nb-lat").value.trim();
+      const lonText = $("nb-lon").value.trim();
+      if (!latText || !lonText) throw new Error("Enter both a latitude and a longitude.");
+      [lat, lon, from] = [Number(latText), Number(lonText), `${latText}, ${lonText}`];
+    }
+    return { sku, qty, lat, lon, radius, channel, from };
+  }
+
+  $("nearby-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let query;
+    try {
+      query = readForm();
+    } catch (err) {
+      nearbyNotice(err.message);
+      return;
+    }
+    try { rememberLocations((await api("/v1/locations")).items); } catch (_) { /* keep the list we have */ }
+    startNearby(query);
+  });
+
+  function startNearby(query) {
+    nb.query = query;
+    nb.rows = new Map();
+    $("nearby-list").replaceChildren();
+    $("nearby-empty").hidden = true;
+    nearbyNotice("");
+    $("nearby-status").textContent = "Searching…";
+    // Live first, then read (the plan runs when the subscription is confirmed); offline: read now.
+    if (!subscribeNearby()) plan();
+  }
+
+  function nearbyWhereChanged() {
+    hereName();
+    if (nb.query && $("nb-here").checked && !$("view-nearby").hidden) refreshHere();
+  }
+
+  // "This store" follows the board's selection: search again from the store now selected.
+  function refreshHere() {
+    try {
+      startNearby(readForm());
+    } catch (err) {
+      unsubscribeNearby();
+      nb.query = null;
+      nb.rows = new Map();
+      $("nearby-list").replaceChildren();
+      $("nearby-status").textContent = "";
+      nearbyNotice(err.message);
+    }
+  }
+
+  // -- the subscription (one sku, every location: a far store that gets stock must be seen too)
+
+  function subscribeNearby() {
+    const ws = state.ws;
+    if (!nb.query || !ws || ws.readyState !== WebSocket.OPEN || $("view-nearby").hidden) return false;
+    unsubscribeNearby();
+    nb.subId = `nearby-${++nb.subCount}`;
+    ws.send(JSON.stringify({ op: "subscribe", id: nb.subId, skus: [nb.query.sku] }));
+    return true;
+  }
+
+  function unsubscribeNearby() {
+    clearTimeout(nb.timer);
+    nb.timer = null;
+    if (nb.subId && state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(JSON.stringify({ op: "unsubscribe", id: nb.subId }));
+    }
+    nb.subId = null;
+  }
+
+  function nearbySubscribed() {
+    plan(); // fresh: nothing that changed before the subscription is missed
+  }
+
+  function schedulePlan() {
+    if (nb.timer) return; // one re-plan per PLAN_DELAY_MS however many changes arrive
+    nb.timer = setTimeout(() => {
+      nb.timer = null;
+      if (nb.inflight) nb.dirty = true; // never more than one re-plan in flight
+      else plan();
+    }, PLAN_DELAY_MS);
+  }
+
+  function kmBetween(lat1, lon1, lat2, lon2) {
+    const rad = Math.PI / 180;
+    const dp = (lat2 - lat1) * rad;
+    const dl = (lon2 - lon1) * rad;
+    const h = Math.sin(dp / 2) ** 2 + Math.cos(lat1 * rad) * Math.cos(lat2 * rad) * Math.sin(dl / 2) ** 2;
+    return 2 * EARTH_KM * Math.asin(Math.min(1, Math.sqrt(h)));
+  }
+
+  // Could a change at `id` alter the answer? Unknown locations (new since we read) count as yes.
+  function mayMatter(id) {
+    const loc = state.locs.get(id);
+    if (!loc) return true;
+    if (!loc.pickup || typeof loc.lat !== "number" || typeof loc.lon !== "number") return false;
+    const q = nb.query;
+    return kmBetween(q.lat, q.lon, loc.lat, loc.lon) <= q.radius * 1.001 + 0.01;
+  }
+
+  // The channel's view of a change (API.md "Channel availability"): less the location's fence.
+  function channelView(msg) {
+    const loc = state.locs.get(msg.location);
+    if (!loc) return null;
+    const fence = nb.query.channel ? (loc.channel_safety_stock || {})[nb.query.channel] || 0 : 0;
+    const available = Math.max(0, msg.available - fence);
+    const limited = loc.limited_threshold ?? 2;
+    const status = available === 0 ? "out_of_stock" : available <= limited ? "limited" : "in_stock";
+    return { available, status };
+  }
+
+  function nearbyChange(msg) {
+    if (!nb.query || msg.sku !== nb.query.sku) return;
+    const row = nb.rows.get(msg.location);
+    if (row) {
+      const seen = channelView(msg);
+      if (seen) setAvailability(row, seen.available, seen.status, true);
+      schedulePlan();
+    } else if (mayMatter(msg.location)) {
+      schedulePlan();
+    }
+  }
+
+  // -- reading and showing
+
+  async function plan() {
+    const q = nb.query;
+    if (!q) return;
+    const token = ++nb.token;
+    const body = {
+      lines: [{ sku: q.sku, qty: q.qty }],
+      fulfillment: "pickup",
+      near: { lat: q.lat, lon: q.lon },
+      radius_km: q.radius,
+      limit: PLAN_LIMIT,
+    };
+    if (q.channel) body.channel = q.channel;
+    let options, cells;
+    nb.inflight = true;
+    try {
+      options = (await api("/v1/sourcing/plans", body)).options;
+      const ids = options.map((o) => o.allocations[0].location);
+      cells = new Map();
+      if (ids.length) {
+        const read = { skus: [q.sku], locations: ids };
+        if (q.channel) read.channel = q.channel;
+        for (const c of (await api("/v1/availability", read)).items) cells.set(c.location, c);
+      }
+    } catch (err) {
+      if (token !== nb.token) return;
+      if (err instanceof AuthError) return showLogin("That key no longer works.");
+      $("nearby-status").textContent = "";
+      nearbyNotice(`Could not find pickup options: ${err.message}`);
+      return;
+    } finally {
+      if (token === nb.token) nb.inflight = false;
+      if (!nb.inflight && nb.dirty) {
+        nb.dirty = false;
+        schedulePlan();
+      }
+    }
+    if (token !== nb.token || q !== nb.query) return; // a newer search or re-plan took over
+    nearbyNotice("");
+    showOptions(q, options, cells);
+  }
+
+  function showOptions(q, options, cells) {
+    const rows = new Map();
+    const joined = nb.shownFor === q;
+    const items = options.map((option) => {
+      const alloc = option.allocations[0];
+      const cell = cells.get(alloc.location) || { available: 0, status: "out_of_stock" };
+      const old = nb.rows.get(alloc.location);
+      const row = old || { li: makeOption(alloc.location), available: null, status: null };
+      fillOption(row, alloc, option.why);
+      setAvailability(row, cell.available, cell.status, Boolean(old));
+      if (!old && joined) flash(row.li);
+      rows.set(alloc.location, row);
+      return row.li;
+    });
+    nb.rows = rows;
+    nb.shownFor = q;
+    $("nearby-list").replaceChildren(...items);
+    const what = `${q.qty.toLocaleString()} × ${q.sku}${q.channel ? ` (${q.channel})` : ""}`;
+    const within = `within ${q.radius.toLocaleString()} km of ${q.from}`;
+    $("nearby-empty").textContent = `Nowhere ${within} has ${what} for pickup.`;
+    $("nearby-empty").hidden = items.length > 0;
+    const status = items.length
+      ? `${items.length} pickup option${items.length === 1 ? "" : "s"} for ${what} ${within}, nearest first.`
+      : "";
+    // A live region: say it again only when it changed, not on every re-plan.
+    if ($("nearby-status").textContent !== status) $("nearby-status").textContent = status;
+    if (options.some((o) => !state.locs.has(o.allocations[0].location))) refreshNames();
+  }
+
+  // A location created since the board read the list: read it again for its name.
+  async function refreshNames() {
+    if (nb.naming) return;
+    nb.naming = true;
+    try {
+      rememberLocations((await api("/v1/locations")).items);
+      for (const [id, row] of nb.rows) row.li.querySelector(".opt-name").textContent = nameOf(id);
+    } catch (_) {
+      /* the id stands in for the name */
+    } finally {
+      nb.naming = false;
+    }
+  }
+
+  function nameOf(id) {
+    const loc = state.locs.get(id);
+    return loc && loc.name !== loc.id ? `${loc.name} · ${loc.id}` : id;
+  }
+
+  function makeOption(id) {
+    const li = document.createElement("li");
+    li.className = "option";
+    li.dataset.location = id;
+    const head = document.createElement("div");
+    head.className = "opt-head";
+    for (const cls of ["opt-name", "opt-km"]) {
+      const span = document.createElement("span");
+      span.className = cls;
+      head.append(span);
+    }
+    const stock = document.createElement("div");
+    stock.className = "opt-stock";
+    const count = document.createElement("span");
+    count.className = "opt-available";
+    stock.append(count, document.createElement("span"));
+    stock.lastChild.className = "status";
+    const why = document.createElement("p");
+    why.className = "opt-why";
+    li.append(head, stock, why);
+    return li;
+  }
+
+  function fillOption(row, alloc, why) {
+    row.li.querySelector(".opt-name").textContent = nameOf(alloc.location);
+    row.li.querySelector(".opt-km").textContent =
+      typeof alloc.distance_km === "number" ? `${alloc.distance_km.toFixed(1)} km` : "distance unknown";
+    row.li.querySelector(".opt-why").textContent = why;
+  }
+
+  function setAvailability(row, available, status, live) {
+    if (row.available === available && row.status === status) return;
+    const count = row.li.querySelector(".opt-available");
+    count.textContent = `${available.toLocaleString()} available`;
+    count.classList.remove("up", "down");
+    if (live && row.available !== null && available !== row.available) {
+      count.classList.add(available > row.available ? "up" : "down");
+      flash(row.li);
+    }
+    const pill = row.li.querySelector(".status");
+    pill.className = `status ${status}`;
+    pill.textContent = STATUS_TEXT[status] || status;
+    row.available = available;
+    row.status = status;
+  }
 
   // -- kiosk ----------------------------------------------------------------------------------
 
