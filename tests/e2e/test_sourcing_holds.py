@@ -16,7 +16,7 @@ import msgspec
 
 from omnistock.api.sourcing import SourcingHoldIn
 from omnistock.domain.commands import Idempotency, idempotency_digest
-from omnistock.domain.ids import new_reservation_id, new_sourcing_id
+from omnistock.domain.ids import new_reservation_id, new_sourcing_id, sourcing_partition
 from omnistock.domain.sourcing_holds import HoldPart, HoldRequest, SourcingHold, record_partition
 from omnistock.redis import keys
 from omnistock.usecases.caches import BOOTSTRAP_ID
@@ -480,3 +480,33 @@ async def test_the_plan_read_is_capped_to_the_nearest_candidates(
             assert list(held_by_location(held.json())) == [ids[40]]
     finally:
         await capped.stop()
+
+
+async def test_a_hold_redis_no_longer_keeps_is_read_and_released_from_postgres(
+    admin: httpx.AsyncClient, app_redis: Any, db: Any, store: Any, uid: str
+) -> None:
+    """Past its time in Redis (a part extended beyond the record's retention), GET answers the
+    record Postgres keeps, and release still releases the active parts and the record."""
+    (a,) = await ship_sites(admin, uid, 1)
+    await stock(admin, a, x=2)
+    resp = await hold(admin, lines=lines(x=2), fulfillment="ship", group=uid)
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    hid = body["id"]
+    for _ in range(200):  # the persister writes the record's events
+        raw = await db.fetchval("SELECT doc FROM sourcing_holds WHERE id = $1", hid)
+        if raw is not None and '"held"' in raw:
+            break
+        await asyncio.sleep(0.05)
+    p = sourcing_partition(hid, store.partitions)
+    assert await app_redis.delete(keys.sourcing_hold(p, hid)) == 1
+    read = await admin.get(f"{PATH}/{hid}")
+    assert read.status_code == 200, read.text
+    assert read.json() == body
+    released = await admin.post(f"{PATH}/{hid}/release")
+    assert released.status_code == 200, released.text
+    assert released.json()["status"] == "released"
+    assert [r["status"] for r in released.json()["reservations"]] == ["released"]
+    assert (await position(admin, a, "x"))["reserved"] == 0
+    again = await admin.get(f"{PATH}/{hid}")
+    assert again.json()["status"] == "released"

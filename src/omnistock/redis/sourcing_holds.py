@@ -195,10 +195,16 @@ class SourcingHoldOps(ScriptRunner):
         )
         return decode_hold(reply.payload) if reply.code == OK else None
 
-    async def release_hold(self, record: SourcingHold, actor: str) -> Reply:
-        """held -> released (after the caller released the parts); released: answered again."""
+    async def release_hold(
+        self, record: SourcingHold, actor: str, *, restore: bool = False
+    ) -> Reply:
+        """held -> released (after the caller released the parts); released: answered again.
+        ``restore``: Redis no longer has the record, ``record`` is Postgres' copy."""
         return await self._on_record(
-            self.scripts.sourcing_release, record.id, actor, [self._retention_ms]
+            self.scripts.sourcing_release,
+            record.id,
+            actor,
+            [self._retention_ms, encode_hold(record) if restore else ""],
         )
 
     async def due_holds(self, limit_per_partition: int) -> list[str]:

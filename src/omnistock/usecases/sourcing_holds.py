@@ -199,7 +199,8 @@ class SourcingHolds:
         for part in record.parts:
             require_reserve(who, part.location)
         await self._store.claim_key(idem())
-        if record.status not in FINISHED:
+        in_redis = await self._store.get_hold(hold_id) is not None
+        if record.status not in FINISHED and in_redis:
             record = await self._settled(hold_id)
         if record.status == "released":
             return await self._view(record), True
@@ -213,7 +214,7 @@ class SourcingHolds:
             if doc is not None and doc.status == "active":
                 with contextlib.suppress(NotActive):  # it ended meanwhile (expiry, commit)
                     await self._store.release(doc, who.name, None)
-        done = await self._store.release_hold(record, who.name)
+        done = await self._store.release_hold(record, who.name, restore=not in_redis)
         if done.code == OK:
             return await self._view(decode_hold(done.payload)), done.replayed
         current = await self._store.get_hold(hold_id) or record
@@ -283,8 +284,11 @@ class SourcingHolds:
     async def _visible(self, who: Principal, hold_id: str) -> SourcingHold:
         sourcing_partition(hold_id, self._store.partitions)  # 404 for a malformed id
         record = await self._store.get_hold(hold_id)
-        if record is None:
-            raise _not_found(hold_id)
+        if record is None:  # past its time in Redis: Postgres keeps every record
+            raw = await ledger.sourcing_hold_doc(self._db, hold_id)
+            if raw is None:
+                raise _not_found(hold_id)
+            record = decode_hold(raw)
         if record.parts:
             seen = any(
                 may_see_reservation(who, part.location, record.owner, record.owner_role)
