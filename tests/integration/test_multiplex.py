@@ -49,6 +49,28 @@ async def test_execute_many_answers_in_order(hot: Multiplexer, uid: str) -> None
     assert await hot.execute_many([]) == []
 
 
+async def test_a_batch_with_an_error_fails_whole_and_keeps_the_order(
+    hot: Multiplexer, uid: str
+) -> None:
+    """Batches interleaved with single commands from other callers each get their own replies;
+    an error reply inside a batch fails that batch only, after every reply of it has arrived."""
+    await hot.execute_command("SET", f"{uid}:s", "x")
+    n = 300
+    batches = [
+        hot.execute_many([("SET", f"{uid}:b{i}:{j}", j) for j in range(5)] + [("GET", f"{uid}:s")])
+        for i in range(n)
+    ]
+    singles = [hot.execute_command("INCR", f"{uid}:n") for _ in range(n)]
+    failing = hot.execute_many(
+        [("GET", f"{uid}:s"), ("HGET", f"{uid}:s", "f"), ("GET", f"{uid}:s")]
+    )
+    results = await asyncio.gather(*batches, *singles, failing, return_exceptions=True)
+    assert results[:n] == [[b"OK"] * 5 + [b"x"]] * n
+    assert sorted(results[n : 2 * n]) == list(range(1, n + 1))  # type: ignore[type-var]
+    assert isinstance(results[-1], ResponseError) and "WRONGTYPE" in str(results[-1])
+    assert await hot.execute_command("GET", f"{uid}:s") == b"x"
+
+
 async def test_errors_keep_their_types_and_the_connection(hot: Multiplexer, uid: str) -> None:
     with pytest.raises(NoScriptError):
         await hot.execute_command("EVALSHA", "0" * 40, 0)

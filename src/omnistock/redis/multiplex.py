@@ -25,13 +25,44 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 NAME = "omnistock-hot"  # CLIENT LIST shows the connection under this name
 
 
+class _Batch:
+    """Several commands sent together and answered by one future: their replies in order (a
+    large batch, e.g. a sourcing plan's hundreds of reads, costs one future instead of one per
+    command). An error reply fails the batch once every reply has arrived."""
+
+    __slots__ = ("error", "future", "replies", "size")
+
+    def __init__(self, future: asyncio.Future[Any], size: int) -> None:
+        self.future, self.size = future, size
+        self.replies: list[Any] = []
+        self.error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self.future.done()
+
+    def take(self, reply: Any) -> bool:
+        """Add one reply; True once the batch is complete (and its future resolved)."""
+        if isinstance(reply, hiredis.ReplyError) and self.error is None:
+            self.error = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
+        self.replies.append(reply)
+        if len(self.replies) < self.size:
+            return False
+        if not self.future.done():
+            if self.error is not None:
+                self.future.set_exception(self.error)
+            else:
+                self.future.set_result(self.replies)
+        return True
+
+
 class _Connection(asyncio.Protocol):
-    """The protocol side: replies are matched to the waiting futures in the order sent."""
+    """The protocol side: replies are matched to the waiting futures (or batches) in the order
+    sent."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[asyncio.Future[Any] | _Batch] = deque()
         self.outgoing: list[bytes] = []
         self.lost: BaseException | None = None
 
@@ -51,6 +82,16 @@ class _Connection(asyncio.Protocol):
         self.waiting.append(future)
         return future
 
+    def send_batch(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[Any]:
+        """Queue several commands; one future resolves to their replies, in order."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self.outgoing:
+            loop.call_soon(self._flush)
+        self.outgoing.extend(hiredis.pack_command(tuple(c)) for c in commands)
+        self.waiting.append(_Batch(future, len(commands)))
+        return future
+
     def _flush(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self.outgoing))
@@ -59,7 +100,12 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            future = self.waiting.popleft()
+            future = self.waiting[0]
+            if isinstance(future, _Batch):
+                if future.take(reply):
+                    self.waiting.popleft()
+                continue
+            self.waiting.popleft()
             if future.done():  # its caller was cancelled; the reply is dropped
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -70,9 +116,9 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}")
         while self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(self.lost)
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                (waiter.future if isinstance(waiter, _Batch) else waiter).set_exception(self.lost)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -101,8 +147,10 @@ class Multiplexer:
 
     async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Send several commands in one write; their replies in order."""
+        if not commands:
+            return []
         connection = await self._live()
-        return list(await asyncio.gather(*(connection.send(c) for c in commands)))
+        return list(await connection.send_batch(commands))
 
     async def aclose(self) -> None:
         """Close the connection (commands in flight fail)."""
