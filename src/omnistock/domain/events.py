@@ -26,7 +26,7 @@ class PositionEvent(msgspec.Struct, array_like=True, frozen=True):
 
     location: str
     sku: str
-    kind: str  # adjust, set, import, reserve, commit, release, expire
+    kind: str  # adjust, set, import, reserve, commit, release, expire, move, supply
     reason: str
     ref: str  # '' when none
     actor: str
@@ -43,6 +43,11 @@ class PositionEvent(msgspec.Struct, array_like=True, frozen=True):
     status: Status
     prev_status: Status
     ts: int  # ms, Redis clock
+    # Stock states (issue 13), appended last so entries written before them still decode.
+    delta_unsellable: int = 0
+    unsellable: int = 0
+    delta_incoming: int = 0
+    incoming: int = 0
 
 
 class IdempotencyEvent(msgspec.Struct, array_like=True, frozen=True):

@@ -78,13 +78,15 @@ class Batch:
                 e = decode_position(raw)
                 row = (f"{p}:{raw_id.decode()}", p, e.ts, e.location, e.sku, e.kind, e.reason,
                        e.ref, e.actor, e.idempotency_key, e.delta_on_hand, e.delta_reserved,
-                       e.on_hand, e.reserved, e.safety_stock, e.version, e.reservation_id)  # fmt: skip
+                       e.on_hand, e.reserved, e.safety_stock, e.version, e.reservation_id,
+                       e.delta_unsellable, e.unsellable, e.delta_incoming, e.incoming)  # fmt: skip
                 self.ledger.append(row)
                 current = positions.get((e.location, e.sku))
                 if current is None or current[5] < e.version:
                     own = e.own_safety_stock if e.own_safety_stock >= 0 else None
                     positions[(e.location, e.sku)] = (e.location, e.sku, e.on_hand, e.reserved,
-                                                      own, e.version, e.ts)  # fmt: skip
+                                                      own, e.version, e.ts, e.unsellable,
+                                                      e.incoming)  # fmt: skip
             elif (raw := fields.get(RESERVATION)) is not None:
                 doc = raw.decode()
                 r = decode_reservation(doc)

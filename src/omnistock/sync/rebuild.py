@@ -167,7 +167,8 @@ async def write_positions(
     *,
     fresh: bool,
 ) -> int:
-    """Write positions as Postgres rows have them (``all_positions`` columns, chunk by chunk):
+    """Write positions as Postgres rows have them (``all_positions`` columns, chunk by chunk;
+    unsellable and incoming last, 0 when a row stops before them):
     the record's values, no version bump, no event. ``fresh`` when they cannot exist in Redis
     yet (nothing to clear)."""
     where: dict[str, tuple[str, str]] = {}  # location -> (position key prefix, sku index key)
@@ -175,31 +176,24 @@ async def write_positions(
     count = 0
     async with BulkWriter(redis) as bulk:
         async for rows in _aiter(chunks):
-            for loc, sku, on_hand, reserved, own_ss, version, ts in rows:
+            for loc, sku, on_hand, reserved, own_ss, version, ts, *states in rows:
+                unsellable, incoming = states or (0, 0)  # rows without stock states: none
                 found = where.get(loc)
                 if found is None:
                     p = partition_of(loc, partitions)
                     found = where[loc] = (keys.position(p, loc, ""), keys.sku_index(p, loc))
                 key = found[0] + sku
+                fields: list[Any] = ["oh", on_hand, "r", reserved, "v", version, "ts", ts]
                 if own_ss is not None:
-                    bulk.add(
-                        "HSET",
-                        key,
-                        "oh",
-                        on_hand,
-                        "r",
-                        reserved,
-                        "v",
-                        version,
-                        "ts",
-                        ts,
-                        "ss",
-                        own_ss,
-                    )
-                else:
-                    if not fresh:
-                        bulk.add("HDEL", key, "ss")
-                    bulk.add("HSET", key, "oh", on_hand, "r", reserved, "v", version, "ts", ts)
+                    fields += ("ss", own_ss)
+                elif not fresh:
+                    bulk.add("HDEL", key, "ss")
+                # u and in as save_pos writes them: only once a position has used them.
+                if unsellable or incoming:
+                    fields += ("u", unsellable, "in", incoming)
+                elif not fresh:
+                    bulk.add("HDEL", key, "u", "in")
+                bulk.add("HSET", key, *fields)
                 index = members[found[1]]
                 index.append(sku)
                 if len(index) >= 1000:

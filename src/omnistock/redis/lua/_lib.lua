@@ -1,7 +1,8 @@
 -- _lib.lua: the helpers every operation shares, defined once at the top of the function library
 -- scripts.py builds (each operation file becomes one function of it; never loaded on its own).
 -- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
--- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
+-- ss (own safety stock, absent = the location's), u (unsellable: on hand but not for sale), in
+-- (incoming: the total of its incoming schedule), v (version), ts (last change); a location meta
 -- hash holds ss (safety stock), lt (limited threshold) and c:<channel> (the units of every sku
 -- that channel may not take: its fence). Every changed position appends one
 -- event (field p) to the partition stream; every reservation change appends one (field r); every
@@ -32,10 +33,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- What can be promised; `fence` (a channel's, 0 or nil for none) is taken off on top of ss.
--- domain/stock.py's available and for_channel compute the same number.
-local function avail_of(oh, r, ss, fence)
-  local a = oh - r - ss - (fence or 0)
+-- What can be promised; `fence` (a channel's, 0 or nil for none) is taken off on top of ss, and
+-- unsellable units never are promisable. domain/stock.py's available and for_channel compute the
+-- same number. The one place this is computed.
+local function avail_of(oh, r, ss, u, fence)
+  local a = oh - r - ss - (u or 0) - (fence or 0)
   if a < 0 then return 0 end
   return a
 end
@@ -70,16 +72,18 @@ local function load_loc_cached(cache, key)
 end
 
 local function load_pos(key, loc)
-  local f = redis.call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts')
+  local f = redis.call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts', 'u', 'in')
   local own = tonumber(f[3])
   return { oh = tonumber(f[1]) or 0, r = tonumber(f[2]) or 0, own = own,
-           ss = own or loc.ss, v = tonumber(f[4]) or 0, ts = tonumber(f[5]) or 0 }
+           ss = own or loc.ss, v = tonumber(f[4]) or 0, ts = tonumber(f[5]) or 0,
+           u = tonumber(f[6]) or 0, inc = tonumber(f[7]) or 0 }
 end
 
--- The client view of a position, as returned to Python: [loc, sku, oh, r, ss, a, status, v, ts].
+-- The client view of a position, as returned to Python:
+-- [loc, sku, oh, r, ss, a, status, v, ts, u, in] (redis/positions.py's PositionRow).
 local function view(loc_id, sku, p, loc, ts)
-  local a = avail_of(p.oh, p.r, p.ss)
-  return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts }
+  local a = avail_of(p.oh, p.r, p.ss, p.u)
+  return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts, p.u or 0, p.inc or 0 }
 end
 
 -- New positions join their location's sku index; the members are added in one SADD per index
@@ -108,19 +112,27 @@ local function append(ctx, ...)
   ctx.last = id
 end
 
--- Writes position `new` {oh, r, ss (effective), own} (changed from `old`), bumps its version
--- and appends its event.
+-- Writes position `new` {oh, r, ss (effective), own, u?, inc?} (changed from `old`; u and inc
+-- default to old's), bumps its version and appends its event.
 -- ctx: stream, actor, now, idem; ev: kind, reason, ref, rid.
 local function save_pos(ctx, key, index_key, loc_id, sku, loc, old, new, ev)
   new.v = old.v + 1
+  new.u = new.u or old.u
+  new.inc = new.inc or old.inc
   redis.call('HSET', key, 'oh', new.oh, 'r', new.r, 'v', new.v, 'ts', ctx.now)
+  -- u and in are written only once they are used: most positions never have either.
+  if new.u ~= old.u or new.inc ~= old.inc then
+    redis.call('HSET', key, 'u', new.u, 'in', new.inc)
+  end
   if old.v == 0 then add_to_index(ctx, index_key, sku) end
-  local a = avail_of(new.oh, new.r, new.ss)
+  local a = avail_of(new.oh, new.r, new.ss, new.u)
   local st = status_of(a, loc.lt)
-  -- The field order is domain/events.py's PositionEvent.
+  -- The field order is domain/events.py's PositionEvent (the last four came later: older
+  -- entries end at ts).
   append(ctx, 'p', cmsgpack.pack({ loc_id, sku, ev.kind, ev.reason, ev.ref or '', ctx.actor,
     ctx.idem, ev.rid or '', new.oh - old.oh, new.r - old.r, new.oh, new.r, new.ss, new.own or -1,
-    new.v, a, st, status_of(avail_of(old.oh, old.r, old.ss), loc.lt), ctx.now }))
+    new.v, a, st, status_of(avail_of(old.oh, old.r, old.ss, old.u), loc.lt), ctx.now,
+    new.u - old.u, new.u, new.inc - old.inc, new.inc }))
   return view(loc_id, sku, new, loc, ctx.now)
 end
 

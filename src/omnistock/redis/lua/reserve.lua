@@ -24,7 +24,7 @@ local olds, holds, short, total = {}, {}, {}, 0
 for i = 1, n do
   local qty = tonumber(ARGV[12 + 2 * i])
   local old = load_pos(KEYS[6 + i], loc)
-  local a = avail_of(old.oh, old.r, old.ss, loc.fence)
+  local a = avail_of(old.oh, old.r, old.ss, old.u, loc.fence)
   local hold = qty
   if a < qty then
     short[#short + 1] = { ARGV[11 + 2 * i], qty, a }
