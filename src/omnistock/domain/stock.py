@@ -11,6 +11,10 @@ import msgspec
 # is the same number (tests/lua/test_quantity_caps.py checks).
 MAX_QUANTITY = 10**12
 Status = Literal["in_stock", "limited", "out_of_stock"]
+# Stock states (API.md "Stock states"): units on hand are sellable or unsellable.
+StockState = Literal["sellable", "unsellable"]
+MoveReason = Literal["damaged", "quality_control", "inspection_passed", "repaired", "correction"]
+MAX_MOVE_QTY = 10**9
 AdjustmentReason = Literal[
     "receipt", "sale", "return", "damage", "correction", "transfer_in", "transfer_out"
 ]

@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self
 
-from omnistock.domain.commands import Adjustment, Count, Idempotency
+from omnistock.domain.commands import Adjustment, Count, Idempotency, Move
 from omnistock.domain.ids import partition_of
 from omnistock.redis import idempotency
 from omnistock.redis.multiplex import Multiplexer
@@ -71,7 +71,7 @@ class ScriptRunner:
     def partition(self, location_id: str) -> int:
         return partition_of(location_id, self.partitions)
 
-    def _by_partition(self, items: Sequence[Adjustment | Count]) -> dict[int, list[int]]:
+    def _by_partition(self, items: Sequence[Adjustment | Count | Move]) -> dict[int, list[int]]:
         """The indexes of ``items`` by the partition of their location (each location hashed
         once: an import batch names few locations many times)."""
         groups: dict[int, list[int]] = defaultdict(list)

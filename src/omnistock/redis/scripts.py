@@ -19,6 +19,7 @@ from omnistock.domain.errors import (
     NotFound,
     PreconditionFailed,
     RateLimited,
+    Shortage,
     Unavailable,
     ValidationFailed,
 )
@@ -30,6 +31,7 @@ IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
 NOT_READY, QUANTITY = 10, 11
 TOO_LONG = 20  # reservation limits
 LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
+NOT_ENOUGH, NO_SUPPLY, SUPPLY_DONE = 40, 41, 42  # stock states and supply (issue 13)
 
 SCRIPT_NAMES = (
     "adjust",
@@ -42,6 +44,7 @@ SCRIPT_NAMES = (
     "trim",
     "worker_report",
     "worker_withdraw",
+    "moves",
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
 EXTRA_FUNCTIONS = ("ratelimit",)
@@ -123,6 +126,7 @@ class Scripts(msgspec.Struct, frozen=True):
     trim: Script
     worker_report: Script
     worker_withdraw: Script
+    moves: Script
 
     @classmethod
     def load(cls) -> Scripts:
@@ -181,6 +185,21 @@ def _quantity(payload: bytes, subject: str) -> DomainError:
     )
 
 
+def _not_enough(payload: bytes, subject: str) -> DomainError:
+    """More units than a state holds: 409 naming the item (``subject`` is the list it came
+    from) and the shortage, as a reservation's names its lines."""
+    index, location, sku, state, requested, there = _decode_list(payload)
+    return Shortage(
+        f"{subject}[{index}]: cannot take {requested} of sku {sku!r} at {location!r} out of "
+        f"{state}: there are {there}",
+        shortages=[
+            {"sku": sku, "location": location, "state": state, "requested": requested,
+             "available": there}
+        ],
+        field=f"{subject}[{index}]",
+    )  # fmt: skip
+
+
 # Return code -> the domain error it means; ``subject`` names what the call was about.
 ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
@@ -201,6 +220,7 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     ),
     QUANTITY: _quantity,
     LIMITED: lambda p, s: RateLimited(f"{s} is over its rate limit; retry later"),
+    NOT_ENOUGH: _not_enough,
 }
 
 

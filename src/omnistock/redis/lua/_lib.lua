@@ -18,6 +18,9 @@ local C_IDEMPOTENCY, C_NO_LOCATION, C_BAD_COMMIT, C_STALE, C_NOT_DUE = 5, 6, 7, 
 local C_NOT_READY, C_QUANTITY = 10, 11
 local C_TOO_LONG = 20 -- reservation limits (extend past created_at + the longest lifetime)
 local C_LIMITED = 30 -- ratelimit.lua: the request is over its API key's rate limit
+-- Stock states and supply (issue 13): more than a state holds; no such supply; a finished
+-- supply (payload: its status).
+local C_NOT_ENOUGH, C_NO_SUPPLY, C_SUPPLY_DONE = 40, 41, 42
 -- No quantity may pass this (API.md: 10^12 in any field; doubles and cjson stay exact far
 -- beyond it). A change whose result would is refused before anything is written, with
 -- C_QUANTITY and the payload json [item index in the call (0-based), field, refused result].
