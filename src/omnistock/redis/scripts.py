@@ -20,6 +20,7 @@ from omnistock.domain.errors import (
     PreconditionFailed,
     RateLimited,
     Shortage,
+    SupplyFinished,
     Unavailable,
     ValidationFailed,
 )
@@ -31,7 +32,7 @@ IDEMPOTENCY, NO_LOCATION, BAD_COMMIT, STALE, NOT_DUE = 5, 6, 7, 8, 9
 NOT_READY, QUANTITY = 10, 11
 TOO_LONG = 20  # reservation limits
 LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
-NOT_ENOUGH, NO_SUPPLY, SUPPLY_DONE = 40, 41, 42  # stock states and supply (issue 13)
+NOT_ENOUGH, NO_SUPPLY, SUPPLY_DONE, NOT_IN_SUPPLY = 40, 41, 42, 43  # stock states, supply
 
 SCRIPT_NAMES = (
     "adjust",
@@ -45,6 +46,10 @@ SCRIPT_NAMES = (
     "worker_report",
     "worker_withdraw",
     "moves",
+    "supply_create",
+    "supply_receive",
+    "supply_reschedule",
+    "supply_cancel",
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
 EXTRA_FUNCTIONS = ("ratelimit",)
@@ -127,6 +132,10 @@ class Scripts(msgspec.Struct, frozen=True):
     worker_report: Script
     worker_withdraw: Script
     moves: Script
+    supply_create: Script
+    supply_receive: Script
+    supply_reschedule: Script
+    supply_cancel: Script
 
     @classmethod
     def load(cls) -> Scripts:
@@ -200,6 +209,11 @@ def _not_enough(payload: bytes, subject: str) -> DomainError:
     )  # fmt: skip
 
 
+def _not_in_supply(payload: bytes, subject: str) -> DomainError:
+    index, sku = _decode_list(payload)
+    return ValidationFailed(f"lines[{index}].sku", f"sku {sku!r} is not a line of supply {subject}")
+
+
 # Return code -> the domain error it means; ``subject`` names what the call was about.
 ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
@@ -221,6 +235,11 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     QUANTITY: _quantity,
     LIMITED: lambda p, s: RateLimited(f"{s} is over its rate limit; retry later"),
     NOT_ENOUGH: _not_enough,
+    NO_SUPPLY: lambda p, s: NotFound(f"supply {s!r} not found"),
+    SUPPLY_DONE: lambda p, s: SupplyFinished(
+        f"supply {s} is {_text(p)}: nothing is outstanding", supply_status=_text(p)
+    ),
+    NOT_IN_SUPPLY: _not_in_supply,
 }
 
 

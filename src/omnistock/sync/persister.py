@@ -30,12 +30,15 @@ from omnistock.domain.events import (
     IDEMPOTENCY,
     POSITION,
     RESERVATION,
+    SUPPLY,
     decode_idempotency,
     decode_position,
 )
 from omnistock.domain.reservations import decode_reservation
+from omnistock.domain.supply import decode_supply
 from omnistock.metrics import Metrics
 from omnistock.postgres import ledger
+from omnistock.postgres import supply as supply_table
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, parse_id
 from omnistock.tasks import reraise_if_cancelled
@@ -70,6 +73,7 @@ class Batch:
         positions: dict[tuple[str, str], tuple[Any, ...]] = {}
         reservations: dict[str, tuple[Any, ...]] = {}
         idem: dict[str, tuple[str, bytes, int]] = {}
+        supplies: dict[str, tuple[Any, ...]] = {}
         offsets: dict[int, tuple[int, int]] = {}
         for p, raw_id, fields in entries:
             ms, seq = parse_id(raw_id)
@@ -100,6 +104,10 @@ class Batch:
                     ms,
                     seq,
                 )
+            elif (raw := fields.get(SUPPLY)) is not None:
+                text = raw.decode()
+                y = decode_supply(text)
+                supplies[y.id] = (y.id, y.location, y.status, y.eta, y.created_at, text, ms, seq)
             elif (raw := fields.get(IDEMPOTENCY)) is not None:
                 i = decode_idempotency(raw)
                 # The record as Redis keeps it (see _lib.lua): hash, code, first, last, payload.
@@ -110,6 +118,7 @@ class Batch:
         self.positions = list(positions.values())
         self.reservations = _columns(list(reservations.values()), 8)
         self.idempotency = _columns(list(idem.values()), 3)
+        self.supply = _columns(list(supplies.values()), 8)
         self.offsets = _columns([(p, ms, seq) for p, (ms, seq) in offsets.items()], 3)
         self.size = len(entries)
 
@@ -118,6 +127,7 @@ class Batch:
         await ledger.write_batch(
             conn, self.ledger, self.positions, self.reservations, self.idempotency, self.offsets
         )
+        await supply_table.upsert(conn, self.supply)
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -20,7 +20,7 @@ local C_TOO_LONG = 20 -- reservation limits (extend past created_at + the longes
 local C_LIMITED = 30 -- ratelimit.lua: the request is over its API key's rate limit
 -- Stock states and supply (issue 13): more than a state holds; no such supply; a finished
 -- supply (payload: its status).
-local C_NOT_ENOUGH, C_NO_SUPPLY, C_SUPPLY_DONE = 40, 41, 42
+local C_NOT_ENOUGH, C_NO_SUPPLY, C_SUPPLY_DONE, C_NOT_IN_SUPPLY = 40, 41, 42, 43
 -- No quantity may pass this (API.md: 10^12 in any field; doubles and cjson stay exact far
 -- beyond it). A change whose result would is refused before anything is written, with
 -- C_QUANTITY and the payload json [item index in the call (0-based), field, refused result].
@@ -233,4 +233,69 @@ local function expire_if_due(ctx, keys, doc, retention)
   if doc.status == 'active' and doc.expires_at <= ctx.now then
     settle(ctx, keys, doc, 'expired', 'expire', {}, retention)
   end
+end
+
+-- Supply scripts share one KEYS layout:
+--   KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] supply hash, KEYS[4] open supply set,
+--   KEYS[5] location meta, KEYS[6] location sku index, then per line i (from 0):
+--   KEYS[7+2i] position, KEYS[8+2i] its incoming schedule
+-- and ARGV[1..4] as in begin(), ARGV[5] retention (ms) of a finished supply.
+-- A supply document (domain/supply.py) is JSON: id, location, eta, status, kind, created_at,
+-- updated_at, actor, lines [{sku, qty, received}], ref?. Each line's outstanding units are in its
+-- position's `in` and, as member y:<id>:<outstanding> scored by eta, in its incoming schedule.
+local KS_SUP, KS_OPEN, KS_LOC, KS_INDEX, KS_LINES = 3, 4, 5, 6, 7
+
+local function outstanding_of(line)
+  return math.max(0, line.qty - line.received)
+end
+
+local function supply_member(id, units)
+  return 'y:' .. id .. ':' .. units
+end
+
+-- The supply document, or a reply to give instead (not found, or keys not matching its lines).
+local function load_supply(keys)
+  local json = redis.call('HGET', keys[KS_SUP], 'doc')
+  if not json then return nil, { C_NO_SUPPLY, '', 0, '', '' } end
+  local doc = cjson.decode(json)
+  if #keys - KS_LINES + 1 ~= 2 * #doc.lines then return nil, { C_STALE, '', 0, '', '' } end
+  return doc, nil
+end
+
+-- Writes the supply document, keeps the open set, appends its event (field y, k = kind); a
+-- finished supply is kept `retention` ms more (0: dropped at once; Postgres keeps it).
+local function save_supply(ctx, keys, doc, kind, retention)
+  doc.updated_at = ctx.now
+  local json = cjson.encode(doc)
+  redis.call('HSET', keys[KS_SUP], 'doc', json, 'st', doc.status)
+  if doc.status == 'open' or doc.status == 'partially_received' then
+    redis.call('SADD', keys[KS_OPEN], doc.id)
+  else
+    redis.call('SREM', keys[KS_OPEN], doc.id)
+    if retention > 0 then
+      redis.call('PEXPIRE', keys[KS_SUP], retention)
+    else
+      redis.call('DEL', keys[KS_SUP])
+    end
+  end
+  append(ctx, 'y', json, 'k', kind)
+  return json
+end
+
+-- Line i (from 1) of a supply: its outstanding units go from `before` to `after` in the
+-- position's `in` and its schedule member; on hand grows by `received`. Appends the position's
+-- event (kind supply) unless nothing changes.
+local function supply_line_change(ctx, keys, doc, loc, i, before, after, received, reason)
+  local line = doc.lines[i]
+  local pkey, skey = keys[KS_LINES + 2 * (i - 1)], keys[KS_LINES + 2 * (i - 1) + 1]
+  if before ~= after then
+    if before > 0 then redis.call('ZREM', skey, supply_member(doc.id, before)) end
+    if after > 0 then redis.call('ZADD', skey, doc.eta, supply_member(doc.id, after)) end
+  end
+  if before == after and received == 0 then return end
+  local old = load_pos(pkey, loc)
+  local new = { oh = old.oh + received, r = old.r, ss = old.ss, own = old.own,
+                inc = math.max(0, old.inc - before + after) }
+  save_pos(ctx, pkey, keys[KS_INDEX], doc.location, line.sku, loc, old, new,
+    { kind = 'supply', reason = reason, ref = doc.id })
 end
