@@ -16,7 +16,7 @@ from omnistock.redis import keys
 from omnistock.redis.runner import ScriptRunner
 from omnistock.redis.scripts import Reply
 
-_POSITION_FIELDS = ("oh", "r", "ss", "v", "ts", "u", "in")
+POSITION_FIELDS = ("oh", "r", "ss", "v", "ts", "u", "in")
 
 
 class PositionRow(msgspec.Struct, array_like=True):
@@ -75,7 +75,7 @@ def _int(raw: bytes | None) -> int:
 
 
 def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) -> stock.Position:
-    """A position from an HMGET of ``_POSITION_FIELDS`` (all None when it does not exist)."""
+    """A position from an HMGET of ``POSITION_FIELDS`` (all None when it does not exist)."""
     on_hand, reserved, own_ss, version, ts, unsellable, incoming = fields
     return stock.position(
         location=location.id,
@@ -115,7 +115,7 @@ class PositionReads(ScriptRunner):
     async def get_position(self, location: Location, sku: str) -> stock.Position:
         key = keys.position(self.partition(location.id), location.id, sku)
         return position_from_fields(
-            location, sku, await self.hot.execute_command("HMGET", key, *_POSITION_FIELDS)
+            location, sku, await self.hot.execute_command("HMGET", key, *POSITION_FIELDS)
         )
 
     async def get_positions(self, cells: Sequence[tuple[Location, str]]) -> list[stock.Position]:
@@ -124,7 +124,7 @@ class PositionReads(ScriptRunner):
             return [await self.get_position(*cells[0])]
         rows = await self.hot.execute_many(
             [
-                ("HMGET", keys.position(self.partition(loc.id), loc.id, sku), *_POSITION_FIELDS)
+                ("HMGET", keys.position(self.partition(loc.id), loc.id, sku), *POSITION_FIELDS)
                 for loc, sku in cells
             ]
         )

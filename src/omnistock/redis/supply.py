@@ -8,10 +8,13 @@ from typing import Any
 
 import msgspec
 
+from omnistock.domain import stock
 from omnistock.domain.commands import Idempotency
 from omnistock.domain.ids import supply_partition
+from omnistock.domain.locations import Location
 from omnistock.domain.supply import StoredSupply, decode_supply, due_units
 from omnistock.redis import keys
+from omnistock.redis.positions import POSITION_FIELDS, position_from_fields
 from omnistock.redis.runner import ScriptRunner
 from omnistock.redis.scripts import NOT_ENOUGH, NOT_IN_SUPPLY, QUANTITY, Script, check
 
@@ -116,18 +119,21 @@ class SupplyOps(ScriptRunner):
         check(reply, "lines" if reply.code in (NOT_ENOUGH, QUANTITY) else doc.id)
         return decode_supply(reply.payload), reply.replayed
 
-    async def incoming_by(self, cells: Sequence[tuple[str, str]], by_ms: int) -> list[int]:
-        """Units due at each (location, sku) with an ETA at or before ``by_ms``: one range read
-        per position, pipelined."""
-        found = await self.hot.execute_many(
-            [
-                (
-                    "ZRANGEBYSCORE",
-                    keys.incoming_schedule(self.partition(loc), loc, sku),
-                    "-inf",
-                    by_ms,
-                )
-                for loc, sku in cells
-            ]
-        )
-        return [due_units(members) for members in found]
+    async def positions_due(
+        self, cells: Sequence[tuple[Location, str]], by_ms: int
+    ) -> tuple[list[stock.Position], list[int]]:
+        """The positions of (location, sku) cells and the units due at each with an ETA at or
+        before ``by_ms``: an HMGET and one range read per position, in one round trip."""
+        commands: list[tuple[Any, ...]] = []
+        for loc, sku in cells:
+            p = self.partition(loc.id)
+            commands.append(("HMGET", keys.position(p, loc.id, sku), *POSITION_FIELDS))
+            commands.append(
+                ("ZRANGEBYSCORE", keys.incoming_schedule(p, loc.id, sku), "-inf", by_ms)
+            )
+        found = await self.hot.execute_many(commands)
+        positions = [
+            position_from_fields(loc, sku, row)
+            for (loc, sku), row in zip(cells, found[::2], strict=True)
+        ]
+        return positions, [due_units(members) for members in found[1::2]]
