@@ -22,6 +22,7 @@ from omnistock.redis.positions import location_meta_fields
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
 from omnistock.sync.persister import Persister
+from omnistock.sync.supply_state import restore_supply
 
 log = logging.getLogger("omnistock.rebuild")
 _LOCK = 0x72656275  # pg advisory lock: one rebuild at a time across instances
@@ -31,6 +32,7 @@ class Restored(msgspec.Struct):
     positions: int = 0
     reservations: int = 0
     idempotency: int = 0
+    supply: int = 0
     seconds: float = 0.0
 
 
@@ -117,6 +119,7 @@ async def rebuild(
     say(f"restored {out.positions} positions")
     out.reservations = await _restore_reservations(redis, db, partitions)
     out.idempotency = await _restore_idempotency(redis, db)
+    out.supply = await restore_supply(redis, db, partitions, fresh=fresh)
     locations = await catalog.all_locations(db)
     await _restore_location_meta(redis, partitions, locations)
     offsets = await ledger.offsets(db)

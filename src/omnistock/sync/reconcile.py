@@ -1,4 +1,5 @@
-"""Reconcile: compare every position and active reservation in Redis with Postgres.
+"""Reconcile: compare every position, active reservation, open supply and incoming schedule in
+Redis with Postgres.
 
 Events still in flight are allowed for: the streams are drained into Postgres first, and what still
 differs is read again after another drain before it counts as drift. ``fix`` repairs Redis from
@@ -20,6 +21,7 @@ from omnistock.postgres import ledger
 from omnistock.redis import keys
 from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import write_positions
+from omnistock.sync.supply_state import restore_supply, supply_drift
 
 _FIELDS = ("oh", "r", "ss", "v", "u", "in")
 _CHUNK = 5000
@@ -31,7 +33,7 @@ _NAMES = ("on_hand", "reserved", "safety_stock", "version", "unsellable", "incom
 
 
 class Drift(msgspec.Struct, frozen=True):
-    """One difference: ``what`` is ``position`` or ``reservation``."""
+    """One difference: ``what`` is ``position``, ``reservation``, ``supply`` or ``schedule``."""
 
     what: str
     location: str
@@ -88,9 +90,13 @@ class Reconciler:
             suspects = await self._recheck(suspects)
         drift = [d for key, (r, p) in suspects.items() for d in _position_drift(key, r, p)]
         drift += await self._reservations()
+        supply = await supply_drift(self.redis, self.db, self.partitions)
+        drift += [Drift(*msgspec.structs.astuple(d)) for d in supply]
         if fix and drift:
             await self._fix_positions(list(suspects))
             await self._fix_reservations()
+            if supply:
+                await restore_supply(self.redis, self.db, self.partitions, fresh=False)
         return drift
 
     async def _redis_values(self, cells: Sequence[PositionKey]) -> list[Values | None]:
