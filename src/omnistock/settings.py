@@ -76,6 +76,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Tail latency: the loop-lag probe and collector tuning after start-up
     loop_lag_interval_seconds: float = 0.1
     gc_freeze: bool = True
+    # Stock states and supply (issue 13): docs/operations.md "Limits: stock states and supply"
+    finished_supply_retention_seconds: int = 3600
+    supply_retention_days: int = 400
 
     @property
     def embedded(self) -> bool:
@@ -122,6 +125,9 @@ _INT_FIELDS = {
     "import_max_error_chars": (40, 10_000),
     "http_max_header_bytes": (8 * 1024, 1024 * 1024),
     "max_body_bytes": (1024, 64 * 1024 * 1024),
+    # Stock states and supply
+    "finished_supply_retention_seconds": (0, 365 * 24 * 3600),
+    "supply_retention_days": (0, 36500),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

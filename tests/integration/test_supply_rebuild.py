@@ -10,7 +10,9 @@ from omnistock.domain.commands import Adjustment, Move
 from omnistock.domain.ids import new_supply_id
 from omnistock.domain.locations import Location
 from omnistock.domain.supply import StoredSupply
+from omnistock.postgres.prune import Retention, prune_once
 from omnistock.redis import keys
+from omnistock.settings import Settings
 from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import ensure_ready
 from omnistock.sync.reconcile import Reconciler
@@ -111,3 +113,32 @@ async def test_reconcile_finds_and_fixes_supply_drift(stack: Stack, uid: str) ->
     schedule_c = await stack.redis.zrange(keys.incoming_schedule(p, loc.id, "c"), 0, -1)
     assert schedule_c == [b"t:transfer:1"]
     await stack.redis.delete(keys.incoming_schedule(p, loc.id, "c"))
+
+
+async def test_pruning_deletes_only_finished_supply_past_retention(stack: Stack, uid: str) -> None:
+    async def row(sid: str, status: str, age_s: int) -> None:
+        await stack.db.execute(
+            "INSERT INTO supply (id, location, status, eta, created_at, doc, event_ms, event_seq)"
+            " VALUES ($1, $2, $3, now(), now(), '{}'::jsonb,"
+            " (extract(epoch FROM now()) * 1000)::bigint - $4::bigint * 1000, 0)",
+            sid, uid, status, age_s,
+        )  # fmt: skip
+
+    old, recent = 3 * DAY // 1000, DAY // 1000 // 2
+    await row(f"{uid}-1", "received", old)
+    await row(f"{uid}-2", "cancelled", old)
+    await row(f"{uid}-3", "open", old)
+    await row(f"{uid}-4", "partially_received", old)
+    await row(f"{uid}-5", "received", recent)
+    retention = Retention(
+        ledger_seconds=0, reservations_seconds=0, batch=1, supply_seconds=DAY // 1000
+    )
+    done = await prune_once(stack.db, retention)
+    assert done["supply"] == 2
+    left = await stack.db.fetch("SELECT id FROM supply WHERE location = $1 ORDER BY id", uid)
+    assert [r["id"] for r in left] == [f"{uid}-3", f"{uid}-4", f"{uid}-5"]
+    # Never shorter than Redis keeps finished supply.
+    settings = Settings(supply_retention_days=0)
+    assert Retention.from_settings(settings).supply_seconds == 0
+    settings = Settings(supply_retention_days=1, finished_supply_retention_seconds=3 * 86400)
+    assert Retention.from_settings(settings).supply_seconds == 3 * 86400 + 3600

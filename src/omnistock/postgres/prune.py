@@ -3,7 +3,8 @@
 - ledger rows older than ``ledger_retention_days`` (the history endpoint reaches back that far);
 - finished reservations (committed, released, expired) whose end is older than
   ``reservation_retention_days`` (reads of them answer 404 afterwards); never an active one;
-- idempotency records past their expiry.
+- idempotency records past their expiry;
+- finished supply (received, cancelled) whose end is older than ``supply_retention_days``.
 
 Nothing that rebuild or reconcile reads is touched: they read positions, active reservations,
 live idempotency records and stream offsets, never the ledger. Rows a stream still holds (within
@@ -35,6 +36,7 @@ class Retention(msgspec.Struct, frozen=True, kw_only=True):
     ledger_seconds: int
     reservations_seconds: int
     batch: int = 1000
+    supply_seconds: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
@@ -51,7 +53,16 @@ class Retention(msgspec.Struct, frozen=True, kw_only=True):
                 else 0
             ),
             batch=settings.prune_batch,
+            supply_seconds=_supply_seconds(settings, floor),
         )
+
+
+def _supply_seconds(settings: Settings, floor: int) -> int:
+    """Finished supply's retention in Postgres, never shorter than Redis keeps it."""
+    days = settings.supply_retention_days * DAY
+    if not days:
+        return 0
+    return max(days, floor, settings.finished_supply_retention_seconds + _MARGIN)
 
 
 def _count(status: str) -> int:
@@ -84,6 +95,10 @@ async def prune_once(
             Q["prune_reservations"],
             (retention.reservations_seconds, retention.batch),
             retention.batch,
+        )
+    if retention.supply_seconds:
+        done["supply"] = await _prune(
+            db, Q["prune_supply"], (retention.supply_seconds, retention.batch), retention.batch
         )
     done["idempotency"] = await _prune(
         db, Q["prune_idempotency"], (retention.batch,), retention.batch

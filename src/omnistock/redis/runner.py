@@ -41,6 +41,7 @@ class ScriptRunner:
         partitions: int,
         idempotency_ttl_seconds: int,
         retention_seconds: int,
+        supply_retention_seconds: int = 3600,
     ) -> None:
         self.client = client
         self.hot = hot
@@ -48,6 +49,7 @@ class ScriptRunner:
         self.partitions = partitions
         self._idem_ttl_ms = idempotency_ttl_seconds * 1000
         self._retention_ms = retention_seconds * 1000
+        self._supply_retention_ms = supply_retention_seconds * 1000  # finished supply in Redis
         # Called with (partition, first id, last id) of the events each script appended; with
         # OMNISTOCK_ACK=postgres it writes them to Postgres before the caller answers.
         self.on_written: Callable[[int, bytes, bytes], Awaitable[None]] | None = None
@@ -66,6 +68,7 @@ class ScriptRunner:
             partitions=settings.partitions,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
             retention_seconds=settings.finished_reservation_retention_seconds,
+            supply_retention_seconds=settings.finished_supply_retention_seconds,
         )
 
     def partition(self, location_id: str) -> int:

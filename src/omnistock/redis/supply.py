@@ -67,7 +67,13 @@ class SupplyOps(ScriptRunner):
         await self._claim(idem)
         p = self.partition(location)
         script_keys = self._layout(p, idem, supply_id, location, [sku for sku, _ in lines])
-        args: list[Any] = [actor, *self._idem_args(idem), self._retention_ms, supply_id, location]
+        args: list[Any] = [
+            actor,
+            *self._idem_args(idem),
+            self._supply_retention_ms,
+            supply_id,
+            location,
+        ]
         args += [eta_ms, kind, ref or ""]
         for sku, qty in lines:
             args += (sku, qty)
@@ -111,7 +117,7 @@ class SupplyOps(ScriptRunner):
         await self._claim(idem)
         p = supply_partition(doc.id, self.partitions)
         script_keys = self._supply_keys(p, idem, doc)
-        args: list[Any] = [actor, *self._idem_args(idem), self._retention_ms, *extra]
+        args: list[Any] = [actor, *self._idem_args(idem), self._supply_retention_ms, *extra]
         reply = await self._run(
             script, p, script_keys, args, doc.id, tolerate=(NOT_ENOUGH, NOT_IN_SUPPLY, QUANTITY)
         )

@@ -23,3 +23,5 @@ CREATE TABLE supply (
 CREATE INDEX supply_open ON supply (location) WHERE status IN ('open', 'partially_received');
 CREATE INDEX supply_location ON supply (location, created_at DESC, id DESC);
 CREATE INDEX supply_list ON supply (created_at DESC, id DESC);
+CREATE INDEX supply_finished ON supply (event_ms) WHERE status IN ('received', 'cancelled');
+CREATE INDEX supply_lines ON supply USING gin ((doc->'lines') jsonb_path_ops);
