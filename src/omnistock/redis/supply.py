@@ -77,7 +77,10 @@ class SupplyOps(ScriptRunner):
         args += [eta_ms, kind, ref or ""]
         for sku, qty in lines:
             args += (sku, qty)
-        reply = await self._run(self.scripts.supply_create, p, script_keys, args, supply_id)
+        reply = await self._run(
+            self.scripts.supply_create, p, script_keys, args, supply_id, tolerate=(QUANTITY,)
+        )
+        check(reply, "lines" if reply.code == QUANTITY else supply_id)
         return decode_supply(reply.payload), reply.replayed
 
     async def receive_supply(
