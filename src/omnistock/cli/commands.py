@@ -210,7 +210,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         done = asyncio.run(admin.rebuild(settings))
     print(
         f"rebuilt Redis from Postgres in {done.seconds:.2f}s: {done.positions:,} positions, "
-        f"{done.reservations:,} active reservations, {done.idempotency:,} idempotency records"
+        f"{done.reservations:,} active reservations, {done.idempotency:,} idempotency records, "
+        f"{done.supply:,} open supplies"
     )
     return 0
 
