@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtests.bench import scenarios
+from loadtests.bench import scenarios, states
 from loadtests.bench.report import render_markdown, render_text, summary_line, write_chart
 from loadtests.bench.scenarios import Bench, Plan
 from loadtests.bench.stack import running
@@ -49,6 +49,7 @@ SCENARIOS = (
     scenarios.flash_sale,
     scenarios.websocket,
     scenarios.tail_latency,
+    states.stock_states,
 )
 
 
