@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from omnistock.domain.commands import Adjustment, Move
+from omnistock.domain.commands import Adjustment, Count, Move
 from omnistock.domain.errors import NotFound, Shortage, SupplyFinished, ValidationFailed
 from omnistock.domain.ids import new_supply_id
 from omnistock.domain.supply import StoredSupply
@@ -198,3 +198,33 @@ async def test_supply_create_over_cap_writes_nothing(
         await supply(store, uid, [("b", 1), ("a", 1)])
     assert caught.value.field == "lines[1].qty"
     assert await probe.events(uid) == []
+
+
+async def test_counts_and_reservations_keep_unsellable_and_incoming(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    """set.lua and the reservation scripts carry u and in along (available net of u)."""
+    loc = await probe.location(uid, safety_stock=1)
+    await store.adjust([Adjustment(uid, "s", 10, "receipt")], "erp", None)
+    await store.move([Move(uid, "s", 3, "unsellable", "damaged")], "qc", None)
+    await supply(store, uid, [("s", 7)])
+    (pos,), _ = await store.set_counts([Count(uid, "s", 12)], "clerk", None)
+    assert (pos.on_hand, pos.unsellable, pos.incoming, pos.available) == (12, 3, 7, 8)
+    rid = f"r{store.partition(uid)}-bbbbbbbbbbbbbbbbbbbb"
+    with pytest.raises(Shortage):
+        await store.reserve(
+            reservation_id=rid, location=uid, lines=[("s", 9)], ttl_seconds=60, channel=None,
+            ref=None, allow_partial=False, actor="web", idem=None,
+        )  # fmt: skip
+    held, _ = await store.reserve(
+        reservation_id=rid, location=uid, lines=[("s", 8)], ttl_seconds=60, channel=None,
+        ref=None, allow_partial=False, actor="web", idem=None,
+    )  # fmt: skip
+    await probe.mark(uid)
+    await store.commit(held, None, "web", None)
+    pos = await store.get_position(loc, "s")
+    assert (pos.on_hand, pos.reserved, pos.unsellable, pos.incoming, pos.available) == (
+        4, 0, 3, 7, 0,
+    )  # fmt: skip
+    (ev,) = [e for e in await probe.events(uid) if e["t"] == "p"]
+    assert (ev["du"], ev["u"], ev["din"], ev["in"], ev["a"]) == ("0", "3", "0", "7", "0")
