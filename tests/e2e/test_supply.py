@@ -247,3 +247,25 @@ async def test_concurrent_receipts_never_receive_more_than_outstanding(
     replies = await asyncio.gather(*(receive(admin, sid2) for _ in range(20)))
     assert sorted(r.status_code for r in replies) == [200] + [409] * 19
     assert await pos(admin, uid, "b") == (7, 0, 7, 2)
+
+
+async def test_idempotent_create_and_moves_replay(admin: httpx.AsyncClient, uid: str) -> None:
+    await put_location(admin, uid)
+    await stock(admin, uid, a=4)
+    headers = {"Idempotency-Key": f"po-{uid}"}
+    body = {"location": uid, "eta": ETA, "lines": [{"sku": "a", "qty": 5}]}
+    first = await admin.post("/v1/supply", json=body, headers=headers)
+    again = await admin.post("/v1/supply", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other = await admin.post("/v1/supply", json={**body, "ref": "x"}, headers=headers)
+    assert_problem(other, 422)
+    move = {"moves": [{"sku": "a", "location": uid, "qty": 1, "to": "unsellable",
+                       "reason": "damaged"}]}  # fmt: skip
+    headers = {"Idempotency-Key": f"mv-{uid}"}
+    first = await admin.post("/v1/moves", json=move, headers=headers)
+    again = await admin.post("/v1/moves", json=move, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    p = (await admin.get(f"/v1/stock/{uid}/a")).json()
+    assert (p["on_hand"], p["unsellable"], p["incoming"], p["version"]) == (4, 1, 5, 3)
