@@ -85,10 +85,15 @@ async def supply_drift(redis: Any, db: asyncpg.Pool, partitions: int) -> list[Su
     """Open supplies and schedule members that differ between Redis and Postgres."""
     pg = {doc.id: doc for doc, _ in await _open_from_postgres(db)}
     in_redis: dict[str, StoredSupply] = {}
-    for p in range(partitions):
-        ids = [i.decode() for i in await redis.smembers(keys.supply_open(p))]
-        for sid in ids:
-            raw = await redis.hget(keys.supply(p, sid), "doc")
+    async with redis.pipeline(transaction=False) as pipe:
+        for p in range(partitions):
+            pipe.smembers(keys.supply_open(p))
+        open_ids = await pipe.execute()
+    wanted = [(p, sid.decode()) for p, ids in enumerate(open_ids) for sid in ids]
+    async with redis.pipeline(transaction=False) as pipe:
+        for p, sid in wanted:
+            pipe.hget(keys.supply(p, sid), "doc")
+        for (_, sid), raw in zip(wanted, await pipe.execute(), strict=True):
             if raw is not None:
                 in_redis[sid] = decode_supply(raw)
     drift: list[SupplyDrift] = []
@@ -109,9 +114,14 @@ async def supply_drift(redis: Any, db: asyncpg.Pool, partitions: int) -> list[Su
                 )
     want = expected_schedules(list(pg.values()))
     have: Schedules = defaultdict(dict)
-    for key in await _scan(redis, keys.INCOMING_SCHEDULE_PATTERN):
+    schedule_keys = await _scan(redis, keys.INCOMING_SCHEDULE_PATTERN)
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in schedule_keys:
+            pipe.zrange(key, 0, -1, withscores=True)
+        found = await pipe.execute()
+    for key, members in zip(schedule_keys, found, strict=True):
         loc, sku = key.decode().split(":inc:", 1)[1].split("/", 1)
-        for member, score in await redis.zrange(key, 0, -1, withscores=True):
+        for member, score in members:
             if member.startswith(_PREFIX):
                 have[(loc, sku)][member.decode()] = int(score)
     for cell in sorted(want.keys() | have.keys()):

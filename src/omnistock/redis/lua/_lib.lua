@@ -249,8 +249,30 @@ local function outstanding_of(line)
   return math.max(0, line.qty - line.received)
 end
 
+-- Incoming by ETA, for every kind of incoming (supply 'y'; transfers add theirs): a position's
+-- schedule holds one member <kind>:<id>:<units outstanding> per open document line, scored by
+-- its eta, and the position's `in` is their total.
+local function incoming_member(kind, id, units)
+  return kind .. ':' .. id .. ':' .. units
+end
+
 local function supply_member(id, units)
-  return 'y:' .. id .. ':' .. units
+  return incoming_member('y', id, units)
+end
+
+-- A document line's outstanding units go from `before` to `after` (its schedule member and the
+-- position's `in` follow) and `received` units arrive on hand; appends the position's event
+-- (ev as save_pos's) unless nothing changes. pos = {key, schedule, index, loc_id, sku, loc}.
+local function change_incoming(ctx, pos, kind, id, eta, before, after, received, ev)
+  if before ~= after then
+    if before > 0 then redis.call('ZREM', pos.schedule, incoming_member(kind, id, before)) end
+    if after > 0 then redis.call('ZADD', pos.schedule, eta, incoming_member(kind, id, after)) end
+  end
+  if before == after and received == 0 then return end
+  local old = load_pos(pos.key, pos.loc)
+  local new = { oh = old.oh + received, r = old.r, ss = old.ss, own = old.own,
+                inc = math.max(0, old.inc - before + after) }
+  save_pos(ctx, pos.key, pos.index, pos.loc_id, pos.sku, pos.loc, old, new, ev)
 end
 
 -- The supply document, or a reply to give instead (not found, or keys not matching its lines).
@@ -282,20 +304,11 @@ local function save_supply(ctx, keys, doc, kind, retention)
   return json
 end
 
--- Line i (from 1) of a supply: its outstanding units go from `before` to `after` in the
--- position's `in` and its schedule member; on hand grows by `received`. Appends the position's
--- event (kind supply) unless nothing changes.
+-- Line i (from 1) of a supply: its outstanding units go from `before` to `after`, and
+-- `received` units arrive on hand (change_incoming, event kind supply, ref the supply id).
 local function supply_line_change(ctx, keys, doc, loc, i, before, after, received, reason)
-  local line = doc.lines[i]
-  local pkey, skey = keys[KS_LINES + 2 * (i - 1)], keys[KS_LINES + 2 * (i - 1) + 1]
-  if before ~= after then
-    if before > 0 then redis.call('ZREM', skey, supply_member(doc.id, before)) end
-    if after > 0 then redis.call('ZADD', skey, doc.eta, supply_member(doc.id, after)) end
-  end
-  if before == after and received == 0 then return end
-  local old = load_pos(pkey, loc)
-  local new = { oh = old.oh + received, r = old.r, ss = old.ss, own = old.own,
-                inc = math.max(0, old.inc - before + after) }
-  save_pos(ctx, pkey, keys[KS_INDEX], doc.location, line.sku, loc, old, new,
+  local pos = { key = keys[KS_LINES + 2 * (i - 1)], schedule = keys[KS_LINES + 2 * (i - 1) + 1],
+                index = keys[KS_INDEX], loc_id = doc.location, sku = doc.lines[i].sku, loc = loc }
+  change_incoming(ctx, pos, 'y', doc.id, doc.eta, before, after, received,
     { kind = 'supply', reason = reason, ref = doc.id })
 end
