@@ -269,3 +269,21 @@ async def test_idempotent_create_and_moves_replay(admin: httpx.AsyncClient, uid:
     assert again.json() == first.json()
     p = (await admin.get(f"/v1/stock/{uid}/a")).json()
     assert (p["on_hand"], p["unsellable"], p["incoming"], p["version"]) == (4, 1, 5, 3)
+
+
+async def test_concurrent_receipts_with_over_receipt_allowed(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
+    """With over-receipt allowed (the default), only the receipt that finds less outstanding than
+    it brings receives beyond qty: 40 concurrent receipts of 2 against 31 outstanding give exactly
+    16 successes (15 x 2 and a last 2 of which 1 is over), the rest find the supply received."""
+    await put_location(admin, uid)
+    sid = (await created(admin, uid, {"a": 31}))["id"]
+    replies = await asyncio.gather(*(receive(admin, sid, {"a": 2}) for _ in range(40)))
+    ok = [r for r in replies if r.status_code == 200]
+    refused = [r for r in replies if r.status_code != 200]
+    assert len(ok) == 16
+    assert {r.json()["supply_status"] for r in refused} == {"received"}
+    assert await pos(admin, uid, "a") == (32, 0, 32, 17)
+    doc = (await admin.get(f"/v1/supply/{sid}")).json()
+    assert (doc["status"], doc["lines"][0]["received"]) == ("received", 32)
