@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from omnistock.redis import keys
 from tests.e2e.conftest import KeyMaker, assert_problem, put_location, stock
 from tests.e2e.test_import_history import settled_history
 
@@ -287,3 +288,31 @@ async def test_concurrent_receipts_with_over_receipt_allowed(
     assert await pos(admin, uid, "a") == (32, 0, 32, 17)
     doc = (await admin.get(f"/v1/supply/{sid}")).json()
     assert (doc["status"], doc["lines"][0]["received"]) == ("received", 32)
+
+
+async def test_finished_supply_past_retention(
+    admin: httpx.AsyncClient, app_redis: Any, store: Any, uid: str
+) -> None:
+    """Once Redis has let a finished supply go, it is read from Postgres, changes are 409 with its
+    status, and a retried receipt with its Idempotency-Key still replays."""
+    await put_location(admin, uid)
+    sid = (await created(admin, uid, {"a": 2}))["id"]
+    headers = {"Idempotency-Key": f"gone-{uid}"}
+    first = await admin.post(f"/v1/supply/{sid}/receive", json={}, headers=headers)
+    assert first.status_code == 200
+    for _ in range(100):  # the persister writes it to Postgres
+        listed = (await admin.get("/v1/supply", params={"location": uid})).json()["items"]
+        if listed and listed[0]["status"] == "received":
+            break
+        await asyncio.sleep(0.05)
+    await app_redis.delete(keys.supply(store.partition(uid), sid))  # as its retention ends
+    assert (await admin.get(f"/v1/supply/{sid}")).json() == first.json()
+    again = await admin.post(f"/v1/supply/{sid}/receive", json={}, headers=headers)
+    assert again.status_code == 200 and again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    for path in ("receive", "cancel"):
+        resp = await admin.post(f"/v1/supply/{sid}/{path}")
+        assert assert_problem(resp, 409)["supply_status"] == "received"
+    resp = await admin.post(f"/v1/supply/{sid}/reschedule", json={"eta": ETA})
+    assert assert_problem(resp, 409)["supply_status"] == "received"
+    assert await pos(admin, uid, "a") == (2, 0, 2, 2)

@@ -3,7 +3,7 @@ for a while); Postgres every one, for lists and for those Redis no longer keeps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -61,21 +61,32 @@ class Supply:
             raise NotFound(f"supply {supply_id!r} not found")
         return decode_supply(raw)
 
-    async def _open(self, who: Principal, supply_id: str) -> StoredSupply:
-        """The supply to change, once ``who`` may write at its location. Whether it is still
-        open is the script's to say (atomically, and after replaying a retried request); one
-        Redis no longer keeps is finished: 409."""
+    async def _open(self, who: Principal, supply_id: str) -> tuple[StoredSupply, bool]:
+        """The supply to change, once ``who`` may write at its location, and whether only
+        Postgres still has it (finished, past its retention in Redis). Whether it is still open
+        is the script's to say, atomically and after replaying a retried request."""
         supply_partition(supply_id, self._store.partitions)  # 404 for ids not ours
         doc = await self._store.get_supply(supply_id)
+        gone = doc is None
         if doc is None:
             doc = await self.get(supply_id)
-            require_stock_write(who, doc.location)
-            raise SupplyFinished(
-                f"supply {supply_id} is {doc.status}: nothing is outstanding",
-                supply_status=doc.status,
-            )
         require_stock_write(who, doc.location)
-        return doc
+        return doc, gone
+
+    async def _run(
+        self, doc: StoredSupply, gone: bool, call: Awaitable[tuple[StoredSupply, bool]]
+    ) -> tuple[StoredSupply, bool]:
+        """Run the script call; for a supply Redis no longer keeps it can only replay a recorded
+        reply (an Idempotency-Key within its 24 h), else the answer is the finished supply's 409."""
+        try:
+            return await call
+        except NotFound:
+            if not gone:
+                raise
+            raise SupplyFinished(
+                f"supply {doc.id} is {doc.status}: nothing is outstanding",
+                supply_status=doc.status,
+            ) from None
 
     async def receive(
         self,
@@ -86,22 +97,25 @@ class Supply:
         idem: IdemOf,
     ) -> tuple[StoredSupply, bool]:
         """Receive ``lines`` (None: everything outstanding)."""
-        doc = await self._open(who, supply_id)
-        return await self._store.receive_supply(doc, lines, over_receipt, who.name, idem())
+        doc, gone = await self._open(who, supply_id)
+        call = self._store.receive_supply(doc, lines, over_receipt, who.name, idem())
+        return await self._run(doc, gone, call)
 
     async def reschedule(
         self, who: Principal, supply_id: str, eta_ms: int, idem: IdemOf
     ) -> tuple[StoredSupply, bool]:
         """Move the supply's ETA."""
-        doc = await self._open(who, supply_id)
-        return await self._store.reschedule_supply(doc, eta_ms, who.name, idem())
+        doc, gone = await self._open(who, supply_id)
+        return await self._run(
+            doc, gone, self._store.reschedule_supply(doc, eta_ms, who.name, idem())
+        )
 
     async def cancel(
         self, who: Principal, supply_id: str, idem: IdemOf
     ) -> tuple[StoredSupply, bool]:
         """Cancel the supply: what is outstanding leaves incoming."""
-        doc = await self._open(who, supply_id)
-        return await self._store.cancel_supply(doc, who.name, idem())
+        doc, gone = await self._open(who, supply_id)
+        return await self._run(doc, gone, self._store.cancel_supply(doc, who.name, idem()))
 
     async def page(
         self,

@@ -8,7 +8,7 @@
 local ctx, stop = begin(KEYS, ARGV)
 if stop then return stop end
 local doc, err = load_supply(KEYS)
-if err then return reply(ctx, err[1], err[2]) end
+if err then return err end
 if doc.status ~= 'open' and doc.status ~= 'partially_received' then
   return reply(ctx, C_SUPPLY_DONE, doc.status)
 end
