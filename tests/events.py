@@ -8,23 +8,27 @@ from omnistock.domain.events import (
     POSITION,
     RESERVATION,
     RESERVATION_KIND,
+    SUPPLY,
     decode_idempotency,
     decode_position,
 )
 from omnistock.domain.reservations import decode_reservation
 from omnistock.domain.sourcing_holds import decode_hold
+from omnistock.domain.supply import decode_supply
 
 _POSITION_NAMES = {
     "location": "loc", "sku": "sku", "kind": "kind", "reason": "reason", "ref": "ref",
     "actor": "actor", "idempotency_key": "idem", "reservation_id": "rid", "delta_on_hand": "doh",
     "delta_reserved": "dr", "on_hand": "oh", "reserved": "r", "safety_stock": "ss",
     "own_safety_stock": "oss", "version": "v", "available": "a", "status": "st",
-    "prev_status": "pst", "ts": "ts",
+    "prev_status": "pst", "ts": "ts", "delta_unsellable": "du", "unsellable": "u",
+    "delta_incoming": "din", "incoming": "in",
 }  # fmt: skip
 
 
 def event_fields(fields: dict[bytes, bytes]) -> dict[str, str]:
-    """``t`` is ``p``, ``r``, ``o`` or ``i``; a position's own safety stock is '' when it has none."""
+    """``t`` is ``p``, ``r``, ``o`` (sourcing hold), ``y`` (supply) or ``i``; a position's own
+    safety stock is '' when it has none."""
     if POSITION in fields:
         event = decode_position(fields[POSITION])
         out = {"t": "p"} | {
@@ -48,6 +52,12 @@ def event_fields(fields: dict[bytes, bytes]) -> dict[str, str]:
         return {
             "t": "o", "id": hold.id, "st": hold.status, "attempt": str(hold.attempt),
             "kind": fields[RESERVATION_KIND].decode(),
+        }  # fmt: skip
+    if SUPPLY in fields:
+        supply = decode_supply(fields[SUPPLY])
+        return {
+            "t": "y", "id": supply.id, "loc": supply.location, "st": supply.status,
+            "kind": fields[RESERVATION_KIND].decode(), "doc": fields[SUPPLY].decode(),
         }  # fmt: skip
     idem = decode_idempotency(fields[IDEMPOTENCY])
     return {

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtests.bench import scenarios, sourcing
+from loadtests.bench import scenarios, sourcing, states
 from loadtests.bench.report import render_markdown, render_text, summary_line, write_chart
 from loadtests.bench.scenarios import Bench, Plan
 from loadtests.bench.stack import running
@@ -50,6 +50,7 @@ SCENARIOS = (
     scenarios.websocket,
     scenarios.tail_latency,
     sourcing.sourcing,
+    states.stock_states,
 )
 
 

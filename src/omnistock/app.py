@@ -39,6 +39,7 @@ from omnistock.api.reservations import reservations_router
 from omnistock.api.sourcing import sourcing_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
+from omnistock.api.supply import supply_router
 from omnistock.http_errors import EXCEPTION_HANDLERS
 from omnistock.logs import install_everywhere
 from omnistock.services import Services, open_services
@@ -105,6 +106,7 @@ _USE_CASES = (
     "operations",
     "sourcing",
     "sourcing_holds",
+    "supply",
 )
 
 
@@ -145,6 +147,7 @@ def create_app(settings: Settings) -> Litestar:
             history_router,
             import_stock,
             adjustments_router,
+            supply_router,
             availability_router,
             sourcing_router,
             reservations_router,

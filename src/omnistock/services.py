@@ -47,6 +47,7 @@ from omnistock.usecases.sourcing import Sourcing
 from omnistock.usecases.sourcing_holds import SourcingHolds
 from omnistock.usecases.stock import Stock
 from omnistock.usecases.stream import Stream
+from omnistock.usecases.supply import Supply
 
 log = logging.getLogger("omnistock")
 
@@ -183,6 +184,8 @@ class UseCases:
         self.feeds = Feeds(svc.store, svc.locations, svc.fanout)
         self.imports = Imports(svc.store, svc.locations, svc.gate, svc.settings)
         self.rate_limits = RateLimits(svc.rate_limiter, svc.metrics)
+        # Stock states (issue 13): supply.
+        self.supply = Supply(svc.db, svc.store, svc.locations)
         self.operations = Operations(
             svc.redis,
             svc.db,

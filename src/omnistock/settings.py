@@ -82,6 +82,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sourcing_courier_batch: int = 100
     sourcing_max_plan_cells: int = 20_000
     sourcing_replay_wait_seconds: float = 5.0
+    # Stock states and supply (issue 13): docs/operations.md "Limits: stock states and supply"
+    finished_supply_retention_seconds: int = 3600
+    supply_retention_days: int = 400
 
     @property
     def embedded(self) -> bool:
@@ -131,6 +134,9 @@ _INT_FIELDS = {
     # Sourcing holds
     "sourcing_courier_batch": (1, 10_000),
     "sourcing_max_plan_cells": (100, 1_000_000),
+    # Stock states and supply
+    "finished_supply_retention_seconds": (0, 365 * 24 * 3600),
+    "supply_retention_days": (0, 36500),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

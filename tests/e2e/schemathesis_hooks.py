@@ -71,6 +71,12 @@ STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
     # A change whose result would pass 10^12: depends on the stock already held (adjust.lua names
     # the item's delta; a schema-valid delta is within ±10^9, so a 422 naming one is that cap).
     ("POST", "/v1/adjustments"): {"adjustments[*].delta"},
+    # Supply: `before` must be a supply (data); a line must be one of the supply's (data); lines
+    # naming one sku are summed and the sum capped at 10^9; and no quantity may pass 10^12,
+    # which depends on the stock already held (a schema-valid qty is <= 10^9).
+    ("GET", "/v1/supply"): {"before"},
+    ("POST", "/v1/supply"): {"lines[*].qty"},
+    ("POST", "/v1/supply/{supply_id}/receive"): {"lines[*].qty", "lines[*].sku"},
     # The import's body is text lines: its header row is stated in the description.
     ("POST", "/v1/stock:import"): {"body"},
 }

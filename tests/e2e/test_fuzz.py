@@ -40,7 +40,18 @@ GOOD_BODIES: dict[tuple[str, str], Callable[[str], Any]] = {
     ("PUT", "/v1/stock/{location_id:str}/{sku:str}"): lambda loc: {
         "on_hand": 5, "safety_stock": 1, "reason": "count", "ref": "x"},
     ("POST", "/v1/adjustments"): lambda loc: {"adjustments": [
-        {"sku": "s", "location": loc, "delta": 1, "reason": "receipt", "ref": "x"}]},
+        {"sku": "s", "location": loc, "delta": 1, "reason": "receipt", "ref": "x",
+         "state": "unsellable"}]},
+    ("POST", "/v1/moves"): lambda loc: {"moves": [
+        {"sku": "s", "location": loc, "qty": 1, "to": "unsellable", "reason": "damaged",
+         "ref": "x"}]},
+    ("POST", "/v1/supply"): lambda loc: {
+        "location": loc, "eta": "2026-12-01T09:00:00Z", "lines": [{"sku": "s", "qty": 1}],
+        "ref": "x", "kind": "production"},
+    ("POST", "/v1/supply/{supply_id:str}/receive"): lambda loc: {
+        "lines": [{"sku": "s", "qty": 1}], "over_receipt": False},
+    ("POST", "/v1/supply/{supply_id:str}/reschedule"): lambda loc: {"eta": "2026-12-01T09:00:00Z"},
+    ("POST", "/v1/supply/{supply_id:str}/cancel"): lambda loc: None,
     ("POST", "/v1/availability"): lambda loc: {"skus": ["s", "fz"], "locations": [loc]},
     ("POST", "/v1/reservations"): lambda loc: {
         "location": loc, "lines": [{"sku": "s", "qty": 1}], "ttl_seconds": 60, "channel": "web",
@@ -65,7 +76,10 @@ GOOD_BODIES: dict[tuple[str, str], Callable[[str], Any]] = {
     ("POST", "/v1/sourcing/reservations/{hold_id:str}/release"): lambda loc: None,
 }  # fmt: skip
 # Routes whose body may be absent (absent is a valid request: never sent empty).
-OPTIONAL_BODY = {("POST", "/v1/reservations/{reservation_id:str}/commit")}
+OPTIONAL_BODY = {
+    ("POST", "/v1/reservations/{reservation_id:str}/commit"),
+    ("POST", "/v1/supply/{supply_id:str}/receive"),
+}
 # Members of each good body that may not be left out.
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("PUT", "/v1/stock/{location_id:str}/{sku:str}"): ("on_hand",),
@@ -77,6 +91,9 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/keys"): ("name", "role"),
     ("POST", "/v1/sourcing/plans"): ("lines", "fulfillment"),
     ("POST", "/v1/sourcing/reservations"): ("lines", "fulfillment"),
+    ("POST", "/v1/moves"): ("moves",),
+    ("POST", "/v1/supply"): ("location", "eta", "lines"),
+    ("POST", "/v1/supply/{supply_id:str}/reschedule"): ("eta",),
 }
 READS = {"GET", "HEAD", "OPTIONS"}
 
@@ -298,10 +315,14 @@ async def target(admin: httpx.AsyncClient, uid: str) -> tuple[str, str, str]:
     return uid, rid, str(resp.json()["id"])
 
 
-async def state(admin: httpx.AsyncClient, loc: str, rid: str) -> dict[str, Any]:
+async def state(
+    admin: httpx.AsyncClient, loc: str, rid: str, supply_id: str | None = None
+) -> dict[str, Any]:
     """What a fuzzed request could change: the location's positions (all of them, so a new one
-    shows), the reservation, every location and key."""
+    shows), the reservation, every location and key, and the open supply (``supply_id``)."""
     out = await snapshot(admin, [(loc, "s"), (loc, "t"), (loc, "fz")], [rid])
+    if supply_id is not None:
+        out["supply"] = (await admin.get(f"/v1/supply/{supply_id}")).json()
     out["positions"] = (await admin.get(f"/v1/stock/{loc}", params={"limit": 1000})).json()
     out["positions"]["items"].sort(key=lambda p: p["sku"])
     return out
@@ -313,8 +334,11 @@ async def test_fuzz_every_route_no_5xx_and_no_state_change(
     loc, rid, key_id = target
     rng = random.Random(SEED)
     fuzz = Fuzz(app, admin, loc)
+    made = await admin.post("/v1/supply", json=GOOD_BODIES[("POST", "/v1/supply")](loc))
+    assert made.status_code == 201, made.text
+    sid = made.json()["id"]
     good_ids = {"location_id": loc, "sku": "s", "reservation_id": rid, "key_id": key_id,
-                "file_path": "board.js", "path": "openapi.json"}  # fmt: skip
+                "file_path": "board.js", "path": "openapi.json", "supply_id": sid}  # fmt: skip
     routes = app.server.config.app.routes  # type: ignore[attr-defined]
     http_cases = [
         case for route in routes if isinstance(route, HTTPRoute) for case in route_cases(route)
@@ -322,7 +346,7 @@ async def test_fuzz_every_route_no_5xx_and_no_state_change(
     ws_routes = [route.path for route in routes if isinstance(route, WebSocketRoute)]
     assert ("POST", "/v1/stock:import") in http_cases and "/v1/stream" in ws_routes
 
-    before = await state(admin, loc, rid)
+    before = await state(admin, loc, rid, sid)
     started = time.perf_counter()
     changed: list[str] = []
     for method, template in http_cases:
@@ -372,7 +396,7 @@ async def test_fuzz_every_route_no_5xx_and_no_state_change(
                 method, fill(template, ids), content=content, headers=headers, params=params,
                 what=repr(content[:60]) if content else "",
             )  # fmt: skip
-        now = await state(admin, loc, rid)
+        now = await state(admin, loc, rid, sid)
         if now != before:
             changed.append(f"{method} {template}: state changed")
             before = now
@@ -381,12 +405,12 @@ async def test_fuzz_every_route_no_5xx_and_no_state_change(
     await fuzz_stream_handshakes(fuzz, rng)
     await fuzz_stream_messages(app, rng, fuzz)
     took = time.perf_counter() - started
-    assert await state(admin, loc, rid) == before
+    assert await state(admin, loc, rid, sid) == before
     assert not fuzz.failures, "\n".join(fuzz.failures)
     assert not changed, "\n".join(changed)
     # The snapshot does see a change (a valid write), so "unchanged" above means something.
     resp = await admin.post("/v1/adjustments", json=GOOD_BODIES[("POST", "/v1/adjustments")](loc))
-    assert resp.status_code == 200 and await state(admin, loc, rid) != before
+    assert resp.status_code == 200 and await state(admin, loc, rid, sid) != before
     assert fuzz.sent > len(http_cases) * 10
     assert took < 60, f"the fuzz took {took:.1f}s"
 

@@ -74,6 +74,8 @@ values = {skus}
 "body.lines[*].sku" = {{ dictionary = "skus", probability = 0.6 }}
 "body.adjustments[*].location" = {{ dictionary = "locations", probability = 0.6 }}
 "body.adjustments[*].sku" = {{ dictionary = "skus", probability = 0.6 }}
+"body.moves[*].location" = {{ dictionary = "locations", probability = 0.6 }}
+"body.moves[*].sku" = {{ dictionary = "skus", probability = 0.6 }}
 "body.locations[*]" = {{ dictionary = "locations", probability = 0.9 }}
 "body.skus[*]" = {{ dictionary = "skus", probability = 0.6 }}
 """

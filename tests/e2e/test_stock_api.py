@@ -14,6 +14,7 @@ async def test_unknown_position_reads_as_zeros(admin: httpx.AsyncClient, uid: st
     assert resp.json() == {
         "sku": "nothing-here", "location": uid, "on_hand": 0, "reserved": 0, "safety_stock": 1,
         "available": 0, "status": "out_of_stock", "version": 0, "updated_at": None,
+        "unsellable": 0, "incoming": 0,
     }  # fmt: skip
     assert resp.headers["etag"] == '"0"'
 

@@ -24,6 +24,7 @@ from omnistock.domain.ids import check_identifier
 from omnistock.domain.locations import Location, nearest
 from omnistock.domain.reservations import Channel
 from omnistock.domain.stock import Status
+from omnistock.domain.supply import DATE_TIME_PATTERN, parse_eta
 from omnistock.usecases.availability import Availability
 
 MAX_CELLS = 10_000
@@ -37,6 +38,10 @@ class LocationAvailability(msgspec.Struct, kw_only=True, omit_defaults=True):
     reserved: int
     pickup: bool
     distance_km: float | None = None
+    # With ?by=: units due from open supply (and transfers) with an ETA at or before `by`, and
+    # available + those.
+    incoming_by: int | None = None
+    available_by: int | None = None
 
 
 class SkuAvailability(msgspec.Struct, kw_only=True):
@@ -85,6 +90,14 @@ ChannelQuery = Annotated[
     Channel | None,
     QueryParameter(description="the channel's availability: less the location's fence for it"),
 ]
+By = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=DATE_TIME_PATTERN,
+        description="RFC 3339 date-time (years 2000-2099): each location also has incoming_by "
+        "and available_by",
+    ),
+]
 Near = Annotated[
     str | None,
     QueryParameter(pattern=NEAR_PATTERN, description="lat,lon: nearest locations first"),
@@ -104,8 +117,10 @@ async def sku_availability(
     near: Near = None,
     radius_km: Radius = None,
     channel: ChannelQuery = None,
+    by: By = None,
 ) -> SkuAvailability:
     point = parse_near(near, radius_km)
+    by_ms = parse_eta("by", by) if by is not None else None
     filtered = location is not None or group is not None or point is not None
     candidates: list[Location]
     if location is not None:
@@ -121,7 +136,13 @@ async def sku_availability(
         ranked = nearest(candidates, point[0], point[1], radius_km)
         candidates = [loc for loc, _ in ranked]
         distances = {loc.id: d for loc, d in ranked}
-    positions = await availability.positions([(loc, sku) for loc in candidates], channel)
+    cells = [(loc, sku) for loc in candidates]
+    due: list[int | None] = [None] * len(candidates)
+    if by_ms is None:
+        positions = await availability.positions(cells, channel)
+    else:
+        positions, units_due = await availability.positions_due(cells, channel, by_ms)
+        due = [*units_due]
     rows = [
         LocationAvailability(
             location=loc.id,
@@ -131,8 +152,10 @@ async def sku_availability(
             reserved=pos.reserved,
             pickup=loc.pickup,
             distance_km=round(distances[loc.id], 3) if loc.id in distances else None,
+            incoming_by=units,
+            available_by=None if units is None else pos.available + units,
         )
-        for loc, pos in zip(candidates, positions, strict=True)
+        for loc, pos, units in zip(candidates, positions, due, strict=True)
         if filtered or pos.version > 0
     ]
     return SkuAvailability(sku=sku, total_available=sum(r.available for r in rows), locations=rows)

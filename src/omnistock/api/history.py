@@ -32,6 +32,10 @@ class HistoryItem(msgspec.Struct, kw_only=True):
     reserved: int
     version: int
     reservation_id: str | None
+    delta_unsellable: int = 0
+    unsellable: int = 0
+    delta_incoming: int = 0
+    incoming: int = 0
 
 
 class History(msgspec.Struct, kw_only=True):
@@ -72,6 +76,10 @@ async def position_history(
             reserved=r["reserved"],
             version=r["version"],
             reservation_id=r["reservation_id"],
+            delta_unsellable=r["delta_unsellable"],
+            unsellable=r["unsellable"],
+            delta_incoming=r["delta_incoming"],
+            incoming=r["incoming"],
         )
         for r in rows
     ]

@@ -13,7 +13,13 @@ from omnistock.domain.ids import IDENTIFIER_PATTERN, TEXT_PATTERN
 from omnistock.domain.locations import DEFAULT_PRIORITY, MAX_PRIORITY, LocationKind
 from omnistock.domain.reservations import MAX_LINE_QTY, Channel
 from omnistock.domain.roles import Role
-from omnistock.domain.stock import MAX_QUANTITY, AdjustmentReason
+from omnistock.domain.stock import (
+    MAX_MOVE_QTY,
+    MAX_QUANTITY,
+    AdjustmentReason,
+    MoveReason,
+    StockState,
+)
 
 Identifier = Annotated[
     str, Meta(pattern=IDENTIFIER_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")
@@ -122,10 +128,25 @@ class AdjustmentIn(msgspec.Struct, kw_only=True):
     ]
     reason: AdjustmentReason
     ref: Ref | None = None
+    # unsellable: on_hand and unsellable change together (a return in bad condition, a write-off)
+    state: StockState = "sellable"
 
 
 class AdjustmentsIn(msgspec.Struct, kw_only=True):
     adjustments: Annotated[list[AdjustmentIn], Meta(min_length=1, max_length=1000)]
+
+
+class MoveIn(msgspec.Struct, kw_only=True):
+    sku: Identifier
+    location: Identifier
+    qty: Annotated[int, Meta(ge=1, le=MAX_MOVE_QTY)]
+    to: StockState
+    reason: MoveReason
+    ref: Ref | None = None
+
+
+class MovesIn(msgspec.Struct, kw_only=True):
+    moves: Annotated[list[MoveIn], Meta(min_length=1, max_length=1000)]
 
 
 class AvailabilityQuery(msgspec.Struct, kw_only=True):

@@ -20,10 +20,11 @@ from omnistock.api.schemas import (
     AdjustmentsIn,
     IdempotencyKey,
     LocationPath,
+    MovesIn,
     SkuPath,
     StockPut,
 )
-from omnistock.domain.commands import Adjustment, Count
+from omnistock.domain.commands import Adjustment, Count, Move
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.roles import require_stock_write
 from omnistock.domain.stock import Position
@@ -117,9 +118,11 @@ async def put_position(
 @post(
     "/adjustments",
     summary="Apply stock deltas (receipts, sales, returns...)",
+    description="An item with `state: unsellable` changes on_hand and unsellable together; "
+    "taking off more unsellable units than there are is a 409 with `shortages`.",
     status_code=200,
     request_max_body_size=ADJUSTMENTS_BODY_BYTES,
-    responses=responses(403, 404, 413, 422),
+    responses=responses(403, 404, 409, 413, 422),
     response_headers=REPLAYED,
 )
 async def post_adjustments(
@@ -134,10 +137,36 @@ async def post_adjustments(
             raise ValidationFailed(f"adjustments[{i}].delta", "must not be 0")
     for item in data.adjustments:
         require_stock_write(who, item.location)
-    items = [Adjustment(a.location, a.sku, a.delta, a.reason, a.ref) for a in data.adjustments]
+    items = [
+        Adjustment(a.location, a.sku, a.delta, a.reason, a.ref, a.state) for a in data.adjustments
+    ]
     positions, replayed = await stock.adjust(
         items, who.name, lambda: idempotency(request, who, data)
     )
+    return replayable({"results": positions}, 200, replayed)
+
+
+@post(
+    "/moves",
+    summary="Move units on hand between sellable and unsellable",
+    description="Each location's items are applied all or none; more than the source state "
+    "holds (sellable = on_hand - unsellable) is a 409 with `shortages` and changes nothing.",
+    status_code=200,
+    request_max_body_size=ADJUSTMENTS_BODY_BYTES,
+    responses=responses(403, 404, 409, 413, 422),
+    response_headers=REPLAYED,
+)
+async def post_moves(
+    request: Request[Any, Any, Any],
+    data: JSONBody[MovesIn],
+    stock: NamedDependency[Stock],
+    idempotency_key: IdempotencyKey = None,  # documented and checked here; read by idempotency()
+) -> Response[dict[str, list[Position]]]:
+    who = principal(request)
+    for item in data.moves:
+        require_stock_write(who, item.location)
+    items = [Move(m.location, m.sku, m.qty, m.to, m.reason, m.ref) for m in data.moves]
+    positions, replayed = await stock.move(items, who.name, lambda: idempotency(request, who, data))
     return replayable({"results": positions}, 200, replayed)
 
 
@@ -145,5 +174,5 @@ stock_router = Router(
     "/v1/stock", route_handlers=[get_position, put_position], tags=["stock"], dto=StrictBody
 )
 adjustments_router = Router(
-    "/v1", route_handlers=[post_adjustments], tags=["stock"], dto=StrictBody
+    "/v1", route_handlers=[post_adjustments, post_moves], tags=["stock"], dto=StrictBody
 )

@@ -211,7 +211,8 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"rebuilt Redis from Postgres in {done.seconds:.2f}s: {done.positions:,} positions, "
         f"{done.reservations:,} active reservations, {done.idempotency:,} idempotency records, "
-        f"{done.sourcing_holds:,} unfinished sourcing holds"
+        f"{done.sourcing_holds:,} unfinished sourcing holds, "
+        f"{done.supply:,} open supplies"
     )
     return 0
 

@@ -25,6 +25,19 @@ class Adjustment(msgspec.Struct, frozen=True):
     delta: int
     reason: str
     ref: str | None = None
+    # "unsellable": unsellable changes with on_hand (a return in bad condition, a write-off).
+    state: str = "sellable"
+
+
+class Move(msgspec.Struct, frozen=True):
+    """Units on hand moved between sellable and unsellable (``to`` names the state they enter)."""
+
+    location: str
+    sku: str
+    qty: int
+    to: str  # "unsellable" | "sellable"
+    reason: str
+    ref: str | None = None
 
 
 class Hold(TypedDict):

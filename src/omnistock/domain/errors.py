@@ -70,6 +70,13 @@ class NotActive(Conflict):
     title = "Reservation is not active"
 
 
+class SupplyFinished(Conflict):
+    """Receive, reschedule or cancel of a supply that is received or cancelled."""
+
+    slug = "supply-finished"
+    title = "Supply is finished"
+
+
 class PreconditionFailed(DomainError):
     status = 412
     slug = "version-mismatch"

@@ -7,7 +7,9 @@ A stream entry has one field, named by its kind:
 - ``i``: an idempotent reply was recorded; a MessagePack array, :class:`IdempotencyEvent`;
 - ``o``: a sourcing hold (a cross-partition operation) changed; the value is its document (JSON,
   domain/sourcing_holds.py) and field ``k`` says what happened (begin, finish, abort, replan,
-  fail, release, claim).
+  fail, release, claim);
+- ``y``: a supply changed; the value is its document (JSON, domain/supply.py) and field ``k``
+  says what happened (create, receive, reschedule, cancel).
 MessagePack keeps the scripts cheap (numbers are not formatted as text) and decoding fast.
 """
 
@@ -18,6 +20,7 @@ import msgspec
 from omnistock.domain.stock import Status
 
 POSITION, RESERVATION, IDEMPOTENCY, OPERATION = b"p", b"r", b"i", b"o"
+SUPPLY = b"y"  # a supply changed: its document (JSON, domain/supply.py); `k` says what happened
 RESERVATION_KIND = b"k"
 
 
@@ -26,7 +29,7 @@ class PositionEvent(msgspec.Struct, array_like=True, frozen=True):
 
     location: str
     sku: str
-    kind: str  # adjust, set, import, reserve, commit, release, expire
+    kind: str  # adjust, set, import, reserve, commit, release, expire, move, supply
     reason: str
     ref: str  # '' when none
     actor: str
@@ -43,6 +46,11 @@ class PositionEvent(msgspec.Struct, array_like=True, frozen=True):
     status: Status
     prev_status: Status
     ts: int  # ms, Redis clock
+    # Stock states (issue 13), appended last so entries written before them still decode.
+    delta_unsellable: int = 0
+    unsellable: int = 0
+    delta_incoming: int = 0
+    incoming: int = 0
 
 
 class IdempotencyEvent(msgspec.Struct, array_like=True, frozen=True):

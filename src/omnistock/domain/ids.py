@@ -17,6 +17,8 @@ TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*(?!\n)$"
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _RESERVATION_ID = re.compile(r"r([0-9]{1,5})-([a-z2-7]{20})")
 _SOURCING_ID = re.compile(r"s([0-9]{1,5})-([a-z2-7]{20})")
+_SUPPLY_ID = re.compile(r"y([0-9]{1,5})-([a-z2-7]{20})")
+SUPPLY_ID_PATTERN = r"^y[0-9]{1,5}-[a-z2-7]{20}(?!\n)$"
 
 
 def is_identifier(value: str) -> bool:
@@ -63,4 +65,17 @@ def reservation_partition(reservation_id: str, partitions: int) -> int:
     match = _RESERVATION_ID.fullmatch(reservation_id)
     if match is None or int(match.group(1)) >= partitions:
         raise NotFound(f"reservation {reservation_id!r} not found")
+    return int(match.group(1))
+
+
+def new_supply_id(partition: int) -> str:
+    """A random supply id that names the partition of its location."""
+    return f"y{partition}-{_token()}"
+
+
+def supply_partition(supply_id: str, partitions: int) -> int:
+    """The partition encoded in a supply id; 404 for anything that is not one of ours."""
+    match = _SUPPLY_ID.fullmatch(supply_id)
+    if match is None or int(match.group(1)) >= partitions:
+        raise NotFound(f"supply {supply_id!r} not found")
     return int(match.group(1))

@@ -11,14 +11,19 @@ import msgspec
 # is the same number (tests/lua/test_quantity_caps.py checks).
 MAX_QUANTITY = 10**12
 Status = Literal["in_stock", "limited", "out_of_stock"]
+# Stock states (API.md "Stock states"): units on hand are sellable or unsellable.
+StockState = Literal["sellable", "unsellable"]
+MoveReason = Literal["damaged", "quality_control", "inspection_passed", "repaired", "correction"]
+MAX_MOVE_QTY = 10**9
 AdjustmentReason = Literal[
     "receipt", "sale", "return", "damage", "correction", "transfer_in", "transfer_out"
 ]
 
 
-def available(on_hand: int, reserved: int, safety_stock: int) -> int:
-    """``max(0, on_hand - reserved - safety_stock)``: what can still be promised."""
-    return max(0, on_hand - reserved - safety_stock)
+def available(on_hand: int, reserved: int, safety_stock: int, unsellable: int = 0) -> int:
+    """``max(0, on_hand - reserved - safety_stock - unsellable)``: what can still be promised
+    (_lib.lua's avail_of computes the same number)."""
+    return max(0, on_hand - reserved - safety_stock - unsellable)
 
 
 def status_of(available_units: int, limited_threshold: int) -> Status:
@@ -42,6 +47,10 @@ class Position(msgspec.Struct, kw_only=True):
     status: Status
     version: int
     updated_at: str | None
+    # Units on hand that may not be sold (damaged, in inspection...), and units expected from
+    # open supply (and transfers): API.md "Stock states".
+    unsellable: int = 0
+    incoming: int = 0
 
 
 def for_channel(pos: Position, fence: int, limited_threshold: int) -> Position:
@@ -63,9 +72,11 @@ def position(
     limited_threshold: int,
     version: int,
     updated_at: str | None,
+    unsellable: int = 0,
+    incoming: int = 0,
 ) -> Position:
     """Build a :class:`Position`, deriving ``available`` and ``status``."""
-    avail = available(on_hand, reserved, safety_stock)
+    avail = available(on_hand, reserved, safety_stock, unsellable)
     return Position(
         sku=sku,
         location=location,
@@ -76,4 +87,6 @@ def position(
         status=status_of(avail, limited_threshold),
         version=version,
         updated_at=updated_at,
+        unsellable=unsellable,
+        incoming=incoming,
     )

@@ -3,28 +3,33 @@
 CREATE TEMP TABLE IF NOT EXISTS ledger_in (
     event_id text, partition integer, ts_ms bigint, location text, sku text, kind text,
     reason text, ref text, actor text, idem text, doh bigint, dr bigint, oh bigint, r bigint,
-    ss bigint, v bigint, rid text
+    ss bigint, v bigint, rid text, du bigint, u bigint, din bigint, inc bigint
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS positions_in (
-    location text, sku text, oh bigint, r bigint, oss bigint, v bigint, ts_ms bigint
+    location text, sku text, oh bigint, r bigint, oss bigint, v bigint, ts_ms bigint,
+    u bigint, inc bigint
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_ledger
 -- One row per position event; replays of an event are ignored.
 INSERT INTO ledger (event_id, partition, ts, location, sku, kind, reason, ref, actor,
                     idempotency_key, delta_on_hand, delta_reserved, on_hand, reserved,
-                    safety_stock, version, reservation_id)
+                    safety_stock, version, reservation_id, delta_unsellable, unsellable,
+                    delta_incoming, incoming)
 SELECT event_id, partition, to_timestamp(ts_ms / 1000.0), location, sku, kind, reason,
-       NULLIF(ref, ''), actor, NULLIF(idem, ''), doh, dr, oh, r, ss, v, NULLIF(rid, '')
+       NULLIF(ref, ''), actor, NULLIF(idem, ''), doh, dr, oh, r, ss, v, NULLIF(rid, ''),
+       du, u, din, inc
 FROM ledger_in
 ON CONFLICT (location, sku, version) DO NOTHING;
 
 -- name: upsert_positions
 -- The newest state per position; an older version never overwrites a newer one.
-INSERT INTO positions (location, sku, on_hand, reserved, safety_stock, version, updated_at)
-SELECT location, sku, oh, r, oss, v, to_timestamp(ts_ms / 1000.0) FROM positions_in
+INSERT INTO positions (location, sku, on_hand, reserved, safety_stock, version, updated_at,
+                       unsellable, incoming)
+SELECT location, sku, oh, r, oss, v, to_timestamp(ts_ms / 1000.0), u, inc FROM positions_in
 ON CONFLICT (location, sku) DO UPDATE SET
     on_hand = EXCLUDED.on_hand, reserved = EXCLUDED.reserved,
+    unsellable = EXCLUDED.unsellable, incoming = EXCLUDED.incoming,
     safety_stock = EXCLUDED.safety_stock, version = EXCLUDED.version,
     updated_at = EXCLUDED.updated_at
 WHERE positions.version < EXCLUDED.version;
@@ -77,7 +82,8 @@ SELECT partition, last_ms, last_seq FROM stream_offsets;
 -- name: history
 -- A position's ledger, newest first; $3 = the version to page below (NULL: from the newest).
 SELECT event_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, kind, reason, ref, actor,
-       delta_on_hand, delta_reserved, on_hand, reserved, version, reservation_id
+       delta_on_hand, delta_reserved, on_hand, reserved, version, reservation_id,
+       delta_unsellable, unsellable, delta_incoming, incoming
 FROM ledger
 WHERE location = $1 AND sku = $2 AND ($3::bigint IS NULL OR version < $3)
 ORDER BY version DESC
@@ -95,7 +101,7 @@ SELECT EXISTS (SELECT 1 FROM positions) OR EXISTS (SELECT 1 FROM reservations)
 
 -- name: all_positions
 SELECT location, sku, on_hand, reserved, safety_stock, version,
-       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts, unsellable, incoming
 FROM positions;
 
 -- name: active_reservations
@@ -107,13 +113,13 @@ FROM idempotency WHERE expires_at > now() + interval '1 second';
 
 -- name: positions_of
 SELECT location, sku, on_hand, reserved, safety_stock, version,
-       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts, unsellable, incoming
 FROM positions WHERE (location, sku) IN (SELECT * FROM unnest($1::text[], $2::text[]));
 
 -- name: positions_chunk
 -- Positions in key order, after ($1, $2), for walking every position in chunks.
 SELECT location, sku, on_hand, reserved, safety_stock, version,
-       (extract(epoch FROM updated_at) * 1000)::bigint AS ts
+       (extract(epoch FROM updated_at) * 1000)::bigint AS ts, unsellable, incoming
 FROM positions WHERE (location, sku) > ($1, $2)
 ORDER BY location, sku LIMIT $3;
 

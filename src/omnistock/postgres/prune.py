@@ -6,7 +6,8 @@
 - finished sourcing hold records (failed, released; held ones once their parts have surely
   ended) older than ``reservation_retention_days`` too (GET of them answers 404 afterwards);
   never a pending or compensating one;
-- idempotency records past their expiry.
+- idempotency records past their expiry;
+- finished supply (received, cancelled) whose end is older than ``supply_retention_days``.
 
 Nothing that rebuild or reconcile reads is touched: they read positions, active reservations,
 unfinished sourcing holds, live idempotency records and stream offsets, never the ledger. Rows a
@@ -40,6 +41,7 @@ class Retention(msgspec.Struct, frozen=True, kw_only=True):
     ledger_seconds: int
     reservations_seconds: int
     batch: int = 1000
+    supply_seconds: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
@@ -56,7 +58,16 @@ class Retention(msgspec.Struct, frozen=True, kw_only=True):
                 else 0
             ),
             batch=settings.prune_batch,
+            supply_seconds=_supply_seconds(settings, floor),
         )
+
+
+def _supply_seconds(settings: Settings, floor: int) -> int:
+    """Finished supply's retention in Postgres, never shorter than Redis keeps it."""
+    days = settings.supply_retention_days * DAY
+    if not days:
+        return 0
+    return max(days, floor, settings.finished_supply_retention_seconds + _MARGIN)
 
 
 def _count(status: str) -> int:
@@ -95,6 +106,10 @@ async def prune_once(
             Q["prune_sourcing_holds"],
             (retention.reservations_seconds, retention.batch, MAX_LIFETIME_SECONDS),
             retention.batch,
+        )
+    if retention.supply_seconds:
+        done["supply"] = await _prune(
+            db, Q["prune_supply"], (retention.supply_seconds, retention.batch), retention.batch
         )
     done["idempotency"] = await _prune(
         db, Q["prune_idempotency"], (retention.batch,), retention.batch

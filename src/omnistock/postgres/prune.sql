@@ -47,3 +47,14 @@ WHERE id = ANY (ARRAY(
     ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ))
 AND status IN ('held', 'failed', 'released');
+-- name: prune_supply
+-- Finished supply (received, cancelled) whose last event is older than $1 seconds; never an
+-- open one (the condition is checked again on the row deleted).
+DELETE FROM supply
+WHERE id = ANY (ARRAY(
+    SELECT id FROM supply
+    WHERE status IN ('received', 'cancelled')
+      AND event_ms < (extract(epoch FROM now()) * 1000)::bigint - $1::bigint * 1000
+    ORDER BY event_ms LIMIT $2 FOR UPDATE SKIP LOCKED
+))
+AND status IN ('received', 'cancelled');

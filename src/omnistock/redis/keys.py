@@ -93,6 +93,27 @@ def sourcing_void(partition: int, reservation_id: str) -> str:
     return f"{PREFIX}:{{p{partition}}}:void:{reservation_id}"
 
 
+def supply(partition: int, supply_id: str) -> str:
+    """Hash ``doc`` (the supply document JSON, domain/supply.py), ``st`` (its status), in the
+    partition of the supply's location (which its id names)."""
+    return f"{PREFIX}:{{p{partition}}}:sup:{supply_id}"
+
+
+def supply_open(partition: int) -> str:
+    """Set of the partition's open supply ids (open or partially received)."""
+    return f"{PREFIX}:{{p{partition}}}:supq"
+
+
+def incoming_schedule(partition: int, location: str, sku: str) -> str:
+    """Sorted set of a position's incoming units by ETA (ms): members ``<kind>:<id>:<units>``
+    (``y`` supply; transfers add theirs), so units due by a date are one ZRANGEBYSCORE."""
+    return f"{PREFIX}:{{p{partition}}}:inc:{location}/{sku}"
+
+
+INCOMING_SCHEDULE_PATTERN = f"{PREFIX}:{{p*}}:inc:*"
+SUPPLY_PATTERN = f"{PREFIX}:{{p*}}:sup:*"
+
+
 # Worker processes' loop health (redis/workers.py): one small hash per worker, with a TTL, and an
 # index of worker ids by last report time. One hash tag, so a report is one transaction on Redis
 # Cluster as well.

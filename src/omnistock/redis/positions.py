@@ -16,7 +16,7 @@ from omnistock.redis import keys
 from omnistock.redis.runner import ScriptRunner
 from omnistock.redis.scripts import Reply
 
-_POSITION_FIELDS = ("oh", "r", "ss", "v", "ts")
+POSITION_FIELDS = ("oh", "r", "ss", "v", "ts", "u", "in")
 
 
 class PositionRow(msgspec.Struct, array_like=True):
@@ -31,6 +31,8 @@ class PositionRow(msgspec.Struct, array_like=True):
     status: stock.Status
     version: int
     ts: int
+    unsellable: int = 0
+    incoming: int = 0
 
     def public(self) -> stock.Position:
         return stock.Position(
@@ -43,6 +45,8 @@ class PositionRow(msgspec.Struct, array_like=True):
             status=self.status,
             version=self.version,
             updated_at=rfc3339(self.ts) if self.version else None,
+            unsellable=self.unsellable,
+            incoming=self.incoming,
         )
 
 
@@ -71,8 +75,8 @@ def _int(raw: bytes | None) -> int:
 
 
 def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) -> stock.Position:
-    """A position from an HMGET of ``_POSITION_FIELDS`` (all None when it does not exist)."""
-    on_hand, reserved, own_ss, version, ts = fields
+    """A position from an HMGET of ``POSITION_FIELDS`` (all None when it does not exist)."""
+    on_hand, reserved, own_ss, version, ts, unsellable, incoming = fields
     return stock.position(
         location=location.id,
         sku=sku,
@@ -82,6 +86,8 @@ def position_from_fields(location: Location, sku: str, fields: Sequence[Any]) ->
         limited_threshold=location.limited_threshold,
         version=_int(version),
         updated_at=rfc3339(int(ts)) if version is not None and ts is not None else None,
+        unsellable=_int(unsellable),
+        incoming=_int(incoming),
     )
 
 
@@ -109,7 +115,7 @@ class PositionReads(ScriptRunner):
     async def get_position(self, location: Location, sku: str) -> stock.Position:
         key = keys.position(self.partition(location.id), location.id, sku)
         return position_from_fields(
-            location, sku, await self.hot.execute_command("HMGET", key, *_POSITION_FIELDS)
+            location, sku, await self.hot.execute_command("HMGET", key, *POSITION_FIELDS)
         )
 
     async def get_positions(self, cells: Sequence[tuple[Location, str]]) -> list[stock.Position]:
@@ -118,7 +124,7 @@ class PositionReads(ScriptRunner):
             return [await self.get_position(*cells[0])]
         rows = await self.hot.execute_many(
             [
-                ("HMGET", keys.position(self.partition(loc.id), loc.id, sku), *_POSITION_FIELDS)
+                ("HMGET", keys.position(self.partition(loc.id), loc.id, sku), *POSITION_FIELDS)
                 for loc, sku in cells
             ]
         )

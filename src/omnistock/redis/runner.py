@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Self
 
-from omnistock.domain.commands import Adjustment, Count, Idempotency
+from omnistock.domain.commands import Adjustment, Count, Idempotency, Move
 from omnistock.domain.ids import partition_of
 from omnistock.redis import idempotency
 from omnistock.redis.multiplex import Multiplexer
@@ -41,6 +41,7 @@ class ScriptRunner:
         partitions: int,
         idempotency_ttl_seconds: int,
         retention_seconds: int,
+        supply_retention_seconds: int = 3600,
     ) -> None:
         self.client = client
         self.hot = hot
@@ -48,6 +49,7 @@ class ScriptRunner:
         self.partitions = partitions
         self._idem_ttl_ms = idempotency_ttl_seconds * 1000
         self._retention_ms = retention_seconds * 1000
+        self._supply_retention_ms = supply_retention_seconds * 1000  # finished supply in Redis
         # Called with (partition, first id, last id) of the events each script appended; with
         # OMNISTOCK_ACK=postgres it writes them to Postgres before the caller answers.
         self.on_written: Callable[[int, bytes, bytes], Awaitable[None]] | None = None
@@ -66,12 +68,13 @@ class ScriptRunner:
             partitions=settings.partitions,
             idempotency_ttl_seconds=settings.idempotency_ttl_seconds,
             retention_seconds=settings.finished_reservation_retention_seconds,
+            supply_retention_seconds=settings.finished_supply_retention_seconds,
         )
 
     def partition(self, location_id: str) -> int:
         return partition_of(location_id, self.partitions)
 
-    def _by_partition(self, items: Sequence[Adjustment | Count]) -> dict[int, list[int]]:
+    def _by_partition(self, items: Sequence[Adjustment | Count | Move]) -> dict[int, list[int]]:
         """The indexes of ``items`` by the partition of their location (each location hashed
         once: an import batch names few locations many times)."""
         groups: dict[int, list[int]] = defaultdict(list)

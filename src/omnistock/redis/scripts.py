@@ -19,6 +19,8 @@ from omnistock.domain.errors import (
     NotFound,
     PreconditionFailed,
     RateLimited,
+    Shortage,
+    SupplyFinished,
     Unavailable,
     ValidationFailed,
 )
@@ -31,6 +33,7 @@ NOT_READY, QUANTITY = 10, 11
 TOO_LONG = 20  # reservation limits
 LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
 VOID, HOLD_STATE, NO_HOLD = 40, 41, 42  # sourcing holds (redis/sourcing_holds.py)
+NOT_ENOUGH, NO_SUPPLY, SUPPLY_DONE, NOT_IN_SUPPLY = 50, 51, 52, 53  # stock states, supply
 
 SCRIPT_NAMES = (
     "adjust",
@@ -52,6 +55,11 @@ SCRIPT_NAMES = (
     "sourcing_fail",
     "sourcing_claim",
     "sourcing_release",
+    "moves",
+    "supply_create",
+    "supply_receive",
+    "supply_reschedule",
+    "supply_cancel",
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
 EXTRA_FUNCTIONS = ("ratelimit",)
@@ -142,6 +150,11 @@ class Scripts(msgspec.Struct, frozen=True):
     sourcing_fail: Script
     sourcing_claim: Script
     sourcing_release: Script
+    moves: Script
+    supply_create: Script
+    supply_receive: Script
+    supply_reschedule: Script
+    supply_cancel: Script
 
     @classmethod
     def load(cls) -> Scripts:
@@ -200,6 +213,26 @@ def _quantity(payload: bytes, subject: str) -> DomainError:
     )
 
 
+def _not_enough(payload: bytes, subject: str) -> DomainError:
+    """More units than a state holds: 409 naming the item (``subject`` is the list it came
+    from) and the shortage, as a reservation's names its lines."""
+    index, location, sku, state, requested, there = _decode_list(payload)
+    return Shortage(
+        f"{subject}[{index}]: cannot take {requested} of sku {sku!r} at {location!r} out of "
+        f"{state}: there are {there}",
+        shortages=[
+            {"sku": sku, "location": location, "state": state, "requested": requested,
+             "available": there}
+        ],
+        field=f"{subject}[{index}]",
+    )  # fmt: skip
+
+
+def _not_in_supply(payload: bytes, subject: str) -> DomainError:
+    index, sku = _decode_list(payload)
+    return ValidationFailed(f"lines[{index}].sku", f"sku {sku!r} is not a line of supply {subject}")
+
+
 # Return code -> the domain error it means; ``subject`` names what the call was about.
 ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
@@ -225,6 +258,12 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
         f"sourcing reservation {s} is {_text(p)}", sourcing_status=_text(p)
     ),
     NO_HOLD: lambda p, s: NotFound(f"sourcing reservation {s!r} not found"),
+    NOT_ENOUGH: _not_enough,
+    NO_SUPPLY: lambda p, s: NotFound(f"supply {s!r} not found"),
+    SUPPLY_DONE: lambda p, s: SupplyFinished(
+        f"supply {s} is {_text(p)}: nothing is outstanding", supply_status=_text(p)
+    ),
+    NOT_IN_SUPPLY: _not_in_supply,
 }
 
 

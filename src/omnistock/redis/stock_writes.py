@@ -9,15 +9,23 @@ from typing import Any
 import msgspec
 
 from omnistock.domain import stock
-from omnistock.domain.commands import Adjustment, Count, Idempotency
+from omnistock.domain.commands import Adjustment, Count, Idempotency, Move
 from omnistock.redis import keys
 from omnistock.redis.positions import _in_order, _int
 from omnistock.redis.runner import ScriptRunner, _each_partition
-from omnistock.redis.scripts import QUANTITY, Reply, check
+from omnistock.redis.scripts import NOT_ENOUGH, QUANTITY, Reply, check
 
 _pack = msgspec.msgpack.Encoder().encode
 _encode = msgspec.json.Encoder().encode
 _decode_list = msgspec.json.Decoder(list[Any]).decode
+
+
+def _renumbered(reply: Reply, indexes: list[int]) -> Reply:
+    """A refusal naming its item by its place in the script call, named by its place in ours."""
+    if reply.code in (QUANTITY, NOT_ENOUGH):
+        index, *rest = _decode_list(reply.payload)
+        return reply._replace(payload=_encode([indexes[index], *rest]))
+    return reply
 
 
 class StockWrites(ScriptRunner):
@@ -44,15 +52,72 @@ class StockWrites(ScriptRunner):
                     keys.location_meta(p, item.location),
                 ]
                 script_args += [item.location, item.sku, item.delta, item.reason, item.ref or ""]
+            states = "".join("u" if items[i].state == "unsellable" else "s" for i in indexes)
+            if "u" in states:
+                script_args.append(states)
             reply = await self._run(
-                self.scripts.adjust, p, script_keys, script_args, "", tolerate=(QUANTITY,)
+                self.scripts.adjust,
+                p,
+                script_keys,
+                script_args,
+                "",
+                tolerate=(QUANTITY, NOT_ENOUGH),
             )
-            if reply.code == QUANTITY:  # the script names its item in the call: name ours
-                index, field, value = _decode_list(reply.payload)
-                reply = reply._replace(payload=_encode([indexes[index], field, value]))
-            return check(reply, "adjustments")
+            return check(_renumbered(reply, indexes), "adjustments")
 
         return _in_order(groups, await _each_partition(groups, run), len(items))
+
+    async def move(
+        self, items: Sequence[Move], actor: str, idem: Idempotency | None
+    ) -> tuple[list[stock.Position], bool]:
+        """Move units between sellable and unsellable (moves.lua); one script call per partition,
+        each all or nothing. Returns positions in input order."""
+        await self._claim(idem)
+        groups = self._by_partition(items)
+        if len(groups) > 1:
+            await self._check_moves(items)
+
+        async def run(p: int, indexes: list[int]) -> Reply:
+            script_keys = [keys.stream(p), self._idem_key(p, idem)]
+            script_args: list[Any] = [actor, *self._idem_args(idem)]
+            for index in indexes:
+                item = items[index]
+                script_keys += [
+                    keys.position(p, item.location, item.sku),
+                    keys.sku_index(p, item.location),
+                    keys.location_meta(p, item.location),
+                ]
+                script_args += [
+                    item.location, item.sku, item.qty, item.to, item.reason, item.ref or ""
+                ]  # fmt: skip
+            reply = await self._run(
+                self.scripts.moves, p, script_keys, script_args, "", tolerate=(NOT_ENOUGH,)
+            )
+            return check(_renumbered(reply, indexes), "moves")
+
+        return _in_order(groups, await _each_partition(groups, run), len(items))
+
+    async def _check_moves(self, items: Sequence[Move]) -> None:
+        """Partitions' scripts run apart: check every move against what its state holds first
+        (one round trip), so a call spanning partitions is refused before any applies. Each
+        script checks again, atomically, before it writes."""
+        cells = list(dict.fromkeys((item.location, item.sku) for item in items))
+        found = await self.hot.execute_many(
+            [
+                ("HMGET", keys.position(self.partition(loc), loc, sku), "oh", "u")
+                for loc, sku in cells
+            ]
+        )
+        running = {cell: [_int(oh), _int(u)] for cell, (oh, u) in zip(cells, found, strict=True)}
+        for index, item in enumerate(items):
+            oh_u = running[(item.location, item.sku)]
+            to_unsellable = item.to == "unsellable"
+            state, there = ("sellable", max(0, oh_u[0] - oh_u[1])) if to_unsellable else (
+                "unsellable", oh_u[1])  # fmt: skip
+            if item.qty > there:
+                payload = _encode([index, item.location, item.sku, state, item.qty, there])
+                check(Reply(NOT_ENOUGH, payload, False, b"", b""), "moves")
+            oh_u[1] += item.qty if to_unsellable else -item.qty
 
     async def _check_caps(self, items: Sequence[Adjustment]) -> None:
         """Partitions' scripts run apart, so one refusing a result past the quantity cap would

@@ -23,6 +23,7 @@ class Change:
         "_body",
         "_cursor",
         "available",
+        "incoming",
         "location",
         "on_hand",
         "position",
@@ -33,6 +34,7 @@ class Change:
         "sku",
         "status",
         "ts",
+        "unsellable",
         "vector",
         "version",
     )
@@ -49,6 +51,8 @@ class Change:
         self.version = event.version
         self.reason = event.reason
         self.ts = event.ts
+        self.unsellable = event.unsellable
+        self.incoming = event.incoming
         self.vector = vector
         self._body: str | None = None
         self._cursor: str | None = None
@@ -75,6 +79,8 @@ class Change:
                         "reserved": self.reserved,
                         "safety_stock": self.safety_stock,
                         "available": self.available,
+                        "unsellable": self.unsellable,
+                        "incoming": self.incoming,
                         "status": self.status,
                         "version": self.version,
                         "reason": self.reason,

@@ -32,14 +32,17 @@ from omnistock.domain.events import (
     OPERATION,
     POSITION,
     RESERVATION,
+    SUPPLY,
     decode_idempotency,
     decode_position,
 )
 from omnistock.domain.ids import sourcing_partition
 from omnistock.domain.reservations import decode_reservation
 from omnistock.domain.sourcing_holds import decode_hold
+from omnistock.domain.supply import decode_supply
 from omnistock.metrics import Metrics
 from omnistock.postgres import ledger
+from omnistock.postgres import supply as supply_table
 from omnistock.redis import keys
 from omnistock.redis.streams import GROUP, parse_id
 from omnistock.tasks import reraise_if_cancelled
@@ -75,6 +78,7 @@ class Batch:
         reservations: dict[str, tuple[Any, ...]] = {}
         holds: dict[str, tuple[Any, ...]] = {}
         idem: dict[str, tuple[str, bytes, int]] = {}
+        supplies: dict[str, tuple[Any, ...]] = {}
         offsets: dict[int, tuple[int, int]] = {}
         for p, raw_id, fields in entries:
             ms, seq = parse_id(raw_id)
@@ -83,13 +87,15 @@ class Batch:
                 e = decode_position(raw)
                 row = (f"{p}:{raw_id.decode()}", p, e.ts, e.location, e.sku, e.kind, e.reason,
                        e.ref, e.actor, e.idempotency_key, e.delta_on_hand, e.delta_reserved,
-                       e.on_hand, e.reserved, e.safety_stock, e.version, e.reservation_id)  # fmt: skip
+                       e.on_hand, e.reserved, e.safety_stock, e.version, e.reservation_id,
+                       e.delta_unsellable, e.unsellable, e.delta_incoming, e.incoming)  # fmt: skip
                 self.ledger.append(row)
                 current = positions.get((e.location, e.sku))
                 if current is None or current[5] < e.version:
                     own = e.own_safety_stock if e.own_safety_stock >= 0 else None
                     positions[(e.location, e.sku)] = (e.location, e.sku, e.on_hand, e.reserved,
-                                                      own, e.version, e.ts)  # fmt: skip
+                                                      own, e.version, e.ts, e.unsellable,
+                                                      e.incoming)  # fmt: skip
             elif (raw := fields.get(RESERVATION)) is not None:
                 doc = raw.decode()
                 r = decode_reservation(doc)
@@ -112,6 +118,10 @@ class Batch:
                 seen = holds.get(h.id)
                 if seen is None or (seen[5], seen[6]) < (ms, seq):
                     holds[h.id] = (h.id, h.status, h.created_at, h.updated_at, doc, ms, seq)
+            elif (raw := fields.get(SUPPLY)) is not None:
+                text = raw.decode()
+                y = decode_supply(text)
+                supplies[y.id] = (y.id, y.location, y.status, y.eta, y.created_at, text, ms, seq)
             elif (raw := fields.get(IDEMPOTENCY)) is not None:
                 i = decode_idempotency(raw)
                 # The record as Redis keeps it (see _lib.lua): hash, code, first, last, payload.
@@ -123,6 +133,7 @@ class Batch:
         self.reservations = _columns(list(reservations.values()), 8)
         self.idempotency = _columns(list(idem.values()), 3)
         self.sourcing_holds = _columns(list(holds.values()), 7)
+        self.supply = _columns(list(supplies.values()), 8)
         self.offsets = _columns([(p, ms, seq) for p, (ms, seq) in offsets.items()], 3)
         self.size = len(entries)
 
@@ -137,6 +148,7 @@ class Batch:
             self.offsets,
             sourcing_holds=self.sourcing_holds,
         )
+        await supply_table.upsert(conn, self.supply)
 
 
 def _names_partition(hold_id: str, partition: int) -> bool:

@@ -23,6 +23,7 @@ from omnistock.redis.positions import location_meta_fields
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
 from omnistock.sync.persister import Persister
+from omnistock.sync.supply_state import restore_supply
 
 log = logging.getLogger("omnistock.rebuild")
 _LOCK = 0x72656275  # pg advisory lock: one rebuild at a time across instances
@@ -33,6 +34,7 @@ class Restored(msgspec.Struct):
     reservations: int = 0
     idempotency: int = 0
     sourcing_holds: int = 0
+    supply: int = 0
     seconds: float = 0.0
 
 
@@ -120,6 +122,7 @@ async def rebuild(
     out.reservations = await _restore_reservations(redis, db, partitions)
     out.idempotency = await _restore_idempotency(redis, db)
     out.sourcing_holds = await _restore_sourcing_holds(redis, db, partitions)
+    out.supply = await restore_supply(redis, db, partitions, fresh=fresh)
     locations = await catalog.all_locations(db)
     await _restore_location_meta(redis, partitions, locations)
     offsets = await ledger.offsets(db)
@@ -170,7 +173,8 @@ async def write_positions(
     *,
     fresh: bool,
 ) -> int:
-    """Write positions as Postgres rows have them (``all_positions`` columns, chunk by chunk):
+    """Write positions as Postgres rows have them (``all_positions`` columns, chunk by chunk;
+    unsellable and incoming last, 0 when a row stops before them):
     the record's values, no version bump, no event. ``fresh`` when they cannot exist in Redis
     yet (nothing to clear)."""
     where: dict[str, tuple[str, str]] = {}  # location -> (position key prefix, sku index key)
@@ -178,31 +182,24 @@ async def write_positions(
     count = 0
     async with BulkWriter(redis) as bulk:
         async for rows in _aiter(chunks):
-            for loc, sku, on_hand, reserved, own_ss, version, ts in rows:
+            for loc, sku, on_hand, reserved, own_ss, version, ts, *states in rows:
+                unsellable, incoming = states or (0, 0)  # rows without stock states: none
                 found = where.get(loc)
                 if found is None:
                     p = partition_of(loc, partitions)
                     found = where[loc] = (keys.position(p, loc, ""), keys.sku_index(p, loc))
                 key = found[0] + sku
+                fields: list[Any] = ["oh", on_hand, "r", reserved, "v", version, "ts", ts]
                 if own_ss is not None:
-                    bulk.add(
-                        "HSET",
-                        key,
-                        "oh",
-                        on_hand,
-                        "r",
-                        reserved,
-                        "v",
-                        version,
-                        "ts",
-                        ts,
-                        "ss",
-                        own_ss,
-                    )
-                else:
-                    if not fresh:
-                        bulk.add("HDEL", key, "ss")
-                    bulk.add("HSET", key, "oh", on_hand, "r", reserved, "v", version, "ts", ts)
+                    fields += ("ss", own_ss)
+                elif not fresh:
+                    bulk.add("HDEL", key, "ss")
+                # u and in as save_pos writes them: only once a position has used them.
+                if unsellable or incoming:
+                    fields += ("u", unsellable, "in", incoming)
+                elif not fresh:
+                    bulk.add("HDEL", key, "u", "in")
+                bulk.add("HSET", key, *fields)
                 index = members[found[1]]
                 index.append(sku)
                 if len(index) >= 1000:

@@ -1,4 +1,5 @@
-"""Reconcile: compare every position and active reservation in Redis with Postgres.
+"""Reconcile: compare every position, active reservation, open supply and incoming schedule in
+Redis with Postgres.
 
 Events still in flight are allowed for: the streams are drained into Postgres first, and what still
 differs is read again after another drain before it counts as drift. ``fix`` repairs Redis from
@@ -20,16 +21,19 @@ from omnistock.postgres import ledger
 from omnistock.redis import keys
 from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import write_positions
+from omnistock.sync.supply_state import restore_supply, supply_drift
 
-_FIELDS = ("oh", "r", "ss", "v")
+_FIELDS = ("oh", "r", "ss", "v", "u", "in")
 _CHUNK = 5000
 
 PositionKey = tuple[str, str]
-Values = tuple[int, int, int | None, int]  # on_hand, reserved, own safety stock, version
+# on_hand, reserved, own safety stock, version, unsellable, incoming
+Values = tuple[int, int, int | None, int, int, int]
+_NAMES = ("on_hand", "reserved", "safety_stock", "version", "unsellable", "incoming")
 
 
 class Drift(msgspec.Struct, frozen=True):
-    """One difference: ``what`` is ``position`` or ``reservation``."""
+    """One difference: ``what`` is ``position``, ``reservation``, ``supply`` or ``schedule``."""
 
     what: str
     location: str
@@ -40,10 +44,21 @@ class Drift(msgspec.Struct, frozen=True):
 
 
 def _values(fields: Sequence[bytes | None]) -> Values | None:
-    oh, r, ss, v = fields
+    oh, r, ss, v, u, inc = fields
     if v is None:
         return None
-    return (int(oh or 0), int(r or 0), int(ss) if ss is not None else None, int(v))
+    return (
+        int(oh or 0),
+        int(r or 0),
+        int(ss) if ss is not None else None,
+        int(v),
+        int(u or 0),
+        int(inc or 0),
+    )
+
+
+def _pg_values(row: Any) -> Values:
+    return tuple(row[name] for name in _NAMES)
 
 
 def _position_drift(key: PositionKey, redis: Values | None, pg: Values | None) -> list[Drift]:
@@ -52,10 +67,9 @@ def _position_drift(key: PositionKey, redis: Values | None, pg: Values | None) -
     loc, sku = key
     if redis is None or pg is None:
         return [Drift("position", loc, sku, "exists", str(redis is not None), str(pg is not None))]
-    names = ("on_hand", "reserved", "safety_stock", "version")
     return [
         Drift("position", loc, sku, name, str(a), str(b))
-        for name, a, b in zip(names, redis, pg, strict=True)
+        for name, a, b in zip(_NAMES, redis, pg, strict=True)
         if a != b
     ]
 
@@ -76,9 +90,13 @@ class Reconciler:
             suspects = await self._recheck(suspects)
         drift = [d for key, (r, p) in suspects.items() for d in _position_drift(key, r, p)]
         drift += await self._reservations()
+        supply = await supply_drift(self.redis, self.db, self.partitions)
+        drift += [Drift(*msgspec.structs.astuple(d)) for d in supply]
         if fix and drift:
             await self._fix_positions(list(suspects))
             await self._fix_reservations()
+            if supply:
+                await restore_supply(self.redis, self.db, self.partitions, fresh=False)
         return drift
 
     async def _redis_values(self, cells: Sequence[PositionKey]) -> list[Values | None]:
@@ -100,7 +118,7 @@ class Reconciler:
                 cells, rows, await self._redis_values(cells), strict=True
             ):
                 seen[loc].add(sku)
-                pg = (row["on_hand"], row["reserved"], row["safety_stock"], row["version"])
+                pg = _pg_values(row)
                 if found != pg:
                     suspects[(loc, sku)] = (found, pg)
             after = cells[-1]
@@ -120,12 +138,7 @@ class Reconciler:
         cells = list(suspects)
         locs, skus = [c[0] for c in cells], [c[1] for c in cells]
         pg_rows = {
-            (r["location"], r["sku"]): (
-                r["on_hand"],
-                r["reserved"],
-                r["safety_stock"],
-                r["version"],
-            )
+            (r["location"], r["sku"]): _pg_values(r)
             for r in await ledger.positions_of(self.db, locs, skus)
         }
         out = {}

@@ -39,3 +39,16 @@ class Availability:
             for_channel(pos, channel_fence(loc, channel), loc.limited_threshold)
             for (loc, _), pos in zip(cells, found, strict=True)
         ]
+
+    async def positions_due(
+        self, cells: Sequence[tuple[Location, str]], channel: str | None, by_ms: int
+    ) -> tuple[list[Position], list[int]]:
+        """:meth:`positions`, and the units due at each cell with an ETA at or before ``by_ms``
+        (the incoming schedules' range reads ride in the same round trip)."""
+        found, due = await self._store.positions_due(cells, by_ms)
+        if channel is not None:
+            found = [
+                for_channel(pos, channel_fence(loc, channel), loc.limited_threshold)
+                for (loc, _), pos in zip(cells, found, strict=True)
+            ]
+        return found, due

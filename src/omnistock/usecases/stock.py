@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from omnistock.domain.commands import Adjustment, Count, Idempotency
+from omnistock.domain.commands import Adjustment, Count, Idempotency, Move
 from omnistock.domain.stock import Position
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
@@ -40,3 +40,12 @@ class Stock:
         for item in items:
             await self._locations.require(item.location)
         return await self._store.adjust(items, actor, idem())
+
+    async def move(
+        self, items: Sequence[Move], actor: str, idem: IdemOf
+    ) -> tuple[list[Position], bool]:
+        """Move units between sellable and unsellable (each partition's items all or none; more
+        than the source state holds: Shortage); the positions and whether replayed."""
+        for item in items:
+            await self._locations.require(item.location)
+        return await self._store.move(items, actor, idem())

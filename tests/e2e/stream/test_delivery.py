@@ -30,6 +30,7 @@ async def test_change_reaches_matching_subscriber_only(
         assert msg == {
             "type": "change", "sub": "at-loc", "sku": "x", "location": uid, "on_hand": 7,
             "reserved": 0, "safety_stock": 0, "available": 7, "status": "in_stock",
+            "unsellable": 0, "incoming": 0,
             "version": pos["version"], "reason": "count", "cursor": msg["cursor"], "ts": msg["ts"],
         }  # fmt: skip
         assert RFC3339.match(msg["ts"]) and msg["ts"] == pos["updated_at"]

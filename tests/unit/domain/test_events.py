@@ -122,3 +122,15 @@ def test_idempotency_event_round_trip(event: IdempotencyEvent) -> None:
         event.payload,
     ]
     assert decode_idempotency(msgspec.msgpack.encode(as_array)) == event
+
+
+def test_position_event_with_stock_states_and_without() -> None:
+    """Entries written before stock states end at ts and decode with none; newer ones carry
+    delta_unsellable, unsellable, delta_incoming, incoming last."""
+    old = decode_position(msgspec.msgpack.encode(SCRIPT_ORDER))
+    assert (old.delta_unsellable, old.unsellable, old.delta_incoming, old.incoming) == (0, 0, 0, 0)
+    new = decode_position(msgspec.msgpack.encode([*SCRIPT_ORDER, -2, 3, 5, 9]))
+    assert (new.delta_unsellable, new.unsellable, new.delta_incoming, new.incoming) == (-2, 3, 5, 9)
+    assert new.ts == old.ts
+    with pytest.raises(msgspec.ValidationError):
+        decode_position(msgspec.msgpack.encode([*SCRIPT_ORDER, "2", 3, 5, 9]))

@@ -5,7 +5,15 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from omnistock.domain.stock import MAX_QUANTITY, Position, Status, available, position, status_of
+from omnistock.domain.stock import (
+    MAX_QUANTITY,
+    Position,
+    Status,
+    available,
+    for_channel,
+    position,
+    status_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -101,8 +109,19 @@ def test_position_on_the_wire_has_api_fields_in_order() -> None:
     )
     assert msgspec.json.encode(pos) == (
         b'{"sku":"sku-1","location":"loc-1","on_hand":5,"reserved":1,"safety_stock":1,'
-        b'"available":3,"status":"in_stock","version":0,"updated_at":null}'
+        b'"available":3,"status":"in_stock","version":0,"updated_at":null,'
+        b'"unsellable":0,"incoming":0}'
     )
+
+
+def test_unsellable_is_never_available() -> None:
+    pos = position(
+        location="l", sku="s", on_hand=10, reserved=2, safety_stock=1, limited_threshold=2,
+        version=1, updated_at=None, unsellable=4, incoming=9,
+    )  # fmt: skip
+    assert (pos.available, pos.status, pos.unsellable, pos.incoming) == (3, "in_stock", 4, 9)
+    assert available(3, 0, 0, 5) == 0  # never below zero
+    assert for_channel(pos, 2, 2).available == 1
 
 
 def test_max_quantity_is_ten_to_the_twelfth_and_exact_as_a_double() -> None:

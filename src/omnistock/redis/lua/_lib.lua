@@ -1,7 +1,8 @@
 -- _lib.lua: the helpers every operation shares, defined once at the top of the function library
 -- scripts.py builds (each operation file becomes one function of it; never loaded on its own).
 -- Conventions: times are ms from the Redis clock; a position hash holds oh (on hand), r (reserved),
--- ss (own safety stock, absent = the location's), v (version), ts (last change); a location meta
+-- ss (own safety stock, absent = the location's), u (unsellable: on hand but not for sale), in
+-- (incoming: the total of its incoming schedule), v (version), ts (last change); a location meta
 -- hash holds ss (safety stock), lt (limited threshold) and c:<channel> (the units of every sku
 -- that channel may not take: its fence). Every changed position appends one
 -- event (field p) to the partition stream; every reservation change appends one (field r); every
@@ -20,6 +21,9 @@ local C_LIMITED = 30 -- ratelimit.lua: the request is over its API key's rate li
 -- Sourcing holds: a part's id was voided (undone before its hold arrived); the hold record is not
 -- in the state the call expects (payload: its status); no such hold record.
 local C_VOID, C_HOLD_STATE, C_NO_HOLD = 40, 41, 42
+-- Stock states and supply (issue 13): more than a state holds; no such supply; a finished
+-- supply (payload: its status).
+local C_NOT_ENOUGH, C_NO_SUPPLY, C_SUPPLY_DONE, C_NOT_IN_SUPPLY = 50, 51, 52, 53
 -- No quantity may pass this (API.md: 10^12 in any field; doubles and cjson stay exact far
 -- beyond it). A change whose result would is refused before anything is written, with
 -- C_QUANTITY and the payload json [item index in the call (0-based), field, refused result].
@@ -35,10 +39,11 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- What can be promised; `fence` (a channel's, 0 or nil for none) is taken off on top of ss.
--- domain/stock.py's available and for_channel compute the same number.
-local function avail_of(oh, r, ss, fence)
-  local a = oh - r - ss - (fence or 0)
+-- What can be promised; `fence` (a channel's, 0 or nil for none) is taken off on top of ss, and
+-- unsellable units never are promisable. domain/stock.py's available and for_channel compute the
+-- same number. The one place this is computed.
+local function avail_of(oh, r, ss, u, fence)
+  local a = oh - r - ss - (u or 0) - (fence or 0)
   if a < 0 then return 0 end
   return a
 end
@@ -73,16 +78,18 @@ local function load_loc_cached(cache, key)
 end
 
 local function load_pos(key, loc)
-  local f = redis.call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts')
+  local f = redis.call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts', 'u', 'in')
   local own = tonumber(f[3])
   return { oh = tonumber(f[1]) or 0, r = tonumber(f[2]) or 0, own = own,
-           ss = own or loc.ss, v = tonumber(f[4]) or 0, ts = tonumber(f[5]) or 0 }
+           ss = own or loc.ss, v = tonumber(f[4]) or 0, ts = tonumber(f[5]) or 0,
+           u = tonumber(f[6]) or 0, inc = tonumber(f[7]) or 0 }
 end
 
--- The client view of a position, as returned to Python: [loc, sku, oh, r, ss, a, status, v, ts].
+-- The client view of a position, as returned to Python:
+-- [loc, sku, oh, r, ss, a, status, v, ts, u, in] (redis/positions.py's PositionRow).
 local function view(loc_id, sku, p, loc, ts)
-  local a = avail_of(p.oh, p.r, p.ss)
-  return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts }
+  local a = avail_of(p.oh, p.r, p.ss, p.u)
+  return { loc_id, sku, p.oh, p.r, p.ss, a, status_of(a, loc.lt), p.v, ts, p.u or 0, p.inc or 0 }
 end
 
 -- New positions join their location's sku index; the members are added in one SADD per index
@@ -111,19 +118,27 @@ local function append(ctx, ...)
   ctx.last = id
 end
 
--- Writes position `new` {oh, r, ss (effective), own} (changed from `old`), bumps its version
--- and appends its event.
+-- Writes position `new` {oh, r, ss (effective), own, u?, inc?} (changed from `old`; u and inc
+-- default to old's), bumps its version and appends its event.
 -- ctx: stream, actor, now, idem; ev: kind, reason, ref, rid.
 local function save_pos(ctx, key, index_key, loc_id, sku, loc, old, new, ev)
   new.v = old.v + 1
+  new.u = new.u or old.u
+  new.inc = new.inc or old.inc
   redis.call('HSET', key, 'oh', new.oh, 'r', new.r, 'v', new.v, 'ts', ctx.now)
+  -- u and in are written only once they are used: most positions never have either.
+  if new.u ~= old.u or new.inc ~= old.inc then
+    redis.call('HSET', key, 'u', new.u, 'in', new.inc)
+  end
   if old.v == 0 then add_to_index(ctx, index_key, sku) end
-  local a = avail_of(new.oh, new.r, new.ss)
+  local a = avail_of(new.oh, new.r, new.ss, new.u)
   local st = status_of(a, loc.lt)
-  -- The field order is domain/events.py's PositionEvent.
+  -- The field order is domain/events.py's PositionEvent (the last four came later: older
+  -- entries end at ts).
   append(ctx, 'p', cmsgpack.pack({ loc_id, sku, ev.kind, ev.reason, ev.ref or '', ctx.actor,
     ctx.idem, ev.rid or '', new.oh - old.oh, new.r - old.r, new.oh, new.r, new.ss, new.own or -1,
-    new.v, a, st, status_of(avail_of(old.oh, old.r, old.ss), loc.lt), ctx.now }))
+    new.v, a, st, status_of(avail_of(old.oh, old.r, old.ss, old.u), loc.lt), ctx.now,
+    new.u - old.u, new.u, new.inc - old.inc, new.inc }))
   return view(loc_id, sku, new, loc, ctx.now)
 end
 
@@ -241,7 +256,7 @@ local function hold_new(ctx, k, h)
   for i = 1, n do
     local qty = h.qtys[i]
     local old = load_pos(k.pos[i], loc)
-    local a = avail_of(old.oh, old.r, old.ss, loc.fence)
+    local a = avail_of(old.oh, old.r, old.ss, old.u, loc.fence)
     local hold = qty
     if a < qty then
       short[#short + 1] = { h.skus[i], qty, a }
@@ -301,4 +316,81 @@ local function save_hold(ctx, key, pending, doc, kind, expire_ms)
   end
   append(ctx, 'o', json, 'k', kind)
   return json
+end
+-- Supply scripts share one KEYS layout:
+--   KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] supply hash, KEYS[4] open supply set,
+--   KEYS[5] location meta, KEYS[6] location sku index, then per line i (from 0):
+--   KEYS[7+2i] position, KEYS[8+2i] its incoming schedule
+-- and ARGV[1..4] as in begin(), ARGV[5] retention (ms) of a finished supply.
+-- A supply document (domain/supply.py) is JSON: id, location, eta, status, kind, created_at,
+-- updated_at, actor, lines [{sku, qty, received}], ref?. Each line's outstanding units are in its
+-- position's `in` and, as member y:<id>:<outstanding> scored by eta, in its incoming schedule.
+local KS_SUP, KS_OPEN, KS_LOC, KS_INDEX, KS_LINES = 3, 4, 5, 6, 7
+
+local function outstanding_of(line)
+  return math.max(0, line.qty - line.received)
+end
+
+-- Incoming by ETA, for every kind of incoming (supply 'y'; transfers add theirs): a position's
+-- schedule holds one member <kind>:<id>:<units outstanding> per open document line, scored by
+-- its eta, and the position's `in` is their total.
+local function incoming_member(kind, id, units)
+  return kind .. ':' .. id .. ':' .. units
+end
+
+local function supply_member(id, units)
+  return incoming_member('y', id, units)
+end
+
+-- A document line's outstanding units go from `before` to `after` (its schedule member and the
+-- position's `in` follow) and `received` units arrive on hand; appends the position's event
+-- (ev as save_pos's) unless nothing changes. pos = {key, schedule, index, loc_id, sku, loc}.
+local function change_incoming(ctx, pos, kind, id, eta, before, after, received, ev)
+  if before ~= after then
+    if before > 0 then redis.call('ZREM', pos.schedule, incoming_member(kind, id, before)) end
+    if after > 0 then redis.call('ZADD', pos.schedule, eta, incoming_member(kind, id, after)) end
+  end
+  if before == after and received == 0 then return end
+  local old = load_pos(pos.key, pos.loc)
+  local new = { oh = old.oh + received, r = old.r, ss = old.ss, own = old.own,
+                inc = math.max(0, old.inc - before + after) }
+  save_pos(ctx, pos.key, pos.index, pos.loc_id, pos.sku, pos.loc, old, new, ev)
+end
+
+-- The supply document, or a reply to give instead (not found, or keys not matching its lines).
+local function load_supply(keys)
+  local json = redis.call('HGET', keys[KS_SUP], 'doc')
+  if not json then return nil, { C_NO_SUPPLY, '', 0, '', '' } end
+  local doc = cjson.decode(json)
+  if #keys - KS_LINES + 1 ~= 2 * #doc.lines then return nil, { C_STALE, '', 0, '', '' } end
+  return doc, nil
+end
+
+-- Writes the supply document, keeps the open set, appends its event (field y, k = kind); a
+-- finished supply is kept `retention` ms more (0: dropped at once; Postgres keeps it).
+local function save_supply(ctx, keys, doc, kind, retention)
+  doc.updated_at = ctx.now
+  local json = cjson.encode(doc)
+  redis.call('HSET', keys[KS_SUP], 'doc', json, 'st', doc.status)
+  if doc.status == 'open' or doc.status == 'partially_received' then
+    redis.call('SADD', keys[KS_OPEN], doc.id)
+  else
+    redis.call('SREM', keys[KS_OPEN], doc.id)
+    if retention > 0 then
+      redis.call('PEXPIRE', keys[KS_SUP], retention)
+    else
+      redis.call('DEL', keys[KS_SUP])
+    end
+  end
+  append(ctx, 'y', json, 'k', kind)
+  return json
+end
+
+-- Line i (from 1) of a supply: its outstanding units go from `before` to `after`, and
+-- `received` units arrive on hand (change_incoming, event kind supply, ref the supply id).
+local function supply_line_change(ctx, keys, doc, loc, i, before, after, received, reason)
+  local pos = { key = keys[KS_LINES + 2 * (i - 1)], schedule = keys[KS_LINES + 2 * (i - 1) + 1],
+                index = keys[KS_INDEX], loc_id = doc.location, sku = doc.lines[i].sku, loc = loc }
+  change_incoming(ctx, pos, 'y', doc.id, doc.eta, before, after, received,
+    { kind = 'supply', reason = reason, ref = doc.id })
 end

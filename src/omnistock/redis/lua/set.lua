@@ -57,11 +57,11 @@ for i = 0, n - 1 do
   local j = items[a + 1] + 1
   local key, loc, loc_id, sku = KEYS[pos0 + i], locs[j], loc_ids[j], items[a + 2]
   local oh, ss_arg = items[a + 3], items[a + 4]
-  local f = views and call('HMGET', key, 'oh', 'r', 'ss', 'v', 'ts')
-    or call('HMGET', key, 'oh', 'r', 'ss', 'v')
+  local f = call('HMGET', key, 'oh', 'r', 'ss', 'v', 'u', 'in', 'ts')
   local old_oh, r, old_own, v = tonumber(f[1]) or 0, tonumber(f[2]) or 0, tonumber(f[3]),
     tonumber(f[4]) or 0
-  local own, ts = old_own, tonumber(f[5]) or 0
+  local u, inc = tonumber(f[5]) or 0, tonumber(f[6]) or 0
+  local own, ts = old_own, tonumber(f[7]) or 0
   if ss_arg == '-' then own = nil elseif ss_arg ~= '' then own = ss_arg end
   local ss = own or loc.ss
   if oh ~= old_oh or own ~= old_own then
@@ -75,11 +75,13 @@ for i = 0, n - 1 do
     else -- an existing one keeps its r
       call('HSET', key, 'oh', oh, 'v', v, 'ts', now)
     end
-    local avail = avail_of(oh, r, ss)
+    local avail = avail_of(oh, r, ss, u)
     append(ctx, 'p', pack({ loc_id, sku, kind, items[a + 6], items[a + 7], actor, idem, '',
       oh - old_oh, 0, oh, r, ss, own or -1, v, avail, status_of(avail, loc.lt),
-      status_of(avail_of(old_oh, r, old_own or loc.ss), loc.lt), now }))
+      status_of(avail_of(old_oh, r, old_own or loc.ss, u), loc.lt), now, 0, u, 0, inc }))
   end
-  if views then out[i + 1] = view(loc_id, sku, { oh = oh, r = r, ss = ss, v = v }, loc, ts) end
+  if views then
+    out[i + 1] = view(loc_id, sku, { oh = oh, r = r, ss = ss, v = v, u = u, inc = inc }, loc, ts)
+  end
 end
 return reply(ctx, C_OK, views and cjson.encode(out) or '')

@@ -1,0 +1,77 @@
+"""Availability by date (`?by=`): incoming_by counts open supply with an ETA at or before `by`,
+across reschedules, partial receipts and cancels; available_by = available + incoming_by."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import assert_problem, put_location, stock
+from tests.e2e.test_supply import created, receive
+
+DAY1, DAY2, DAY3 = "2026-12-01T09:00:00Z", "2026-12-02T09:00:00Z", "2026-12-03T09:00:00Z"
+
+
+async def by(
+    client: httpx.AsyncClient, sku: str, when: str, **params: Any
+) -> list[tuple[Any, ...]]:
+    resp = await client.get(f"/v1/availability/{sku}", params={"by": when, **params})
+    assert resp.status_code == 200, resp.text
+    return [
+        (r["location"], r["available"], r["incoming_by"], r["available_by"])
+        for r in resp.json()["locations"]
+    ]
+
+
+async def test_etas_before_at_and_after_by(admin: httpx.AsyncClient, uid: str) -> None:
+    await put_location(admin, uid, safety_stock=1)
+    await stock(admin, uid, s=5)
+    early = (await created(admin, uid, {"s": 3}, eta=DAY1))["id"]
+    at = (await created(admin, uid, {"s": 4}, eta=DAY2))["id"]
+    await created(admin, uid, {"s": 10}, eta=DAY3)
+    q = {"location": uid}
+    assert await by(admin, "s", "2026-11-30T00:00:00Z", **q) == [(uid, 4, 0, 4)]
+    assert await by(admin, "s", DAY1, **q) == [(uid, 4, 3, 7)]  # at: included
+    assert await by(admin, "s", "2026-12-02T08:59:59.999Z", **q) == [(uid, 4, 3, 7)]
+    assert await by(admin, "s", DAY2, **q) == [(uid, 4, 7, 11)]
+    assert await by(admin, "s", "2026-12-02T10:00:00+01:00", **q) == [(uid, 4, 7, 11)]
+    assert await by(admin, "s", "2027-01-01T00:00:00Z", **q) == [(uid, 4, 17, 21)]
+    # A partial receipt: 2 of the early 3 arrive; 1 stays due at DAY1.
+    assert (await receive(admin, early, {"s": 2})).status_code == 200
+    assert await by(admin, "s", DAY1, **q) == [(uid, 6, 1, 7)]
+    # Rescheduled later: no longer due by DAY2, due by DAY3.
+    resp = await admin.post(f"/v1/supply/{at}/reschedule", json={"eta": DAY3})
+    assert resp.status_code == 200
+    assert await by(admin, "s", DAY2, **q) == [(uid, 6, 1, 7)]
+    assert await by(admin, "s", DAY3, **q) == [(uid, 6, 15, 21)]
+    # Rescheduled earlier, then cancelled.
+    assert (await admin.post(f"/v1/supply/{at}/reschedule", json={"eta": DAY1})).status_code == 200
+    assert await by(admin, "s", DAY1, **q) == [(uid, 6, 5, 11)]
+    assert (await admin.post(f"/v1/supply/{at}/cancel")).status_code == 200
+    assert await by(admin, "s", DAY1, **q) == [(uid, 6, 1, 7)]
+    # Received in full: nothing of it is due any more.
+    assert (await receive(admin, early)).status_code == 200
+    assert await by(admin, "s", DAY3, **q) == [(uid, 7, 10, 17)]
+    pos = (await admin.get(f"/v1/stock/{uid}/s")).json()
+    assert (pos["on_hand"], pos["incoming"]) == (8, 10)
+
+
+async def test_by_across_locations_with_channel(admin: httpx.AsyncClient, uid: str) -> None:
+    a, b = f"{uid}-a", f"{uid}-b"
+    await put_location(admin, a, groups=[uid], channel_safety_stock={"web": 1})
+    await put_location(admin, b, groups=[uid])
+    await stock(admin, a, s=3)
+    await created(admin, b, {"s": 6}, eta=DAY1)
+    rows = await by(admin, "s", DAY2, group=uid, channel="web")
+    assert sorted(rows) == [(a, 2, 0, 2), (b, 0, 6, 6)]
+    # Without by, no by fields.
+    plain = (await admin.get("/v1/availability/s", params={"group": uid})).json()["locations"]
+    assert all("incoming_by" not in r and "available_by" not in r for r in plain)
+
+
+async def test_bad_by_is_422(admin: httpx.AsyncClient, uid: str) -> None:
+    await put_location(admin, uid)
+    for bad in ["soon", "2026-13-01T00:00:00Z", "2026-12-01", "2026-12-01T00:00:00"]:
+        resp = await admin.get("/v1/availability/s", params={"location": uid, "by": bad})
+        assert_problem(resp, 422)
