@@ -16,7 +16,8 @@ from redis.exceptions import RedisError
 from omnistock.gctune import settle_heap
 from omnistock.looplag import LoopLag
 from omnistock.metrics import Metrics
-from omnistock.redis.client import redis_client
+from omnistock.redis.client import any_client
+from omnistock.redis.cluster import hot_client
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.ratelimit import RateLimiter
 from omnistock.redis.scripts import Scripts
@@ -205,7 +206,7 @@ async def connect(
     pool, waiting (a while) for Redis and Postgres to come up."""
     if settings.redis_url is None or settings.database_url is None:
         raise StartupError("OMNISTOCK_REDIS_URL and OMNISTOCK_DATABASE_URL must be set here")
-    redis = redis_client(settings.redis_url, settings.redis_max_connections)
+    redis = any_client(settings.redis_url, settings.redis_max_connections)
     try:
         await _retry("redis", redis.ping)
         db: asyncpg.Pool = await _retry(
@@ -214,7 +215,7 @@ async def connect(
                 settings.database_url, min_size=1, max_size=settings.database_pool_size
             ),
         )
-        hot = Multiplexer(settings.redis_url)
+        hot = hot_client(settings)
         try:
             yield redis, hot, db
         finally:

@@ -9,6 +9,7 @@ from typing import Literal
 
 import msgspec
 
+from omnistock.cluster_url import is_cluster_url, parse_cluster_url
 from omnistock.domain.ratelimit import Policy, parse_policies
 from omnistock.domain.roles import Role
 
@@ -85,6 +86,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Stock states and supply (issue 13): docs/operations.md "Limits: stock states and supply"
     finished_supply_retention_seconds: int = 3600
     supply_retention_days: int = 400
+    # Redis Cluster (issue 14): docs/operations.md "Redis Cluster"
+    redis_cluster_redirects: int = 5
+    redis_cluster_retry_seconds: float = 2.0
 
     @property
     def embedded(self) -> bool:
@@ -137,6 +141,8 @@ _INT_FIELDS = {
     # Stock states and supply
     "finished_supply_retention_seconds": (0, 365 * 24 * 3600),
     "supply_retention_days": (0, 36500),
+    # Redis Cluster
+    "redis_cluster_redirects": (1, 100),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
@@ -157,6 +163,8 @@ _FLOAT_FIELDS = {
     "sourcing_lease_seconds": (0.1, 60.0),
     "sourcing_courier_interval_seconds": (0.01, 10.0),
     "sourcing_replay_wait_seconds": (0.1, 60.0),
+    # Redis Cluster
+    "redis_cluster_retry_seconds": (0.0, 60.0),
 }
 
 
@@ -200,6 +208,12 @@ def _parse(name: str, raw: str) -> object:
         return raw
     elif name == "data_dir":
         return Path(raw)
+    elif name == "redis_url" and is_cluster_url(raw):
+        try:
+            parse_cluster_url(raw)
+        except ValueError as exc:
+            raise SettingsError(f"OMNISTOCK_REDIS_URL: {exc}") from None
+        return raw
     elif name == "rate_limits":
         try:
             parse_policies(raw)

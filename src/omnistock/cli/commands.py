@@ -127,7 +127,7 @@ async def _create_key(settings: Settings, name: str, role: str, locations: list[
 
     from omnistock.domain.roles import Role
     from omnistock.postgres import catalog
-    from omnistock.redis.client import redis_client
+    from omnistock.redis.client import any_client
     from omnistock.usecases.caches import publish
 
     conn = await asyncpg.connect(settings.database_url)
@@ -138,7 +138,7 @@ async def _create_key(settings: Settings, name: str, role: str, locations: list[
     # Running servers answer unknown keys from memory: tell them (they reread the keys). Without
     # Redis they cannot hear it, but they reread everything when their subscription comes back.
     assert settings.redis_url is not None
-    redis = redis_client(settings.redis_url, 2)
+    redis = any_client(settings.redis_url, 2)
     try:
         await publish(redis, "keys")
     except (RedisError, OSError) as exc:

@@ -6,10 +6,14 @@ arguments per call on bulk paths (imports, rebuilds), where that packing dominat
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import hiredis
 import redis.asyncio as aredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from omnistock.cluster_url import is_cluster_url, parse_cluster_url
 
 
 class HiredisPackedConnection(aredis.Connection):
@@ -56,3 +60,64 @@ def redis_client(url: str, max_connections: int) -> aredis.Redis:
         socket_keepalive=True,
     )
     return aredis.Redis(connection_pool=pool)
+
+
+class ClusterClient(RedisCluster):
+    """redis-py's cluster client (routing, MOVED/ASK, per-node pools), for the bulk and
+    background commands on Redis Cluster. FCALL is routed by its first key here: redis-py would
+    ask the server for the keys of every call (COMMAND GETKEYS, a round trip). Callers wait for
+    a free connection, as with the standalone pool: redis-py's cluster nodes would refuse one past
+    ``max_connections`` instead."""
+
+    _slots_free: asyncio.Semaphore | None = None
+    _max_in_flight = 64
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._slots_free is None:
+            self._slots_free = asyncio.Semaphore(self._max_in_flight)
+        async with self._slots_free:
+            return await super().execute_command(*args, **kwargs)
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if command.upper() in ("FCALL", "FCALL_RO") and len(args) > 2 and int(args[1]) > 0:
+            return self.keyslot(args[2])
+        slot: int = await super()._determine_slot(command, *args)
+        return slot
+
+
+def cluster_client(url: str, max_connections: int) -> ClusterClient:
+    """A cluster client from a ``redis+cluster://`` URL: at most ``max_connections`` per node,
+    and as many commands in flight at once (more wait)."""
+    parsed = parse_cluster_url(url)
+    client = ClusterClient(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+        username=parsed.username,
+        password=parsed.password,
+        ssl=parsed.tls,
+        max_connections=max_connections,
+        socket_timeout=None,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+    )
+    client._max_in_flight = max_connections
+    return client
+
+
+def any_client(url: str, max_connections: int) -> Any:
+    """The pool-side client ``url`` asks for: standalone (the default) or cluster."""
+    if is_cluster_url(url):
+        return cluster_client(url, max_connections)
+    return redis_client(url, max_connections)
+
+
+def is_cluster(client: Any) -> bool:
+    """True when ``client`` talks to a Redis Cluster (commands of several slots go apart)."""
+    return isinstance(client, RedisCluster)
+
+
+def reader_client(url: str) -> Any:
+    """A client of its own for a stream reader: standalone, one connection without a read
+    timeout (XREAD blocks by itself); on a cluster, a cluster client with a few per node."""
+    if is_cluster_url(url):
+        return cluster_client(url, 4)
+    return aredis.Redis.from_url(url, socket_keepalive=True, socket_timeout=None)

@@ -158,6 +158,10 @@ class Multiplexer:
             self._connection.close()
         self._connection = None
 
+    async def live(self) -> _Connection:
+        """The connection, opened first if needed (raises if it cannot be: nothing was sent)."""
+        return await self._live()
+
     async def _live(self) -> _Connection:
         """The connection, (re)connected first if there is none or it was lost."""
         connection = self._connection

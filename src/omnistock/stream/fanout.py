@@ -19,13 +19,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
-import redis.asyncio as aredis
 from redis.exceptions import RedisError, ResponseError
 
 from omnistock.domain.events import POSITION, decode_position
 from omnistock.domain.ports import KeyLookup, LocationLookup
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
+from omnistock.redis.client import reader_client
+from omnistock.redis.stream_reads import read_streams
 from omnistock.settings import Settings
 from omnistock.stream.catchup import CatchUp
 from omnistock.stream.connection import Connection, Subscription
@@ -122,9 +123,7 @@ class Fanout:
         assert self._redis_url is not None
         while True:
             # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
-            client = aredis.Redis.from_url(
-                self._redis_url, socket_keepalive=True, socket_timeout=None
-            )
+            client = reader_client(self._redis_url)
             try:
                 await self._read(client)
             except (RedisError, OSError) as exc:
@@ -133,15 +132,13 @@ class Fanout:
                 await client.aclose()
             await asyncio.sleep(0.5)
 
-    async def _read(self, client: aredis.Redis) -> None:
+    async def _read(self, client: Any) -> None:
         while True:
             streams: dict[Any, Any] = {
                 name: format_id(pos)
                 for name, pos in zip(self._streams, self.positions, strict=True)
             }
-            reply: list[Any] = await client.xread(  # type: ignore[assignment]
-                streams, count=_READ_COUNT, block=_BLOCK_MS
-            )
+            reply = await read_streams(client, streams, count=_READ_COUNT, block_ms=_BLOCK_MS)
             if not reply:
                 continue
             if not self._index:

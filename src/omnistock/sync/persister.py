@@ -44,6 +44,7 @@ from omnistock.metrics import Metrics
 from omnistock.postgres import ledger
 from omnistock.postgres import supply as supply_table
 from omnistock.redis import keys
+from omnistock.redis.stream_reads import read_streams
 from omnistock.redis.streams import GROUP, parse_id
 from omnistock.tasks import reraise_if_cancelled
 
@@ -226,8 +227,14 @@ class Persister:
 
     async def step(self, block_ms: int | None = None) -> int:
         """Read new entries (waiting up to ``block_ms``), persist and ack them."""
-        reply = await self.redis.xreadgroup(
-            GROUP, self.name, dict.fromkeys(self.streams, ">"), count=self.count, block=block_ms
+        reply = await read_streams(
+            self.redis,
+            dict.fromkeys(self.streams, ">"),
+            count=self.count,
+            block_ms=block_ms,
+            group=GROUP,
+            consumer=self.name,
+            poll_seconds=0.05,  # Redis Cluster only: it cannot block on streams of many slots
         )
         entries = [
             (self.streams[name], entry_id, fields)

@@ -18,7 +18,7 @@ from omnistock.domain.reservations import decode_reservation
 from omnistock.domain.sourcing_holds import decode_hold, encode_hold
 from omnistock.postgres import catalog, ledger
 from omnistock.redis import keys
-from omnistock.redis.bulk import BulkWriter
+from omnistock.redis.bulk import bulk_writer
 from omnistock.redis.positions import location_meta_fields
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
@@ -180,7 +180,7 @@ async def write_positions(
     where: dict[str, tuple[str, str]] = {}  # location -> (position key prefix, sku index key)
     members: dict[str, list[str]] = defaultdict(list)
     count = 0
-    async with BulkWriter(redis) as bulk:
+    async with bulk_writer(redis) as bulk:
         async for rows in _aiter(chunks):
             for loc, sku, on_hand, reserved, own_ss, version, ts, *states in rows:
                 unsellable, incoming = states or (0, 0)  # rows without stock states: none
