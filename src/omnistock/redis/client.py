@@ -73,6 +73,10 @@ class ClusterClient(RedisCluster):
     _max_in_flight = 64
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        head = args[0]
+        if isinstance(head, str) and head.upper() == "FUNCTION" and len(args) > 1:
+            # redis-py routes "FUNCTION LOAD" (to every primary) only as one word
+            args = (f"FUNCTION {args[1]}".upper(), *args[2:])
         if self._slots_free is None:
             self._slots_free = asyncio.Semaphore(self._max_in_flight)
         async with self._slots_free:
