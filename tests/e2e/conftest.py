@@ -14,7 +14,9 @@ import redis.asyncio as aredis
 import uvicorn
 
 from omnistock.app import create_app
+from omnistock.cluster_url import is_cluster_url
 from omnistock.embedded import free_port
+from omnistock.redis.client import any_client
 from omnistock.settings import Settings, load_settings
 from omnistock.worker import WorkerRuntime
 from tests.conftest import Servers
@@ -68,7 +70,10 @@ class AppServer:
 
 def app_redis_url(servers: Servers) -> str:
     """Apps get their own Valkey database: their sweepers and stream readers must not act on what
-    the script tests (database 0) set up, nor those tests see the apps' events."""
+    the script tests (database 0) set up, nor those tests see the apps' events. (A cluster has
+    database 0 only: the cluster tier gives its apps a cluster of their own instead.)"""
+    if is_cluster_url(servers.redis_url):
+        return servers.redis_url
     return servers.redis_url.rsplit("/", 1)[0] + "/1"
 
 
@@ -96,7 +101,7 @@ async def app(servers: Servers, db: asyncpg.Pool) -> AsyncIterator[AppServer]:
 @pytest.fixture(scope="session")
 async def app_redis(servers: Servers) -> AsyncIterator[aredis.Redis]:
     """A client on the apps' Valkey database, to look at what they stored and streamed."""
-    client = aredis.Redis.from_url(app_redis_url(servers))
+    client = any_client(app_redis_url(servers), 16)
     yield client
     await client.aclose()
 

@@ -83,8 +83,18 @@ class ClusterClient(RedisCluster):
             return await super().execute_command(*args, **kwargs)
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
-        if command.upper() in ("FCALL", "FCALL_RO") and len(args) > 2 and int(args[1]) > 0:
+        name = command.upper() if isinstance(command, str) else command.decode().upper()
+        if name in ("FCALL", "FCALL_RO") and len(args) > 2 and int(args[1]) > 0:
             return self.keyslot(args[2])
+        if name in ("XREAD", "XREADGROUP"):
+            # Keys are the first half of what follows STREAMS: no COMMAND GETKEYS round trip,
+            # which redis-py would send (on a connection of one node's pool) for every read.
+            words = [a.upper() if isinstance(a, str) else a for a in args]
+            at = words.index("STREAMS") if "STREAMS" in words else words.index(b"STREAMS")
+            rest = args[at + 1 :]
+            slots = {self.keyslot(key) for key in rest[: len(rest) // 2]}
+            if len(slots) == 1:
+                return slots.pop()
         slot: int = await super()._determine_slot(command, *args)
         return slot
 
@@ -119,9 +129,10 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def reader_client(url: str) -> Any:
-    """A client of its own for a stream reader: standalone, one connection without a read
-    timeout (XREAD blocks by itself); on a cluster, a cluster client with a few per node."""
+def reader_client(url: str, streams: int) -> Any:
+    """A client of its own for a reader of ``streams`` streams: standalone, one connection
+    without a read timeout (XREAD blocks by itself); on a cluster, a connection per stream
+    (each blocks on its own: one command names one slot)."""
     if is_cluster_url(url):
-        return cluster_client(url, 4)
+        return cluster_client(url, streams + 2)
     return aredis.Redis.from_url(url, socket_keepalive=True, socket_timeout=None)

@@ -25,8 +25,7 @@ from omnistock.domain.events import POSITION, decode_position
 from omnistock.domain.ports import KeyLookup, LocationLookup
 from omnistock.metrics import Metrics
 from omnistock.redis import keys
-from omnistock.redis.client import reader_client
-from omnistock.redis.stream_reads import read_streams
+from omnistock.redis.client import is_cluster, reader_client
 from omnistock.settings import Settings
 from omnistock.stream.catchup import CatchUp
 from omnistock.stream.connection import Connection, Subscription
@@ -123,7 +122,7 @@ class Fanout:
         assert self._redis_url is not None
         while True:
             # No read timeout: XREAD blocks up to _BLOCK_MS by itself.
-            client = reader_client(self._redis_url)
+            client = reader_client(self._redis_url, len(self._streams))
             try:
                 await self._read(client)
             except (RedisError, OSError) as exc:
@@ -133,32 +132,57 @@ class Fanout:
             await asyncio.sleep(0.5)
 
     async def _read(self, client: Any) -> None:
+        if is_cluster(client):
+            # One XREAD names keys of one slot only: a blocking reader per partition stream, so
+            # a change reaches subscribers as soon as on standalone.
+            # The slot map first, once: redis-py's cluster client, first used by many tasks at
+            # once, closes connections under some of them.
+            await client.initialize()
+            try:
+                async with asyncio.TaskGroup() as readers:
+                    for p in range(len(self._streams)):
+                        readers.create_task(self._read_partition(client, p))
+            except* (RedisError, OSError) as lost:  # the first loss stops them all: reconnect
+                raise lost.exceptions[0] from None
+            return
         while True:
             streams: dict[Any, Any] = {
                 name: format_id(pos)
                 for name, pos in zip(self._streams, self.positions, strict=True)
             }
-            reply = await read_streams(client, streams, count=_READ_COUNT, block_ms=_BLOCK_MS)
-            if not reply:
-                continue
-            if not self._index:
-                # Nobody to tell on this instance: only keep the cursor current.
-                for name, entries in reply:
-                    self.positions[self._partition_of[name]] = parse_id(entries[-1][0])
-                continue
-            if self._index.by_group:
-                await self._learn_locations(reply)
+            reply: list[Any] = await client.xread(streams, count=_READ_COUNT, block=_BLOCK_MS)
+            if reply:
+                await self._take(reply)
+
+    async def _read_partition(self, client: Any, p: int) -> None:
+        name = self._streams[p]
+        while True:
+            reply = await client.xread(
+                {name: format_id(self.positions[p])}, count=_READ_COUNT, block=_BLOCK_MS
+            )
+            if reply:
+                await self._take(reply)
+
+    async def _take(self, reply: list[Any]) -> None:
+        """Dispatch what one XREAD returned."""
+        if not self._index:
+            # Nobody to tell on this instance: only keep the cursor current.
             for name, entries in reply:
-                p = self._partition_of[name]
-                for entry_id, fields in entries:
-                    try:
-                        self._dispatch(p, entry_id, fields)
-                    except (
-                        KeyError,
-                        ValueError,
-                        msgspec.DecodeError,
-                    ):  # one bad entry must not stop the stream
-                        log.exception("skipping malformed stream entry %s of %s", entry_id, name)
+                self.positions[self._partition_of[name]] = parse_id(entries[-1][0])
+            return
+        if self._index.by_group:
+            await self._learn_locations(reply)
+        for name, entries in reply:
+            p = self._partition_of[name]
+            for entry_id, fields in entries:
+                try:
+                    self._dispatch(p, entry_id, fields)
+                except (
+                    KeyError,
+                    ValueError,
+                    msgspec.DecodeError,
+                ):  # one bad entry must not stop the stream
+                    log.exception("skipping malformed stream entry %s of %s", entry_id, name)
 
     async def _learn_locations(self, reply: list[Any]) -> None:
         """Group subscriptions need each location's groups: look up locations this instance has
