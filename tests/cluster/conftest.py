@@ -13,6 +13,9 @@ from omnistock.redis.client import ClusterClient, cluster_client
 from omnistock.redis.cluster import ClusterMultiplexer
 from tests.cluster.servers import LocalCluster
 from tests.conftest import private_dir
+from tests.lua.conftest import scripts
+
+__all__ = ["scripts"]
 
 
 @pytest.fixture(scope="session")
