@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from omnistock.api.errors import (
     API_EXCEPTION_HANDLERS,
@@ -19,6 +19,9 @@ from omnistock.api.errors import (
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     **API_EXCEPTION_HANDLERS,
     RedisError: on_redis_error,
+    # Redis Cluster: redis-py's cluster client raises these (a slot not covered during a
+    # failover, a map it cannot read), which are not RedisErrors: the same 503.
+    RedisClusterException: on_redis_error,
     asyncpg.DataError: on_postgres_data_error,
     asyncpg.PostgresError: on_postgres_error,
     asyncpg.InterfaceError: on_postgres_error,

@@ -17,9 +17,10 @@ from omnistock.embedded import die_with_parent, free_port, valkey_binary
 class Node:
     """One cluster node (its own folder, client port and cluster bus port)."""
 
-    def __init__(self, directory: Path, password: str) -> None:
+    def __init__(self, directory: Path, password: str, extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.password = password
+        self.extra = extra
         self.port = free_port()
         self.bus_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -48,6 +49,8 @@ class Node:
             "--appendonly", "no",
             "--save", "",
             "--logfile", str(self.directory / "valkey.log"),
+            "--repl-diskless-sync-delay", "0",  # replicas in sync at once, not after 5 s
+            *self.extra,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent
@@ -80,11 +83,13 @@ class LocalCluster:
     """``primaries`` primaries with ``replicas`` replicas each, created with ``valkey-cli
     --cluster create``; :attr:`url` is the ``redis+cluster://`` URL omnistock takes."""
 
-    def __init__(self, base: Path, primaries: int = 3, replicas: int = 0) -> None:
+    def __init__(
+        self, base: Path, primaries: int = 3, replicas: int = 0, extra: tuple[str, ...] = ()
+    ) -> None:
         self.password = secrets.token_hex(12)
         self.replicas = replicas
         self.nodes = [
-            Node(base / f"node{i}", self.password) for i in range(primaries * (1 + replicas))
+            Node(base / f"node{i}", self.password, extra) for i in range(primaries * (1 + replicas))
         ]
 
     @property
@@ -115,8 +120,12 @@ class LocalCluster:
         )  # fmt: skip
         self.wait_ok()
 
+    def node_at(self, address: str) -> Node:
+        """The node listening at ``host:port``."""
+        return next(n for n in self.nodes if n.address == address)
+
     def wait_ok(self, timeout: float = 30.0) -> None:
-        """Until every live node says the cluster is ok and knows every node."""
+        """Until every live node says the cluster is ok and every replica is in sync."""
         deadline = time.monotonic() + timeout
         while True:
             states = []
@@ -125,6 +134,10 @@ class LocalCluster:
                     continue
                 info = self.cli("-p", str(node.port), "cluster", "info")
                 states.append("cluster_state:ok" in info)
+                # A replica counts once it holds its primary's data (it can be promoted).
+                replication = self.cli("-p", str(node.port), "info", "replication")
+                if "role:slave" in replication:
+                    states.append("master_link_status:up" in replication)
             if all(states):
                 return
             if time.monotonic() > deadline:
