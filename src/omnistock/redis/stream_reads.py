@@ -3,7 +3,8 @@
 Standalone, one XREAD/XREADGROUP names every stream and blocks on the server. On a cluster a
 command may name keys of one slot only, and the partitions' streams are in different slots: each
 stream is read by its own (non-blocking) command, pipelined per node by the cluster client, and
-an empty round waits ``poll_seconds`` before the next, until ``block_ms`` has passed.
+an empty round waits before the next (``poll_seconds``, doubling up to ``_POLL_MAX`` while the
+streams stay empty: an idle reader costs a few rounds a second), until ``block_ms`` has passed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from omnistock.redis.client import is_cluster
 
+_POLL_MAX = 0.2
 StreamReply = list[Any]  # [[stream name, [(id, fields), ...]], ...]
 
 
@@ -36,6 +38,7 @@ async def read_streams(
         return list(reply or [])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + (block_ms or 0) / 1000
+    delay = poll_seconds
     while True:
         async with client.pipeline(transaction=False) as pipe:
             for name, position in streams.items():
@@ -47,4 +50,5 @@ async def read_streams(
         found = [item for reply in replies if reply for item in reply]
         if found or block_ms is None or loop.time() >= deadline:
             return found
-        await asyncio.sleep(min(poll_seconds, max(0.0, deadline - loop.time())))
+        await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+        delay = min(delay * 2, _POLL_MAX)

@@ -234,7 +234,7 @@ class Persister:
             block_ms=block_ms,
             group=GROUP,
             consumer=self.name,
-            poll_seconds=0.05,  # Redis Cluster only: it cannot block on streams of many slots
+            poll_seconds=0.02,  # Redis Cluster only: it cannot block on streams of many slots
         )
         entries = [
             (self.streams[name], entry_id, fields)
