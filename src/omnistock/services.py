@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from omnistock.gctune import settle_heap
 from omnistock.looplag import LoopLag
@@ -62,7 +62,13 @@ async def _retry(what: str, attempt: Callable[[], Awaitable[Any]], seconds: floa
     while True:
         try:
             return await attempt()
-        except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            RedisError,
+            RedisClusterException,  # no cluster node answered yet
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
             if asyncio.get_running_loop().time() > deadline:
                 raise StartupError(f"{what} unreachable after {seconds:.0f}s: {exc}") from exc
             log.warning("%s not reachable yet (%s); retrying", what, exc)

@@ -64,7 +64,7 @@ async def test_a_killed_primary_stops_only_its_shard_until_its_replica_is_promot
     while len(owners) < 3:
         loc = f"{uid}-{n}"
         n += 1
-        owner = hot._slots[hot.slot(keys.stream(partition_of(loc, PARTITIONS)))]
+        owner = hot.owner(keys.stream(partition_of(loc, PARTITIONS)))
         assert owner is not None
         owners.setdefault(owner, loc)
     victim_address, victim_loc = next(iter(owners.items()))

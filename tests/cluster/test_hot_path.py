@@ -100,7 +100,8 @@ async def test_a_primary_that_lost_the_library_gets_it_again(
     try:
         await scripts.library.load(redis)
         stream = keys.stream(11)
-        address = (await hot.primaries(), hot._slots[hot.slot(stream)])[1]
+        await hot.refresh()
+        address = hot.owner(stream)
         assert address is not None
         node = node_client(cluster, address)
         await node.function_flush()

@@ -119,7 +119,7 @@ async def test_reservations_flow_while_slots_move(
     assert errors == []
     await hot.refresh(force=True)
     for loc in moving:  # the slots did move under the traffic ...
-        assert hot._slots[hot.slot(keys.stream(partition_of(loc, PARTITIONS)))] == target
+        assert hot.owner(keys.stream(partition_of(loc, PARTITIONS))) == target
     assert sum(acked.values()) > 100
     for loc in locations:  # ... and every acknowledged reservation holds its unit
         (pos,) = await store.get_positions([(loc, "s")])

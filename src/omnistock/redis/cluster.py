@@ -123,6 +123,14 @@ class ClusterMultiplexer(Multiplexer):
             )
         return found
 
+    def owner(self, key: str | bytes) -> str | None:
+        """The primary (``host:port``) the map has for ``key``'s slot (None before it is read)."""
+        return self._slots[self.slot(key)]
+
+    async def live(self) -> Any:
+        """Not one connection here: :meth:`node` gives each primary's."""
+        raise TypeError("a cluster has a connection per primary: use node(address).live()")
+
     async def primaries(self) -> list[str]:
         """The primaries' addresses (the map read first if there is none)."""
         if not self._primaries:

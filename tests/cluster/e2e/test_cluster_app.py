@@ -25,7 +25,7 @@ async def on_three_primaries(hot: ClusterMultiplexer, uid: str) -> list[str]:
     while len(chosen) < 3:
         loc = f"{uid}-{n}"
         n += 1
-        owner = hot._slots[hot.slot(keys.stream(partition_of(loc, PARTITIONS)))]
+        owner = hot.owner(keys.stream(partition_of(loc, PARTITIONS)))
         assert owner is not None
         chosen.setdefault(owner, loc)
     return list(chosen.values())
