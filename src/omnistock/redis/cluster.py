@@ -118,8 +118,11 @@ class ClusterMultiplexer(Multiplexer):
         found = self._nodes.get(address)
         if found is None:
             host, _, port = address.rpartition(":")
+            # A node that does not answer (a failover under way) is given up on within the
+            # retry window, not after the full connect timeout.
+            timeout = min(self._connect_timeout, max(self._retry_seconds, 0.5))
             found = self._nodes[address] = Multiplexer(
-                self._cluster.node_url(host.strip("[]"), int(port)), self._connect_timeout
+                self._cluster.node_url(host.strip("[]"), int(port)), timeout
             )
         return found
 
@@ -141,9 +144,15 @@ class ClusterMultiplexer(Multiplexer):
         """Send one command to the primary of its key's slot and return its reply."""
         if args[0] in _BROADCAST:  # FUNCTION LOAD: the library goes on every primary
             replies = await asyncio.gather(
-                *(self._send(None, args, node=a) for a in await self.primaries())
+                *(self._send(None, args, node=a) for a in await self.primaries()),
+                return_exceptions=True,
             )
-            return replies[0]
+            # A primary that is down (a failover under way) needs no library: its replica has
+            # it from replication, or gets it when it answers "function not found".
+            for reply in replies:
+                if not isinstance(reply, BaseException):
+                    return reply
+            raise replies[0]
         key = command_key(args)
         if key is None:
             return await self._send(None, args)
