@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Stock states and supply (issue 13): docs/operations.md "Limits: stock states and supply"
     finished_supply_retention_seconds: int = 3600
     supply_retention_days: int = 400
+    # Ledger partitions (issue 14, pgpart): docs/operations.md "Retention: ledger partitions"
+    ledger_partitions_ahead: int = 2
+    ledger_partition_lock_timeout_ms: int = 2000
 
     @property
     def embedded(self) -> bool:
@@ -137,6 +140,9 @@ _INT_FIELDS = {
     # Stock states and supply
     "finished_supply_retention_seconds": (0, 365 * 24 * 3600),
     "supply_retention_days": (0, 36500),
+    # Ledger partitions
+    "ledger_partitions_ahead": (1, 24),
+    "ledger_partition_lock_timeout_ms": (10, 60_000),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

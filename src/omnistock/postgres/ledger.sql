@@ -11,7 +11,8 @@ CREATE TEMP TABLE IF NOT EXISTS positions_in (
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_ledger
--- One row per position event; replays of an event are ignored.
+-- One row per position event; replays of an event are ignored (a replay carries the same ts, so
+-- it hits the same month partition and the key (location, sku, version, ts), migration 0008).
 INSERT INTO ledger (event_id, partition, ts, location, sku, kind, reason, ref, actor,
                     idempotency_key, delta_on_hand, delta_reserved, on_hand, reserved,
                     safety_stock, version, reservation_id, delta_unsellable, unsellable,
@@ -20,7 +21,7 @@ SELECT event_id, partition, to_timestamp(ts_ms / 1000.0), location, sku, kind, r
        NULLIF(ref, ''), actor, NULLIF(idem, ''), doh, dr, oh, r, ss, v, NULLIF(rid, ''),
        du, u, din, inc
 FROM ledger_in
-ON CONFLICT (location, sku, version) DO NOTHING;
+ON CONFLICT (location, sku, version, ts) DO NOTHING;
 
 -- name: upsert_positions
 -- The newest state per position; an older version never overwrites a newer one.

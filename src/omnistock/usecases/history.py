@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from omnistock.domain.errors import ValidationFailed
-from omnistock.postgres import ledger
+from omnistock.postgres import ledger, partitions
 from omnistock.usecases.caches import LocationCache
 
 
@@ -20,15 +20,19 @@ class History:
 
     async def page(
         self, location_id: str, sku: str, before: str | None, limit: int
-    ) -> tuple[list[Any], bool]:
-        """Up to ``limit`` ledger rows below the event ``before`` (None: from the newest), and
-        whether more follow. NotFound for an unknown location; ValidationFailed for a ``before``
-        that is not an event of this position."""
+    ) -> tuple[list[Any], bool, int | None]:
+        """Up to ``limit`` ledger rows below the event ``before`` (None: from the newest),
+        whether more follow, and the epoch ms before which retention may have deleted rows (None:
+        never pruned). NotFound for an unknown location; ValidationFailed for a ``before`` that is
+        not an event of this position."""
         await self._locations.require(location_id)
         below: int | None = None
         if before is not None:
             below = await ledger.event_version(self._db, before, location_id, sku)
             if below is None:
                 raise ValidationFailed("before", f"no event {before!r} in this position's history")
+        # Read before the page: a prune between the two can only make the page shorter, never
+        # leave it claiming rows the answer does not have.
+        since = await partitions.retained_since(self._db)
         rows = await ledger.history(self._db, location_id, sku, below, limit + 1)
-        return rows[:limit], len(rows) > limit
+        return rows[:limit], len(rows) > limit, since
