@@ -17,7 +17,7 @@ SELECT DISTINCT ledger_month_start(ts) AS lo FROM ledger_default ORDER BY lo;
 -- name: lock_timeout
 -- How long a partition change may wait for its lock before giving up until the next round
 -- (a waiting ACCESS EXCLUSIVE request would queue every reader and writer behind it).
-SELECT set_config('lock_timeout', $1::text || 'ms', true);
+SELECT set_config('lock_timeout', $1::integer::text || 'ms', true);
 
 -- name: ensure_month
 SELECT ledger_ensure_month($1);

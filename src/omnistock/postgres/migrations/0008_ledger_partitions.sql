@@ -57,9 +57,11 @@ $$;
 
 -- Creates the partition of the month holding `at` unless it exists; true when created. Rows of
 -- that month in ledger_default move into it, in this transaction, so none is lost or doubled.
--- Locks: SHARE UPDATE EXCLUSIVE on ledger (inserts and reads go on; another pruner's partition
--- change waits), then ACCESS EXCLUSIVE on ledger_default (inserts routed there wait, briefly).
--- Always the parent first, as ledger_drop_month does, so two pruners never deadlock.
+-- Locks: SHARE ROW EXCLUSIVE on ledger, then ACCESS EXCLUSIVE on ledger_default. Reads go on;
+-- inserts wait the few milliseconds it takes: an insert already routed to ledger_default while
+-- the month is attached would fail the default's new constraint (it is not routed again), so
+-- none may be in flight (ATTACH alone would only take SHARE UPDATE EXCLUSIVE). Always the
+-- parent first, as ledger_drop_month does, so two pruners never deadlock.
 CREATE FUNCTION ledger_ensure_month(at timestamptz) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -67,7 +69,7 @@ DECLARE
     hi   timestamptz := ((lo AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC';
     name text := 'ledger_p' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMM');
 BEGIN
-    LOCK TABLE ONLY ledger IN SHARE UPDATE EXCLUSIVE MODE;
+    LOCK TABLE ONLY ledger IN SHARE ROW EXCLUSIVE MODE;
     IF to_regclass(name) IS NOT NULL THEN
         RETURN false;
     END IF;
