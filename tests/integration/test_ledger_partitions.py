@@ -18,7 +18,7 @@ import asyncpg
 
 from omnistock.domain.clock import rfc3339
 from omnistock.metrics import Metrics
-from omnistock.postgres import partitions
+from omnistock.postgres import ledger, partitions
 from omnistock.postgres.migrate import migrate, migration_files
 from omnistock.postgres.partitions import add_months, month_start
 from omnistock.postgres.prune import DAY, Retention, prune_once, run_pruner
@@ -133,7 +133,9 @@ async def test_migration_keeps_every_row_of_an_existing_ledger(stack: Stack) -> 
         async with db.acquire() as conn:
             assert await migrate(conn) == ["0008_ledger_partitions"]
 
-        assert await db.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'ledger'") == "p"
+        assert (
+            await db.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'ledger'") == "p"
+        )
         new = sorted(tuple(r) for r in await db.fetch(f"SELECT {_COLUMNS} FROM ledger"))
         assert new == old
         # Every row in its own month's partition; none left to the default one.
@@ -299,3 +301,35 @@ async def test_persister_writing_while_pruners_create_and_drop_partitions_loses_
     # A last round drops every past month a late ensure may have brought back.
     await partitions.maintain(db, retention_seconds=retention)
     assert not set(past) & set(await partitions.months(db))
+
+
+async def test_a_before_event_is_found_however_far_its_ts_is_from_its_stream_id(
+    stack: Stack, uid: str
+) -> None:
+    """History's `before` looks near the stream id's time first; an event written when the clock
+    had stepped back (ts far from its id's ms) is still found, and an unknown id is not."""
+    now = dt.datetime.now(UTC)
+    await _rows(stack.db, uid, [now - dt.timedelta(minutes=5 - v) for v in range(5)])
+    ids = [r[0] for r in await _ledger_of(stack.db, uid)]
+    ms = int(now.timestamp() * 1000)
+    # Version 2's id names a time an hour after its ts; version 4's names its own ts.
+    await stack.db.execute(
+        "UPDATE ledger SET event_id = $1 WHERE location = $2 AND version = 2",
+        f"0:{ms + 3_600_000}-0",
+        uid,
+    )
+    own = await stack.db.fetchval(
+        "SELECT (extract(epoch FROM ts) * 1000)::bigint FROM ledger"
+        " WHERE location = $1 AND version = 4",
+        uid,
+    )
+    await stack.db.execute(
+        "UPDATE ledger SET event_id = $1 WHERE location = $2 AND version = 4", f"0:{own}-7", uid
+    )
+    assert await ledger.event_version(stack.db, f"0:{ms + 3_600_000}-0", uid, "s") == 2
+    assert await ledger.event_version(stack.db, f"0:{own}-7", uid, "s") == 4
+    assert await ledger.event_version(stack.db, ids[0], uid, "s") == 1
+    assert await ledger.event_version(stack.db, f"0:{own}-8", uid, "s") is None
+    assert await ledger.event_version(stack.db, "0:99999999999999999999-0", uid, "s") is None
+    rows = await ledger.history(stack.db, uid, "s", 4, 10)
+    assert [r["version"] for r in rows] == [3, 2, 1]
