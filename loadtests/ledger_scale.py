@@ -248,7 +248,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         load_s = await generate(db, shape, args.months)
         out: dict[str, Any] = {
             "rows": args.rows,
-            "positions": args.locations * args.skus + 1,
+            "positions": sum(1 for v in shape.versions if v),
             "hot_position_rows": shape.versions[-1],
             "generate_s": round(load_s, 1),
             "copy_rows_per_s": round(args.rows / load_s),
