@@ -209,6 +209,7 @@ async def retention(db: asyncpg.Pool, shape: Shape) -> dict[str, Any]:
         "drop_month_rows": in_month - pruned,
         "drop_month_ms": round(drop_ms, 1),
         "create_month_ms": round(ensure_ms, 1),
+        "rows_after_retention": await db.fetchval("SELECT count(*) FROM ledger"),
     }
 
 
