@@ -4,6 +4,8 @@ Postgres of its own, then time what must stay fast however large the ledger grow
 dropping a month. Each query is timed (median of many) and one run of it is shown with
 EXPLAIN (ANALYZE, BUFFERS). The figures and the extrapolation to 100M rows: docs/scaling.md.
 
+It also times the upgrade (migration 0008 copying an unpartitioned ledger into its months).
+
 Run: ``python -m loadtests.ledger_scale --rows 3000000`` (a few minutes on 2 cores); ``--json``
 for the figures only, ``--keep DIR`` to leave the database in DIR.
 """
@@ -26,7 +28,7 @@ import asyncpg
 
 from omnistock.embedded import EmbeddedPostgres
 from omnistock.postgres import ledger, partitions
-from omnistock.postgres.migrate import migrate
+from omnistock.postgres.migrate import migrate, migration_files
 from omnistock.postgres.partitions import add_months, month_start
 
 UTC = dt.UTC
@@ -235,6 +237,40 @@ async def sizes(db: asyncpg.Pool) -> dict[str, Any]:
     }
 
 
+async def upgrade(url: str, rows: int, months: int) -> dict[str, Any]:
+    """Migration 0008 on an unpartitioned ledger of ``rows`` rows (a database of its own)."""
+    admin = await asyncpg.connect(url)
+    await admin.execute("CREATE DATABASE upgrade")
+    await admin.close()
+    conn = await asyncpg.connect(url.rsplit("/", 1)[0] + "/upgrade")
+    try:
+        await conn.execute(
+            "CREATE TABLE schema_migrations (name text PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        todo = []
+        for name, sql in migration_files():
+            if name >= "0008":
+                todo.append((name, sql))
+                continue
+            await conn.execute(sql)
+            await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+        shape = Shape(rows, 200, 250, 20, months)
+        for start in range(0, rows, _COPY_CHUNK):
+            stop = min(rows, start + _COPY_CHUNK)
+            await conn.copy_records_to_table(
+                "ledger", records=shape.records(start, stop), columns=_COLUMNS
+            )
+        started = time.perf_counter()
+        applied = await migrate(conn)
+        took = time.perf_counter() - started
+        assert applied == [name for name, _ in todo], applied
+        assert await conn.fetchval("SELECT count(*) FROM ledger") == rows
+        return {"upgrade_rows": rows, "upgrade_s": round(took, 1)}
+    finally:
+        await conn.close()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     base = Path(args.keep or tempfile.mkdtemp(prefix="omnistock-ledger-"))
     postgres = EmbeddedPostgres(base / "postgres", settings=_PG_SETTINGS)
@@ -258,6 +294,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out.update(await measure(db, shape, args.samples))
         out.update(await retention(db, shape))
         await db.close()
+        if args.upgrade_rows:
+            out.update(await upgrade(postgres.url, args.upgrade_rows, args.months))
         return out
     finally:
         postgres.stop()
@@ -273,6 +311,12 @@ def main() -> None:
     )
     parser.add_argument("--months", type=int, default=13, help="months of history")
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument(
+        "--upgrade-rows",
+        type=int,
+        default=1_000_000,
+        help="also time migration 0008 on an unpartitioned ledger of this many rows (0: no)",
+    )
     parser.add_argument("--keep", help="folder for the database (kept); default: a temp folder")
     parser.add_argument("--json", action="store_true", help="the figures only, no plans")
     args = parser.parse_args()

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_ledger_scale_generates_times_and_drops_a_month() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "loadtests.ledger_scale", "--rows", "20000", "--samples", "3",
-         "--locations", "20", "--skus", "50", "--json"],
+         "--locations", "20", "--skus", "50", "--upgrade-rows", "5000", "--json"],
         capture_output=True, text=True, check=False, cwd=ROOT, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -27,5 +27,6 @@ def test_ledger_scale_generates_times_and_drops_a_month() -> None:
     assert out["prune_batch_rows"] > 0 and out["drop_month_rows"] > 0
     gone = out["prune_batch_rows"] + out["drop_month_rows"]
     assert out["rows_after_retention"] == 20_000 - gone and gone < 20_000 // 6
+    assert out["upgrade_rows"] == 5_000 and out["upgrade_s"] > 0  # every row checked there
     for key in ("history_first_page_ms", "history_hot_deep_page_ms", "reconcile_walk_s"):
         assert out[key] > 0
