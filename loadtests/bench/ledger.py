@@ -32,9 +32,9 @@ def ledger_scale(plan: Plan) -> list[Row]:
         " docs/scaling.md"
     )
     return [
-        Row("Ledger at scale", "history first page (ms)", r["history_first_page_ms"], "ms",
+        Row("Ledger at scale", "history first page", r["history_first_page_ms"], "ms",
             note=note),
-        Row("Ledger at scale", "history deep page, hot position (ms)",
+        Row("Ledger at scale", "history deep page, hot position",
             r["history_hot_deep_page_ms"], "ms"),
         Row("Ledger at scale", "reconcile walk, s per 1M positions",
             round(r["reconcile_walk_s"] * 1_000_000 / r["reconcile_walk_positions"], 2), "s"),
