@@ -333,3 +333,26 @@ async def test_a_before_event_is_found_however_far_its_ts_is_from_its_stream_id(
     assert await ledger.event_version(stack.db, "0:99999999999999999999-0", uid, "s") is None
     rows = await ledger.history(stack.db, uid, "s", 4, 10)
     assert [r["version"] for r in rows] == [3, 2, 1]
+
+
+async def test_row_pruning_deletes_the_old_row_not_another_months_row_at_the_same_ctid(
+    stack: Stack,
+) -> None:
+    """A ctid names a row only within its partition: the first row of an old month and the first
+    row of this month share ctid (0,1). Pruning takes the old one only (through the parent, a
+    `ctid = ANY(...)` delete would take both)."""
+    async with fresh_database(stack) as (db, _):
+        async with db.acquire() as conn:
+            await migrate(conn)
+        now = dt.datetime.now(UTC)
+        old_month = add_months(month_start(now), -3)
+        assert await partitions.ensure_month(db, old_month)
+        await _rows(db, "a", [old_month + dt.timedelta(days=1)])
+        await _rows(db, "b", [now])
+        ctids = await db.fetch("SELECT location, ctid::text AS ctid FROM ledger ORDER BY location")
+        assert [r["ctid"] for r in ctids] == ["(0,1)", "(0,1)"]
+        done = await prune_once(
+            db, Retention(ledger_seconds=30 * DAY, reservations_seconds=0, batch=10)
+        )
+        assert done["ledger"] == 1
+        assert [r[3] for r in await db.fetch(f"SELECT {_COLUMNS} FROM ledger")] == ["b"]
