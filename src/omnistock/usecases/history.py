@@ -31,8 +31,8 @@ class History:
             below = await ledger.event_version(self._db, before, location_id, sku)
             if below is None:
                 raise ValidationFailed("before", f"no event {before!r} in this position's history")
-        # Read before the page: a prune between the two can only make the page shorter, never
-        # leave it claiming rows the answer does not have.
-        since = await partitions.retained_since(self._db)
         rows = await ledger.history(self._db, location_id, sku, below, limit + 1)
+        # Read after the page: a deletion records its cutoff in its own transaction, so any row
+        # the page is missing was deleted under a cutoff this read sees.
+        since = await partitions.retained_since(self._db)
         return rows[:limit], len(rows) > limit, since
