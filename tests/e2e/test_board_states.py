@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import httpx
@@ -38,11 +39,13 @@ async def supply(admin: httpx.AsyncClient, loc: str, sku: str, qty: int, when: s
     return str(resp.json()["id"])
 
 
-async def open_board(page: Page, app: AppServer, key: str, where: str) -> None:
+async def open_board(
+    page: Page, app: AppServer, key: str, where: str, every: int = DUE_EVERY_S
+) -> None:
     """Sign in on a page opened at ``where`` (``loc:<id>`` or ``group:<name>``) from the start."""
     kind, name = where.split(":", 1)
     query = {"loc": "location", "group": "group"}[kind]
-    await page.goto(f"{app.url}/?{query}={name}&due_every={DUE_EVERY_S}")
+    await page.goto(f"{app.url}/?{query}={name}&due_every={every}")
     await page.fill("#key", key)
     await page.press("#key", "Enter")
     await expect(page.locator("#where")).to_have_value(where)
@@ -180,5 +183,45 @@ async def test_group_board_reads_due_dates_once_per_sku(
         await expect_numbers(row_b, on_hand="7", incoming="0")
         await expect(row_b.locator("td.due")).to_have_text(NOTHING)
         await expect_due(row_a, "5", due_a)
+    finally:
+        await page.close()
+
+
+async def test_a_burst_of_supply_is_read_once_per_sku_and_paced(
+    app: AppServer, admin: httpx.AsyncClient, browser: Browser, uid: str
+) -> None:
+    """30 skus get supply at once: every row ends with its own due date, each sku is read exactly
+    once (its one change), and the reads start at least DUE_GAP_MS (100 ms) apart."""
+    n = 30
+    skus = [f"SKU-{i:02d}" for i in range(n)]
+    await put_location(admin, uid)
+    await stock(admin, uid, **dict.fromkeys(skus, 1))
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    try:
+        created = await admin.post("/v1/keys", json={"name": "burst", "role": "storefront"})
+        await open_board(page, app, created.json()["key"], f"loc:{uid}", every=3600)
+        await expect(page.locator("#stock tbody tr")).to_have_count(n)
+        etas = [eta(1 + i / 4) for i in range(n)]
+        await asyncio.gather(
+            *(supply(admin, uid, sku, i + 1, etas[i][0]) for i, sku in enumerate(skus))
+        )
+        for i, sku in enumerate(skus):
+            row = page.locator(f'tr[data-key="{uid}/{sku}"]')
+            await expect(row.locator("td.incoming")).to_have_text(str(i + 1), timeout=LIVE_MS)
+            # 30 reads, one at a time at least 100 ms apart, on a loaded machine.
+            await expect(row.locator("td.due time")).to_have_attribute(
+                "datetime", etas[i][1], timeout=30_000
+            )
+            await expect(row.locator("td.due .due-units")).to_have_text(str(i + 1))
+        starts = await page.evaluate(
+            """() => performance.getEntriesByType('resource')
+                 .filter((e) => e.name.includes('/v1/availability/') && e.name.includes('by='))
+                 .map((e) => [e.name, e.startTime])"""
+        )
+        read = sorted(name.split("/v1/availability/")[1].split("?")[0] for name, _ in starts)
+        assert read == skus
+        times = sorted(t for _, t in starts)
+        gaps = [b - a for a, b in pairwise(times)]
+        assert min(gaps) >= 99, gaps
     finally:
         await page.close()
