@@ -12,6 +12,7 @@ range read. Transfers add their members to the same schedules, prefixed by their
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
@@ -163,8 +164,11 @@ def due_with_scores(reply: Sequence[Any]) -> Due:
     next_eta: int | None = None
     for member, score in pairs:
         qty = due_units((member,))
-        eta = int(float(score))  # ms below 2**53: a double holds them exactly
         units += qty
+        at = float(score)
+        if not math.isfinite(at):
+            continue  # no date (a member scored -inf): counted, never the next ETA
+        eta = int(at)  # ms below 2**53: a double holds them exactly
         if next_eta is None or eta < next_eta:
             next_eta, next_units = eta, qty
         elif eta == next_eta:

@@ -81,6 +81,9 @@ def test_due_with_scores_finds_the_earliest_eta_and_sums_its_ties() -> None:
     assert due_with_scores(pairs) == Due(units=8, next_eta=100, next_units=3)
     assert due_with_scores([b"y:y1-a:4", b"1764579600000"]).next_eta == 1_764_579_600_000
     assert due_with_scores([]) == Due(units=0, next_eta=None, next_units=0)
+    assert due_with_scores([b"t:t1-a:2", b"-inf", b"y:y1-b:1", b"7"]) == Due(
+        units=3, next_eta=7, next_units=1
+    )
 
 
 def test_expected_schedules_hold_only_what_is_outstanding() -> None:
