@@ -15,7 +15,7 @@
   const state = {
     key: localStorage.getItem(STORE_KEY) || "",
     where: "",
-    rows: new Map(), // "location/sku" -> {p: position, tr: element|null, due: see setDue}
+    rows: new Map(), // "location/sku" -> {p: position, tr: element|null, due: see dueChanged}
     locs: new Map(), // location id -> location (names, coordinates, fences for the nearby view)
     ws: null,
     subId: null,
@@ -160,7 +160,8 @@
     document.body.classList.toggle("grouped", where.startsWith("group:"));
     state.rows = new Map();
     state.cursor = null;
-    due.queue.clear();
+    due.urgent.clear();
+    due.sweep.clear();
     render();
     subscribe(); // live first, then read: nothing changes unseen in between
     load();
@@ -343,9 +344,10 @@
   // -- due: the next delivery of each row with incoming units ----------------------------------
   // GET /v1/availability/{sku}?location=|group=&by=<far>: next_eta and next_incoming cover open
   // supply and transfers alike, for every location shown, in one read per sku. A row is read
-  // again when its `incoming` changes (supply created, received, cancelled; a transfer) and every
-  // DUE_EVERY_MS while shown, since a reschedule moves an ETA without changing the position. One
-  // read at a time, DUE_GAP_MS apart: a board never sends more than 1000/DUE_GAP_MS reads a second.
+  // again when its `incoming` changes (supply created, received, cancelled; a transfer: first in
+  // line) and every DUE_EVERY_MS while shown, since a reschedule moves an ETA without changing the
+  // position. One read at a time, DUE_GAP_MS apart: a board never sends more than
+  // 1000/DUE_GAP_MS reads a second, and its queues hold each shown sku at most once.
 
   const DUE_BY = "2099-12-31T23:59:59Z"; // the contract's last date: everything incoming counts
   const DUE_GAP_MS = 100;
@@ -355,34 +357,44 @@
     return Number.isFinite(every) && every >= 2 && every <= 3600 ? every * 1000 : 60000;
   })();
   const NOT_DUE = { eta: null, units: 0 };
-  const due = { queue: new Set(), running: false };
+  const due = { urgent: new Set(), sweep: new Set(), running: false, swept: 0 };
 
   // `row.due`: undefined = not read yet; NOT_DUE = nothing with an ETA; else {eta, units}.
   function dueChanged(row, previous) {
     if (row.p.incoming === 0) {
       row.due = NOT_DUE; // nothing incoming: nothing to read
     } else if (!previous || previous.incoming !== row.p.incoming || row.due === undefined) {
-      wantDue(row.p.sku);
+      wantDue(row.p.sku, true);
     }
   }
 
-  function wantDue(sku) {
+  // `urgent`: a change or a row never read; else a periodic re-read, after every urgent one.
+  function wantDue(sku, urgent) {
     if (sku === "." || sku === "..") return; // not addressable in a URL path: shown as unknown
-    due.queue.add(sku);
+    if (urgent) {
+      due.sweep.delete(sku);
+      due.urgent.add(sku);
+    } else if (!due.urgent.has(sku)) {
+      due.sweep.add(sku);
+    }
     pumpDue();
   }
 
   // Every shown row with units incoming (`all`), or only those never read.
   function sweepDue(all) {
+    if (all) due.swept = Date.now();
     for (const row of state.rows.values()) {
-      if (row.p.incoming > 0 && matches(row.p) && (all || row.due === undefined)) wantDue(row.p.sku);
+      if (row.p.incoming > 0 && matches(row.p) && (all || row.due === undefined)) {
+        wantDue(row.p.sku, row.due === undefined);
+      }
     }
   }
 
-  setInterval(() => {
-    if (state.key && !document.hidden && !due.running && !due.queue.size) sweepDue(true);
-  }, DUE_EVERY_MS);
-  document.addEventListener("visibilitychange", () => { if (!document.hidden) sweepDue(false); });
+  const sweepIfDue = () => {
+    if (state.key && state.where && !document.hidden && Date.now() - due.swept >= DUE_EVERY_MS) sweepDue(true);
+  };
+  setInterval(sweepIfDue, Math.min(DUE_EVERY_MS / 4, 5000)); // re-read within a quarter period of due
+  document.addEventListener("visibilitychange", sweepIfDue);
 
   const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -390,9 +402,10 @@
     if (due.running) return;
     due.running = true;
     try {
-      while (due.queue.size) {
-        const sku = due.queue.values().next().value;
-        due.queue.delete(sku);
+      while (due.urgent.size || due.sweep.size) {
+        const queue = due.urgent.size ? due.urgent : due.sweep;
+        const sku = queue.values().next().value;
+        queue.delete(sku);
         let wait = DUE_GAP_MS;
         try {
           await readDue(sku);
