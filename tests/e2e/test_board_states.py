@@ -64,6 +64,14 @@ def due_reads(page: Page) -> list[str]:
     return seen
 
 
+async def fits(page: Page) -> None:
+    """The stock table needs no sideways scrolling at the page's width."""
+    width = (
+        "[...document.querySelectorAll('.table-wrap')].map((w) => w.scrollWidth - w.clientWidth)"
+    )
+    assert await page.evaluate(width) == [0]
+
+
 async def expect_numbers(row: Any, **numbers: str) -> None:
     for name, text in numbers.items():
         await expect(row.locator(f"td.{name}")).to_have_text(text, timeout=LIVE_MS)
@@ -123,6 +131,7 @@ async def test_board_shows_unsellable_incoming_and_due_live(
         await expect_due(row, "2", overdue)
         await expect(row.locator("td.due .late-flag")).to_have_text("late")
         await expect(page.locator(f'tr[data-key="{uid}/CAP-RED"] td.due')).to_have_text(NOTHING)
+        await fits(page)  # a laptop: ten columns, no sideways scrolling
         await page.screenshot(path=artifact("board-states.png"), full_page=True)
 
         # Bounded: one row with units incoming is read about once per DUE_EVERY_S, no more.
@@ -137,6 +146,14 @@ async def test_board_shows_unsellable_incoming_and_due_live(
         await page.keyboard.press("Enter")
         await expect(page.locator("details.legend dl")).to_be_visible()
         await expect(page.locator("details.legend dt").nth(3)).to_have_text("Due")
+
+        # A store screen in kiosk mode: big type, every column in view.
+        await page.set_viewport_size({"width": 1920, "height": 1080})
+        await page.click("#kiosk")
+        await expect(page.locator("body")).to_have_class("kiosk")
+        await fits(page)
+        await page.screenshot(path=artifact("board-states-kiosk.png"))
+        await page.click("#kiosk")
 
         # A phone: every number keeps its label, and nothing spills sideways.
         await page.set_viewport_size({"width": 390, "height": 800})
