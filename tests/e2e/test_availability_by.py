@@ -109,3 +109,47 @@ async def test_next_eta_and_units_due_at_it(admin: httpx.AsyncClient, uid: str) 
     assert (await receive(admin, late)).status_code == 200
     assert await next_due(admin, "s", uid, far) == (2, "2026-12-03T09:00:00.000Z", 2)
     assert await next_due(admin, "s", uid, DAY2) == (0, None, None)
+
+
+async def test_matrix_with_by_matches_the_sku_reads(admin: httpx.AsyncClient, uid: str) -> None:
+    """POST /v1/availability with "by": each cell carries what GET ?by= says of it (the board
+    reads a screen's due dates in one call); without "by", cells are as before."""
+    a, b = f"{uid}-a", f"{uid}-b"
+    await put_location(admin, a, channel_safety_stock={"web": 1})
+    await put_location(admin, b)
+    await stock(admin, a, s=3, t=1)
+    await created(admin, a, {"s": 2, "t": 5}, eta=DAY2)
+    await created(admin, a, {"s": 4}, eta=DAY1)
+    await created(admin, b, {"t": 6}, eta=DAY3)
+    body = {"skus": ["s", "t", "u"], "locations": [a, b], "channel": "web"}
+    for when in (DAY1, DAY2, "2099-12-31T23:59:59Z"):
+        resp = await admin.post("/v1/availability", json={**body, "by": when})
+        assert resp.status_code == 200, resp.text
+        cells = {(c["sku"], c["location"]): c for c in resp.json()["items"]}
+        assert list(cells) == [(s, loc) for s in ("s", "t", "u") for loc in (a, b)]
+        for sku in ("s", "t", "u"):
+            params = {"location": [a, b], "by": when, "channel": "web"}
+            one = (await admin.get(f"/v1/availability/{sku}", params=params)).json()
+            for row in one["locations"]:
+                cell = cells[(sku, row["location"])]
+                for field in ("available", "status", "incoming_by", "available_by"):
+                    assert cell[field] == row[field], (sku, row["location"], field)
+                for field in ("next_eta", "next_incoming"):
+                    assert cell.get(field) == row.get(field), (sku, row["location"], field)
+    far = await admin.post("/v1/availability", json={**body, "by": "2099-12-31T23:59:59Z"})
+    got = {
+        (c["sku"], c["location"]): (c["incoming_by"], c.get("next_eta"), c.get("next_incoming"))
+        for c in far.json()["items"]
+    }
+    assert got == {
+        ("s", a): (6, "2026-12-01T09:00:00.000Z", 4),
+        ("s", b): (0, None, None),
+        ("t", a): (5, "2026-12-02T09:00:00.000Z", 5),
+        ("t", b): (6, "2026-12-03T09:00:00.000Z", 6),
+        ("u", a): (0, None, None),
+        ("u", b): (0, None, None),
+    }
+    plain = (await admin.post("/v1/availability", json=body)).json()["items"]
+    assert all(set(c) == {"sku", "location", "available", "status"} for c in plain)
+    for bad in ["soon", "2026-12-01", "1999-12-01T00:00:00Z"]:
+        assert_problem(await admin.post("/v1/availability", json={**body, "by": bad}), 422)

@@ -55,11 +55,16 @@ class SkuAvailability(msgspec.Struct, kw_only=True):
     locations: list[LocationAvailability]
 
 
-class Cell(msgspec.Struct, kw_only=True):
+class Cell(msgspec.Struct, kw_only=True, omit_defaults=True):
     sku: str
     location: str
     available: int
     status: Status
+    # With "by": as LocationAvailability's.
+    incoming_by: int | None = None
+    available_by: int | None = None
+    next_eta: str | None = None
+    next_incoming: int | None = None
 
 
 class Matrix(msgspec.Struct, kw_only=True):
@@ -184,13 +189,31 @@ async def availability_matrix(
             "skus",
             f"{len(data.skus)} skus x {len(data.locations)} locations exceeds {MAX_CELLS} cells",
         )
+    by_ms = parse_eta("by", data.by) if data.by is not None else None
     locations = [await availability.require(loc_id) for loc_id in data.locations]
     cells = [(loc, sku) for sku in data.skus for loc in locations]
-    positions = await availability.positions(cells, data.channel)
+    if by_ms is None:
+        positions = await availability.positions(cells, data.channel)
+        return Matrix(
+            items=[
+                Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)
+                for p in positions
+            ]
+        )
+    positions, due = await availability.positions_due(cells, data.channel, by_ms)
     return Matrix(
         items=[
-            Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)
-            for p in positions
+            Cell(
+                sku=p.sku,
+                location=p.location,
+                available=p.available,
+                status=p.status,
+                incoming_by=d.units,
+                available_by=p.available + d.units,
+                next_eta=None if d.next_eta is None else rfc3339(d.next_eta),
+                next_incoming=None if d.next_eta is None else d.next_units,
+            )
+            for p, d in zip(positions, due, strict=True)
         ]
     )
 
