@@ -342,16 +342,20 @@
   }
 
   // -- due: the next delivery of each row with incoming units ----------------------------------
-  // GET /v1/availability/{sku}?location=|group=&by=<far>: next_eta and next_incoming cover open
-  // supply and transfers alike, for every location shown, in one read per sku. A row is read
-  // again when its `incoming` changes (supply created, received, cancelled; a transfer: first in
-  // line) and every DUE_EVERY_MS while shown, since a reschedule moves an ETA without changing the
+  // POST /v1/availability {skus, locations, by: <far>}: next_eta and next_incoming cover open
+  // supply and transfers alike, up to 500 skus of the rows shown in one read (a sku shown at more
+  // than 500 locations of a group: GET /v1/availability/{sku}?group=&by=). A row is read again
+  // when its `incoming` changes (supply created, received, cancelled; a transfer: first in line)
+  // and every DUE_EVERY_MS while shown, since a reschedule moves an ETA without changing the
   // position. One read at a time, DUE_GAP_MS apart: a board never sends more than
   // 1000/DUE_GAP_MS reads a second, and its queues hold each shown sku at most once.
 
   const DUE_BY = "2099-12-31T23:59:59Z"; // the contract's last date: everything incoming counts
   const DUE_GAP_MS = 100;
-  const DUE_RETRY_MS = 5000; // after a failed read: the next sweep (or change) reads it again
+  const DUE_RETRY_MS = 5000; // after a failed read, before the next one
+  const DUE_MAX_SKUS = 500; // POST /v1/availability's bounds
+  const DUE_MAX_LOCATIONS = 500;
+  const DUE_MAX_CELLS = 10000;
   const DUE_EVERY_MS = (() => {
     const every = Number(new URLSearchParams(location.search).get("due_every"));
     return Number.isFinite(every) && every >= 2 && every <= 3600 ? every * 1000 : 60000;
@@ -370,7 +374,6 @@
 
   // `urgent`: a change or a row never read; else a periodic re-read, after every urgent one.
   function wantDue(sku, urgent) {
-    if (sku === "." || sku === "..") return; // not addressable in a URL path: shown as unknown
     if (urgent) {
       due.sweep.delete(sku);
       due.urgent.add(sku);
@@ -402,16 +405,15 @@
     if (due.running) return;
     due.running = true;
     try {
-      while (due.urgent.size || due.sweep.size) {
-        const queue = due.urgent.size ? due.urgent : due.sweep;
-        const sku = queue.values().next().value;
-        queue.delete(sku);
+      for (let batch = nextBatch(); batch; batch = nextBatch()) {
         let wait = DUE_GAP_MS;
         try {
-          await readDue(sku);
+          await readDue(batch);
         } catch (err) {
           if (err instanceof AuthError) return showLogin("That key no longer works.");
-          wait = DUE_RETRY_MS; // overloaded or rate limited: back off; the last due date stays
+          // Overloaded or rate limited: the last due dates stay; read them again after a while.
+          for (const sku of batch.skus) if (!due.urgent.has(sku)) due.sweep.add(sku);
+          wait = DUE_RETRY_MS;
         }
         await pause(wait);
       }
@@ -420,14 +422,57 @@
     }
   }
 
-  async function readDue(sku) {
+  // The next read: queued skus (changed ones first) and the locations where they are incoming,
+  // within POST /v1/availability's bounds; `wide` when one sku alone passes them (a big group).
+  function nextBatch() {
+    const at = new Map(); // sku -> locations of rows with units incoming
+    for (const row of state.rows.values()) {
+      if (row.p.incoming === 0) continue;
+      const locs = at.get(row.p.sku);
+      if (locs) locs.push(row.p.location);
+      else at.set(row.p.sku, [row.p.location]);
+    }
+    const skus = [];
+    const locations = new Set();
+    for (const queue of [due.urgent, due.sweep]) {
+      for (const sku of [...queue]) {
+        const here = at.get(sku);
+        if (!here) {
+          queue.delete(sku); // nothing incoming any more: nothing to read
+          continue;
+        }
+        if (!skus.length && here.length > DUE_MAX_LOCATIONS) {
+          queue.delete(sku);
+          return { skus: [sku], locations: [], wide: true };
+        }
+        const more = here.filter((loc) => !locations.has(loc));
+        const count = locations.size + more.length;
+        if (skus.length === DUE_MAX_SKUS || count > DUE_MAX_LOCATIONS || (skus.length + 1) * count > DUE_MAX_CELLS) {
+          return { skus, locations: [...locations], wide: false };
+        }
+        queue.delete(sku);
+        skus.push(sku);
+        for (const loc of more) locations.add(loc);
+      }
+    }
+    return skus.length ? { skus, locations: [...locations], wide: false } : null;
+  }
+
+  async function readDue(batch) {
     const where = state.where;
-    const [kind, id] = parseWhere(where);
-    const params = new URLSearchParams({ [kind === "loc" ? "location" : "group"]: id, by: DUE_BY });
-    const body = await api(`/v1/availability/${encodeURIComponent(sku)}?${params}`);
+    let cells;
+    if (batch.wide) {
+      const [sku] = batch.skus;
+      if (sku === "." || sku === "..") return; // not addressable in a URL path: stays unknown
+      const params = new URLSearchParams({ group: parseWhere(where)[1], by: DUE_BY });
+      const body = await api(`/v1/availability/${encodeURIComponent(sku)}?${params}`);
+      cells = body.locations.map((cell) => ({ ...cell, sku }));
+    } else {
+      cells = (await api("/v1/availability", { skus: batch.skus, locations: batch.locations, by: DUE_BY })).items;
+    }
     if (where !== state.where) return; // the board shows somewhere else now
-    for (const cell of body.locations) {
-      const row = state.rows.get(`${cell.location}/${sku}`);
+    for (const cell of cells) {
+      const row = state.rows.get(`${cell.location}/${cell.sku}`);
       if (!row) continue;
       const next = cell.next_eta ? { eta: cell.next_eta, units: cell.next_incoming } : NOT_DUE;
       const before = row.due;
