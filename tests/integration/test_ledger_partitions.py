@@ -122,6 +122,9 @@ async def test_migration_keeps_every_row_of_an_existing_ledger(stack: Stack) -> 
         # Rows over the last 15 months, this month, and one far ahead (a clock that ran fast).
         spread = [now - dt.timedelta(days=d, minutes=d) for d in range(0, 460, 7)]
         spread.append(now + dt.timedelta(days=200))
+        # Both sides of a month boundary (UTC): the first instant belongs to the new month.
+        boundary = add_months(month_start(now), -1)
+        spread += [boundary - dt.timedelta(milliseconds=1), boundary]
         await _rows(db, "a", spread)
         await _rows(db, "b", [now - dt.timedelta(days=40)] * 3)  # same ts, versions differ
         old = sorted(
@@ -356,3 +359,28 @@ async def test_row_pruning_deletes_the_old_row_not_another_months_row_at_the_sam
         )
         assert done["ledger"] == 1
         assert [r[3] for r in await db.fetch(f"SELECT {_COLUMNS} FROM ledger")] == ["b"]
+
+
+async def test_a_partition_change_gives_up_on_a_held_lock_and_succeeds_next_round(
+    stack: Stack,
+) -> None:
+    """A long reader holds the ledger: dropping a month waits only the lock timeout, gives up
+    (the month stays, the reader is not stalled behind it) and the next round drops it."""
+    async with fresh_database(stack) as (db, _):
+        async with db.acquire() as conn:
+            await migrate(conn)
+        now = dt.datetime.now(UTC)
+        old = add_months(month_start(now), -6)
+        assert await partitions.ensure_month(db, old)
+        await _rows(db, "r", [old + dt.timedelta(days=1)])
+        retention = 60 * DAY
+        async with db.acquire() as reader, reader.transaction():
+            assert await reader.fetchval("SELECT count(*) FROM ledger WHERE location = 'r'") == 1
+            done = await partitions.maintain(db, retention_seconds=retention, lock_timeout_ms=100)
+            assert done.dropped == [] and done.lock_timeouts == 1
+            assert old in await partitions.months(db)
+            # The reader's transaction is not blocked by a queued drop.
+            assert await reader.fetchval("SELECT count(*) FROM ledger WHERE location = 'r'") == 1
+        done = await partitions.maintain(db, retention_seconds=retention, lock_timeout_ms=100)
+        assert done.dropped == [old] and done.lock_timeouts == 0
+        assert await db.fetchval("SELECT count(*) FROM ledger WHERE location = 'r'") == 0
