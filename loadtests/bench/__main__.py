@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtests.bench import scenarios, sourcing, states
+from loadtests.bench import ledger, scenarios, sourcing, states
 from loadtests.bench.report import render_markdown, render_text, summary_line, write_chart
 from loadtests.bench.scenarios import Bench, Plan
 from loadtests.bench.stack import running
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.only:
         print("== persistence ...", file=sys.stderr, flush=True)
         results.rows += scenarios.persistence(plan)
+        print("== ledger at scale ...", file=sys.stderr, flush=True)
+        results.rows += ledger.ledger_scale(plan)
     print(render_text(results.rows))
     pinning = (
         f"omnistock (1 process) pinned to cpu {plan.server_cpus}, load generators to cpu "

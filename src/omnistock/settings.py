@@ -89,6 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Redis Cluster (issue 14): docs/operations.md "Redis Cluster"
     redis_cluster_redirects: int = 5
     redis_cluster_retry_seconds: float = 2.0
+    # Ledger partitions (issue 14, pgpart): docs/operations.md "Retention: ledger partitions"
+    ledger_partitions_ahead: int = 2
+    ledger_partition_lock_timeout_ms: int = 2000
 
     @property
     def embedded(self) -> bool:
@@ -143,6 +146,9 @@ _INT_FIELDS = {
     "supply_retention_days": (0, 36500),
     # Redis Cluster
     "redis_cluster_redirects": (1, 100),
+    # Ledger partitions
+    "ledger_partitions_ahead": (1, 24),
+    "ledger_partition_lock_timeout_ms": (10, 60_000),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

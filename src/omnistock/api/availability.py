@@ -19,12 +19,13 @@ from omnistock.api.schemas import (
     IdentifierQuery,
     SkuPath,
 )
+from omnistock.domain.clock import rfc3339
 from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.ids import check_identifier
 from omnistock.domain.locations import Location, nearest
 from omnistock.domain.reservations import Channel
 from omnistock.domain.stock import Status
-from omnistock.domain.supply import DATE_TIME_PATTERN, parse_eta
+from omnistock.domain.supply import DATE_TIME_PATTERN, Due, parse_eta
 from omnistock.usecases.availability import Availability
 
 MAX_CELLS = 10_000
@@ -42,6 +43,10 @@ class LocationAvailability(msgspec.Struct, kw_only=True, omit_defaults=True):
     # available + those.
     incoming_by: int | None = None
     available_by: int | None = None
+    # With ?by= and incoming_by > 0: the earliest ETA of those units (it may be past: late
+    # supply) and the units due at it. The board's "due" column reads these.
+    next_eta: str | None = None
+    next_incoming: int | None = None
 
 
 class SkuAvailability(msgspec.Struct, kw_only=True):
@@ -50,11 +55,16 @@ class SkuAvailability(msgspec.Struct, kw_only=True):
     locations: list[LocationAvailability]
 
 
-class Cell(msgspec.Struct, kw_only=True):
+class Cell(msgspec.Struct, kw_only=True, omit_defaults=True):
     sku: str
     location: str
     available: int
     status: Status
+    # With "by": as LocationAvailability's.
+    incoming_by: int | None = None
+    available_by: int | None = None
+    next_eta: str | None = None
+    next_incoming: int | None = None
 
 
 class Matrix(msgspec.Struct, kw_only=True):
@@ -95,7 +105,8 @@ By = Annotated[
     QueryParameter(
         pattern=DATE_TIME_PATTERN,
         description="RFC 3339 date-time (years 2000-2099): each location also has incoming_by "
-        "and available_by",
+        "and available_by, and while incoming_by > 0 next_eta (the earliest ETA of those "
+        "units) and next_incoming (the units due at it)",
     ),
 ]
 Near = Annotated[
@@ -137,12 +148,12 @@ async def sku_availability(
         candidates = [loc for loc, _ in ranked]
         distances = {loc.id: d for loc, d in ranked}
     cells = [(loc, sku) for loc in candidates]
-    due: list[int | None] = [None] * len(candidates)
+    due: list[Due | None] = [None] * len(candidates)
     if by_ms is None:
         positions = await availability.positions(cells, channel)
     else:
-        positions, units_due = await availability.positions_due(cells, channel, by_ms)
-        due = [*units_due]
+        positions, found = await availability.positions_due(cells, channel, by_ms)
+        due = [*found]
     rows = [
         LocationAvailability(
             location=loc.id,
@@ -152,10 +163,12 @@ async def sku_availability(
             reserved=pos.reserved,
             pickup=loc.pickup,
             distance_km=round(distances[loc.id], 3) if loc.id in distances else None,
-            incoming_by=units,
-            available_by=None if units is None else pos.available + units,
+            incoming_by=None if d is None else d.units,
+            available_by=None if d is None else pos.available + d.units,
+            next_eta=None if d is None or d.next_eta is None else rfc3339(d.next_eta),
+            next_incoming=None if d is None or d.next_eta is None else d.next_units,
         )
-        for loc, pos, units in zip(candidates, positions, due, strict=True)
+        for loc, pos, d in zip(candidates, positions, due, strict=True)
         if filtered or pos.version > 0
     ]
     return SkuAvailability(sku=sku, total_available=sum(r.available for r in rows), locations=rows)
@@ -176,13 +189,31 @@ async def availability_matrix(
             "skus",
             f"{len(data.skus)} skus x {len(data.locations)} locations exceeds {MAX_CELLS} cells",
         )
+    by_ms = parse_eta("by", data.by) if data.by is not None else None
     locations = [await availability.require(loc_id) for loc_id in data.locations]
     cells = [(loc, sku) for sku in data.skus for loc in locations]
-    positions = await availability.positions(cells, data.channel)
+    if by_ms is None:
+        positions = await availability.positions(cells, data.channel)
+        return Matrix(
+            items=[
+                Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)
+                for p in positions
+            ]
+        )
+    positions, due = await availability.positions_due(cells, data.channel, by_ms)
     return Matrix(
         items=[
-            Cell(sku=p.sku, location=p.location, available=p.available, status=p.status)
-            for p in positions
+            Cell(
+                sku=p.sku,
+                location=p.location,
+                available=p.available,
+                status=p.status,
+                incoming_by=d.units,
+                available_by=p.available + d.units,
+                next_eta=None if d.next_eta is None else rfc3339(d.next_eta),
+                next_incoming=None if d.next_eta is None else d.next_units,
+            )
+            for p, d in zip(positions, due, strict=True)
         ]
     )
 

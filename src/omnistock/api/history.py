@@ -19,6 +19,13 @@ from omnistock.usecases.history import History as HistoryUseCase
 EVENT_ID_PATTERN = r"^[0-9]{1,5}:[0-9]{1,20}-[0-9]{1,20}(?!\n)$"
 
 
+_RETAINED_SINCE = (
+    "RFC 3339 instant from which this history is complete: events before it may have been"
+    " deleted by retention (OMNISTOCK_LEDGER_RETENTION_DAYS, whole months and then rows);"
+    " null when the ledger was never pruned"
+)
+
+
 class HistoryItem(msgspec.Struct, kw_only=True):
     event_id: str
     ts: str
@@ -41,6 +48,8 @@ class HistoryItem(msgspec.Struct, kw_only=True):
 class History(msgspec.Struct, kw_only=True):
     items: list[HistoryItem]
     next: str | None
+    # How far back the ledger is complete (see _RETAINED_SINCE).
+    retained_since: Annotated[str | None, msgspec.Meta(description=_RETAINED_SINCE)] = None
 
 
 @get(
@@ -61,7 +70,7 @@ async def position_history(
         ),
     ] = None,
 ) -> History:
-    rows, more = await history.page(location_id, sku, before, limit)
+    rows, more, since = await history.page(location_id, sku, before, limit)
     items = [
         HistoryItem(
             event_id=r["event_id"],
@@ -83,7 +92,11 @@ async def position_history(
         )
         for r in rows
     ]
-    return History(items=items, next=items[-1].event_id if more else None)
+    return History(
+        items=items,
+        next=items[-1].event_id if more else None,
+        retained_since=rfc3339(since) if since is not None else None,
+    )
 
 
 history_router = Router("/v1/stock", route_handlers=[position_history], tags=["stock"])

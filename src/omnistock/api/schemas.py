@@ -20,6 +20,7 @@ from omnistock.domain.stock import (
     MoveReason,
     StockState,
 )
+from omnistock.domain.supply import DATE_TIME_PATTERN
 
 Identifier = Annotated[
     str, Meta(pattern=IDENTIFIER_PATTERN, description="1-128 characters of A-Z a-z 0-9 . _ : -")
@@ -154,6 +155,19 @@ class AvailabilityQuery(msgspec.Struct, kw_only=True):
     locations: Annotated[list[Identifier], Meta(min_length=1, max_length=500)]
     # With a channel, each cell is what that channel may take (less the location's fence).
     channel: Channel | None = None
+    # With by, each cell also has what is due by then, as GET /v1/availability/{sku}?by= (the
+    # board reads a location's due dates in one call).
+    by: (
+        Annotated[
+            str,
+            Meta(
+                pattern=DATE_TIME_PATTERN,
+                description="RFC 3339 date-time (years 2000-2099): each cell also has incoming_by "
+                "and available_by, and while incoming_by > 0 next_eta and next_incoming",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class LineIn(msgspec.Struct, kw_only=True):

@@ -12,9 +12,10 @@ range read. Transfers add their members to the same schedules, prefixed by their
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
 
 import msgspec
 
@@ -140,3 +141,36 @@ def due_units(members: Iterable[bytes | str]) -> int:
         text = member.decode() if isinstance(member, bytes) else member
         total += int(text.rsplit(":", 1)[1])
     return total
+
+
+class Due(msgspec.Struct, frozen=True, kw_only=True):
+    """What is due at a position by a date: the units with an ETA at or before it, and the
+    earliest of those ETAs (ms) with the units due at it (None and 0 when nothing is due)."""
+
+    units: int = 0
+    next_eta: int | None = None
+    next_units: int = 0
+
+
+def due_with_scores(reply: Sequence[Any]) -> Due:
+    """A schedule range read WITHSCORES -> :class:`Due`. RESP2 gives a flat
+    ``[member, score, ...]``, RESP3 (and some clients) ``[(member, score), ...]``: both read."""
+    pairs: Iterable[Sequence[Any]]
+    if reply and isinstance(reply[0], (list, tuple)):
+        pairs = reply
+    else:
+        pairs = zip(reply[::2], reply[1::2], strict=True)
+    units = next_units = 0
+    next_eta: int | None = None
+    for member, score in pairs:
+        qty = due_units((member,))
+        units += qty
+        at = float(score)
+        if not math.isfinite(at):
+            continue  # no date (a member scored -inf): counted, never the next ETA
+        eta = int(at)  # ms below 2**53: a double holds them exactly
+        if next_eta is None or eta < next_eta:
+            next_eta, next_units = eta, qty
+        elif eta == next_eta:
+            next_units += qty
+    return Due(units=units, next_eta=next_eta, next_units=next_units)

@@ -93,13 +93,31 @@ async def history(
     db: Any, location: str, sku: str, below_version: int | None, limit: int
 ) -> list[asyncpg.Record]:
     """A position's ledger, newest first, below ``below_version`` (None: from the newest)."""
-    return list(await db.fetch(_Q["history"], location, sku, below_version, limit))
+    if below_version is None:
+        return list(await db.fetch(_Q["history"], location, sku, limit))
+    return list(await db.fetch(_Q["history_below"], location, sku, below_version, limit))
+
+
+_MAX_NEAR_MS = 10**13  # past this (year 2286) a stream id's ms is no timestamp worth a look
 
 
 async def event_version(db: Any, event_id: str, location: str, sku: str) -> int | None:
-    """The version an event of this position produced (None: no such event here)."""
+    """The version an event of this position produced (None: no such event here). Looked for
+    near its stream id's time first (cheap), then anywhere (the clock may have stepped back)."""
+    ms = _stream_ms(event_id)
+    if ms is not None:
+        near: int | None = await db.fetchval(_Q["event_version_near"], event_id, location, sku, ms)
+        if near is not None:
+            return near
     version: int | None = await db.fetchval(_Q["event_version"], event_id, location, sku)
     return version
+
+
+def _stream_ms(event_id: str) -> int | None:
+    """The ms of ``'<partition>:<ms>-<seq>'`` when it is a plausible time, else None."""
+    _, _, stream_id = event_id.partition(":")
+    ms, _, _ = stream_id.partition("-")
+    return int(ms) if ms.isascii() and ms.isdigit() and int(ms) <= _MAX_NEAR_MS else None
 
 
 async def reservation_doc(db: Any, reservation_id: str) -> str | None:

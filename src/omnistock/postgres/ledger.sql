@@ -11,7 +11,8 @@ CREATE TEMP TABLE IF NOT EXISTS positions_in (
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_ledger
--- One row per position event; replays of an event are ignored.
+-- One row per position event; replays of an event are ignored (a replay carries the same ts, so
+-- it hits the same month partition and the key (location, sku, version, ts), migration 0008).
 INSERT INTO ledger (event_id, partition, ts, location, sku, kind, reason, ref, actor,
                     idempotency_key, delta_on_hand, delta_reserved, on_hand, reserved,
                     safety_stock, version, reservation_id, delta_unsellable, unsellable,
@@ -20,7 +21,7 @@ SELECT event_id, partition, to_timestamp(ts_ms / 1000.0), location, sku, kind, r
        NULLIF(ref, ''), actor, NULLIF(idem, ''), doh, dr, oh, r, ss, v, NULLIF(rid, ''),
        du, u, din, inc
 FROM ledger_in
-ON CONFLICT (location, sku, version) DO NOTHING;
+ON CONFLICT (location, sku, version, ts) DO NOTHING;
 
 -- name: upsert_positions
 -- The newest state per position; an older version never overwrites a newer one.
@@ -80,14 +81,35 @@ ON CONFLICT (event_id) DO NOTHING;
 SELECT partition, last_ms, last_seq FROM stream_offsets;
 
 -- name: history
--- A position's ledger, newest first; $3 = the version to page below (NULL: from the newest).
+-- A position's ledger, newest first. Two blocks, not `$3 IS NULL OR version < $3`: a prepared
+-- statement's generic plan cannot use such a condition in the index, and would read and sort
+-- every row of the position for each page.
 SELECT event_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, kind, reason, ref, actor,
        delta_on_hand, delta_reserved, on_hand, reserved, version, reservation_id,
        delta_unsellable, unsellable, delta_incoming, incoming
 FROM ledger
-WHERE location = $1 AND sku = $2 AND ($3::bigint IS NULL OR version < $3)
+WHERE location = $1 AND sku = $2
+ORDER BY version DESC
+LIMIT $3;
+
+-- name: history_below
+-- The same, below version $3 (a page after the first).
+SELECT event_id, (extract(epoch FROM ts) * 1000)::bigint AS ts_ms, kind, reason, ref, actor,
+       delta_on_hand, delta_reserved, on_hand, reserved, version, reservation_id,
+       delta_unsellable, unsellable, delta_incoming, incoming
+FROM ledger
+WHERE location = $1 AND sku = $2 AND version < $3
 ORDER BY version DESC
 LIMIT $4;
+
+-- name: event_version_near
+-- An event's ts is its script's clock, which the ms of its stream id ($4) matches to within a
+-- few ms unless the clock stepped back: look around it first (one month partition, the ts index)
+-- instead of through every row the position has.
+SELECT version FROM ledger
+WHERE event_id = $1 AND location = $2 AND sku = $3
+  AND ts BETWEEN to_timestamp(($4::bigint - 50) / 1000.0)
+             AND to_timestamp(($4::bigint + 50) / 1000.0);
 
 -- name: event_version
 SELECT version FROM ledger WHERE event_id = $1 AND location = $2 AND sku = $3;

@@ -1,6 +1,8 @@
 """Pruning: what Postgres no longer needs to keep, deleted in small batches by a background loop.
 
-- ledger rows older than ``ledger_retention_days`` (the history endpoint reaches back that far);
+- ledger rows older than ``ledger_retention_days`` (the history endpoint reaches back that far):
+  whole months are dropped (postgres/partitions.py, which also creates the months ahead), the
+  rows of the month that straddles the cutoff are deleted in batches;
 - finished reservations (committed, released, expired) whose end is older than
   ``reservation_retention_days`` (reads of them answer 404 afterwards); never an active one;
 - finished sourcing hold records (failed, released; held ones once their parts have surely
@@ -19,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import msgspec
 
 from omnistock.domain.reservations import MAX_LIFETIME_SECONDS
 from omnistock.metrics import Metrics
+from omnistock.postgres import partitions
 from omnistock.postgres.sql import load_queries
 from omnistock.settings import Settings
 from omnistock.tasks import reraise_if_cancelled
@@ -76,9 +80,18 @@ def _count(status: str) -> int:
 
 async def _prune(db: asyncpg.Pool, query: str, args: tuple[int, ...], batch: int) -> int:
     """Run ``query`` (one batch per call) until a batch deletes fewer than ``batch`` rows."""
+
+    async def once() -> int:
+        return _count(await db.execute(query, *args))
+
+    return await _batches(once, batch)
+
+
+async def _batches(once: Callable[[], Awaitable[int]], batch: int) -> int:
+    """Call ``once`` (one batch, the rows it deleted) until a batch comes back short."""
     total = 0
     while True:
-        n = _count(await db.execute(query, *args))
+        n = await once()
         total += n
         if n < batch:
             return total
@@ -91,8 +104,9 @@ async def prune_once(
     """Delete everything past retention now; the rows deleted, per table."""
     done: dict[str, int] = {}
     if retention.ledger_seconds:
-        done["ledger"] = await _prune(
-            db, Q["prune_ledger"], (retention.ledger_seconds, retention.batch), retention.batch
+        done["ledger"] = await _batches(
+            lambda: partitions.prune_rows(db, retention.ledger_seconds, retention.batch),
+            retention.batch,
         )
     if retention.reservations_seconds:
         done["reservations"] = await _prune(
@@ -122,9 +136,15 @@ async def prune_once(
 
 
 async def run_pruner(db: asyncpg.Pool, settings: Settings, metrics: Metrics) -> None:
-    """Prune every ``prune_interval_seconds``; Postgres outages are waited out."""
+    """Every ``prune_interval_seconds``: keep the ledger's month partitions (create ahead, drop
+    past retention), then prune; Postgres outages are waited out."""
     retention = Retention.from_settings(settings)
     while True:
+        try:
+            await maintain_partitions(db, settings, retention)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            reraise_if_cancelled()
+            log.warning("pruner: ledger partitions: %s", exc)
         try:
             done = await prune_once(db, retention, metrics)
             if any(done.values()):
@@ -133,3 +153,22 @@ async def run_pruner(db: asyncpg.Pool, settings: Settings, metrics: Metrics) -> 
             reraise_if_cancelled()
             log.warning("pruner: %s", exc)
         await asyncio.sleep(settings.prune_interval_seconds)
+
+
+async def maintain_partitions(
+    db: asyncpg.Pool, settings: Settings, retention: Retention
+) -> partitions.Maintenance:
+    """One round of the ledger's partition upkeep with the configured bounds."""
+    done = await partitions.maintain(
+        db,
+        retention_seconds=retention.ledger_seconds,
+        ahead=settings.ledger_partitions_ahead,
+        lock_timeout_ms=settings.ledger_partition_lock_timeout_ms,
+    )
+    if done.created or done.dropped:
+        log.info(
+            "ledger partitions: created %s, dropped %s",
+            [m.strftime("%Y-%m") for m in done.created],
+            [m.strftime("%Y-%m") for m in done.dropped],
+        )
+    return done

@@ -1,15 +1,7 @@
 -- Pruning (postgres/prune.py): each block deletes at most $2 (or $1) rows, oldest first, and
 -- returns at once; the caller repeats until a batch comes back short. Short transactions hold
 -- only row locks, never a lock that blocks the persister. SKIP LOCKED: instances pruning at once
--- take different rows instead of waiting on each other.
-
--- name: prune_ledger
--- Ledger rows older than $1 seconds. Ledger rows never change, so their ctid is stable.
-DELETE FROM ledger WHERE ctid = ANY (ARRAY(
-    SELECT ctid FROM ledger
-    WHERE ts < now() - $1::double precision * interval '1 second'
-    ORDER BY ts LIMIT $2 FOR UPDATE SKIP LOCKED
-));
+-- take different rows instead of waiting on each other. Ledger rows: partitions.sql (by month).
 
 -- name: prune_reservations
 -- Finished reservations whose last event (their end) is older than $1 seconds; never an active

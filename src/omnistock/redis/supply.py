@@ -12,7 +12,7 @@ from omnistock.domain import stock
 from omnistock.domain.commands import Idempotency
 from omnistock.domain.ids import supply_partition
 from omnistock.domain.locations import Location
-from omnistock.domain.supply import StoredSupply, decode_supply, due_units
+from omnistock.domain.supply import Due, StoredSupply, decode_supply, due_with_scores
 from omnistock.redis import keys
 from omnistock.redis.positions import POSITION_FIELDS, position_from_fields
 from omnistock.redis.runner import ScriptRunner
@@ -132,17 +132,32 @@ class SupplyOps(ScriptRunner):
         self, cells: Sequence[tuple[Location, str]], by_ms: int
     ) -> tuple[list[stock.Position], list[int]]:
         """The positions of (location, sku) cells and the units due at each with an ETA at or
-        before ``by_ms``: an HMGET and one range read per position, in one round trip."""
+        before ``by_ms`` (:meth:`positions_due_next`'s units)."""
+        positions, due = await self.positions_due_next(cells, by_ms)
+        return positions, [d.units for d in due]
+
+    async def positions_due_next(
+        self, cells: Sequence[tuple[Location, str]], by_ms: int
+    ) -> tuple[list[stock.Position], list[Due]]:
+        """The positions of (location, sku) cells and what is due at each by ``by_ms``: units,
+        and the earliest ETA with its units. An HMGET and one range read (with scores) per
+        position, in one round trip."""
         commands: list[tuple[Any, ...]] = []
         for loc, sku in cells:
             p = self.partition(loc.id)
             commands.append(("HMGET", keys.position(p, loc.id, sku), *POSITION_FIELDS))
             commands.append(
-                ("ZRANGEBYSCORE", keys.incoming_schedule(p, loc.id, sku), "-inf", by_ms)
+                (
+                    "ZRANGEBYSCORE",
+                    keys.incoming_schedule(p, loc.id, sku),
+                    "-inf",
+                    by_ms,
+                    "WITHSCORES",
+                )
             )
         found = await self.hot.execute_many(commands)
         positions = [
             position_from_fields(loc, sku, row)
             for (loc, sku), row in zip(cells, found[::2], strict=True)
         ]
-        return positions, [due_units(members) for members in found[1::2]]
+        return positions, [due_with_scores(members) for members in found[1::2]]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from omnistock.domain.locations import Location, channel_fence
 from omnistock.domain.stock import Position, for_channel
+from omnistock.domain.supply import Due
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
 
@@ -42,10 +43,11 @@ class Availability:
 
     async def positions_due(
         self, cells: Sequence[tuple[Location, str]], channel: str | None, by_ms: int
-    ) -> tuple[list[Position], list[int]]:
-        """:meth:`positions`, and the units due at each cell with an ETA at or before ``by_ms``
-        (the incoming schedules' range reads ride in the same round trip)."""
-        found, due = await self._store.positions_due(cells, by_ms)
+    ) -> tuple[list[Position], list[Due]]:
+        """:meth:`positions`, and what is due at each cell by ``by_ms``: the units with an ETA at
+        or before it, and the earliest of those ETAs with its units (the incoming schedules'
+        range reads ride in the same round trip)."""
+        found, due = await self._store.positions_due_next(cells, by_ms)
         if channel is not None:
             found = [
                 for_channel(pos, channel_fence(loc, channel), loc.limited_threshold)

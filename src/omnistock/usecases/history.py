@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 
 from omnistock.domain.errors import ValidationFailed
-from omnistock.postgres import ledger
+from omnistock.postgres import ledger, partitions
 from omnistock.usecases.caches import LocationCache
 
 
@@ -20,10 +20,11 @@ class History:
 
     async def page(
         self, location_id: str, sku: str, before: str | None, limit: int
-    ) -> tuple[list[Any], bool]:
-        """Up to ``limit`` ledger rows below the event ``before`` (None: from the newest), and
-        whether more follow. NotFound for an unknown location; ValidationFailed for a ``before``
-        that is not an event of this position."""
+    ) -> tuple[list[Any], bool, int | None]:
+        """Up to ``limit`` ledger rows below the event ``before`` (None: from the newest),
+        whether more follow, and the epoch ms before which retention may have deleted rows (None:
+        never pruned). NotFound for an unknown location; ValidationFailed for a ``before`` that is
+        not an event of this position."""
         await self._locations.require(location_id)
         below: int | None = None
         if before is not None:
@@ -31,4 +32,7 @@ class History:
             if below is None:
                 raise ValidationFailed("before", f"no event {before!r} in this position's history")
         rows = await ledger.history(self._db, location_id, sku, below, limit + 1)
-        return rows[:limit], len(rows) > limit
+        # Read after the page: a deletion records its cutoff in its own transaction, so any row
+        # the page is missing was deleted under a cutoff this read sees.
+        since = await partitions.retained_since(self._db)
+        return rows[:limit], len(rows) > limit, since

@@ -10,7 +10,6 @@ from omnistock.domain.locations import Location, channel_fence
 from omnistock.domain.reservations import sum_lines
 from omnistock.domain.roles import Principal, require_reserver, reservable_ids
 from omnistock.domain.sourcing import Candidate, Fulfillment, Plan, plan, select_candidates
-from omnistock.domain.stock import for_channel
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
 
@@ -76,8 +75,7 @@ class Sourcing:
         width = max(1, len(skus))
         if len(chosen) * width > self._max_cells:
             chosen = sorted(chosen, key=_nearest_first)[: max(1, self._max_cells // width)]
-        cells = [(loc, sku) for loc, _ in chosen for sku in skus]
-        found = await self._store.get_positions(cells) if cells else []
+        found = await self._store.available_at([loc for loc, _ in chosen], skus) if skus else []
         candidates = []
         for n, (loc, dist) in enumerate(chosen):
             fence = channel_fence(loc, channel)
@@ -87,9 +85,9 @@ class Sourcing:
                     location=loc.id,
                     priority=loc.priority,
                     distance_km=None if dist is None else round(dist, 3),
+                    # The channel's availability: its fence off, never below 0 (for_channel's).
                     available={
-                        sku: for_channel(pos, fence, loc.limited_threshold).available
-                        for sku, pos in zip(skus, row, strict=True)
+                        sku: max(0, units - fence) for sku, units in zip(skus, row, strict=True)
                     },
                 )
             )

@@ -15,7 +15,7 @@
   const state = {
     key: localStorage.getItem(STORE_KEY) || "",
     where: "",
-    rows: new Map(), // "location/sku" -> {p: position, tr: element|null}
+    rows: new Map(), // "location/sku" -> {p: position, tr: element|null, due: see dueChanged}
     locs: new Map(), // location id -> location (names, coordinates, fences for the nearby view)
     ws: null,
     subId: null,
@@ -160,6 +160,8 @@
     document.body.classList.toggle("grouped", where.startsWith("group:"));
     state.rows = new Map();
     state.cursor = null;
+    due.urgent.clear();
+    due.sweep.clear();
     render();
     subscribe(); // live first, then read: nothing changes unseen in between
     load();
@@ -212,19 +214,24 @@
     state.loadedQuery = serverQ;
     const rows = new Map();
     for (const p of found) {
+      p.unsellable = p.unsellable || 0;
+      p.incoming = p.incoming || 0;
       const key = `${p.location}/${p.sku}`;
       const live = state.rows.get(key); // a change the stream brought while we read
-      rows.set(key, { p: live && live.p.version > p.version ? live.p : p, tr: null });
+      const newer = live && live.p.version > p.version ? live.p : p;
+      rows.set(key, { p: newer, tr: null, due: live ? live.due : undefined });
     }
     for (const [key, row] of state.rows) if (!rows.has(key) && matches(row.p)) rows.set(key, row);
     state.rows = rows;
     render();
+    sweepDue(true); // the next ETA of everything incoming here, read again
   }
 
   $("search").addEventListener("input", () => {
     const q = searchTerm();
     const loaded = state.loadedQuery.toLowerCase();
     render();
+    sweepDue(false); // rows the search brings into view whose due date was never read
     // The loaded rows answer the search unless they were cut short or filtered more narrowly.
     if (!state.truncated && (!loaded || q.toLowerCase().includes(loaded))) return;
     clearTimeout(state.searchTimer);
@@ -233,8 +240,8 @@
 
   // -- the table ------------------------------------------------------------------------------
 
-  const NUMBERS = ["on_hand", "reserved", "available"];
-  const LABELS = ["On hand", "Reserved", "Available"];
+  const NUMBERS = ["on_hand", "reserved", "unsellable", "available", "incoming"];
+  const LABELS = ["On hand", "Reserved", "Unsellable", "Available", "Incoming"];
   const STATUS_TEXT = { in_stock: "In stock", limited: "Limited", out_of_stock: "Out of stock" };
 
   function cell(tr, cls, text) {
@@ -249,16 +256,19 @@
     return iso ? new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "–";
   }
 
-  function makeRow(p) {
+  function makeRow(row) {
+    const p = row.p;
     const tr = document.createElement("tr");
     tr.dataset.key = `${p.location}/${p.sku}`;
     cell(tr, "sku", p.sku);
     cell(tr, "loc", p.location);
     for (const [n, name] of NUMBERS.entries()) cell(tr, `num ${name}`, "").dataset.label = LABELS[n];
+    cell(tr, "due", "").dataset.label = "Due";
     const status = cell(tr, "status-cell", "");
     status.append(document.createElement("span"));
     cell(tr, "when", "");
     fillRow(tr, p);
+    fillDue(tr, row);
     return tr;
   }
 
@@ -266,6 +276,7 @@
     for (const name of NUMBERS) {
       const td = tr.querySelector(`td.${name}`);
       td.textContent = p[name].toLocaleString();
+      td.classList.toggle("zero", p[name] === 0);
       td.classList.remove("up", "down");
       if (previous && p[name] !== previous[name]) td.classList.add(p[name] > previous[name] ? "up" : "down");
     }
@@ -293,7 +304,7 @@
   function render() {
     const body = document.querySelector("#stock tbody");
     const shown = [...state.rows.values()].filter((row) => matches(row.p)).sort((a, b) => order(a.p, b.p));
-    body.replaceChildren(...shown.map((row) => (row.tr = row.tr || makeRow(row.p))));
+    body.replaceChildren(...shown.map((row) => (row.tr = row.tr || makeRow(row))));
     const total = state.rows.size;
     let text = `${shown.length.toLocaleString()} position${shown.length === 1 ? "" : "s"}`;
     if (state.truncated) text += ` (first ${MAX_ROWS.toLocaleString()}: search to narrow)`;
@@ -308,21 +319,215 @@
     const p = {
       sku: msg.sku, location: msg.location, on_hand: msg.on_hand, reserved: msg.reserved,
       available: msg.available, status: msg.status, version: msg.version, updated_at: msg.ts,
+      unsellable: msg.unsellable || 0, incoming: msg.incoming || 0,
     };
     if (!row) {
-      state.rows.set(key, { p, tr: null });
+      const added = { p, tr: null, due: undefined };
+      state.rows.set(key, added);
+      dueChanged(added, null);
       if (matches(p)) {
         render();
-        flash(state.rows.get(key).tr);
+        flash(added.tr);
       }
       return;
     }
     const previous = row.p;
     row.p = p;
+    dueChanged(row, previous);
     if (row.tr) {
       fillRow(row.tr, p, previous);
+      fillDue(row.tr, row);
       if (row.tr.isConnected) flash(row.tr);
     }
+  }
+
+  // -- due: the next delivery of each row with incoming units ----------------------------------
+  // POST /v1/availability {skus, locations, by: <far>}: next_eta and next_incoming cover open
+  // supply and transfers alike, up to 500 skus of the rows shown in one read (a sku shown at more
+  // than 500 locations of a group: GET /v1/availability/{sku}?group=&by=). A row is read again
+  // when its `incoming` changes (supply created, received, cancelled; a transfer: first in line)
+  // and every DUE_EVERY_MS while shown, since a reschedule moves an ETA without changing the
+  // position. One read at a time, DUE_GAP_MS apart: a board never sends more than
+  // 1000/DUE_GAP_MS reads a second, and its queues hold each shown sku at most once.
+
+  const DUE_BY = "2099-12-31T23:59:59Z"; // the contract's last date: everything incoming counts
+  const DUE_GAP_MS = 100;
+  const DUE_RETRY_MS = 5000; // after a failed read, before the next one
+  const DUE_MAX_SKUS = 500; // POST /v1/availability's bounds
+  const DUE_MAX_LOCATIONS = 500;
+  const DUE_MAX_CELLS = 10000;
+  const DUE_EVERY_MS = (() => {
+    const every = Number(new URLSearchParams(location.search).get("due_every"));
+    return Number.isFinite(every) && every >= 2 && every <= 3600 ? every * 1000 : 60000;
+  })();
+  const NOT_DUE = { eta: null, units: 0 };
+  const due = { urgent: new Set(), sweep: new Set(), running: false, swept: 0 };
+
+  // `row.due`: undefined = not read yet; NOT_DUE = nothing with an ETA; else {eta, units}.
+  function dueChanged(row, previous) {
+    if (row.p.incoming === 0) {
+      row.due = NOT_DUE; // nothing incoming: nothing to read
+    } else if (!previous || previous.incoming !== row.p.incoming || row.due === undefined) {
+      wantDue(row.p.sku, true);
+    }
+  }
+
+  // `urgent`: a change or a row never read; else a periodic re-read, after every urgent one.
+  function wantDue(sku, urgent) {
+    if (urgent) {
+      due.sweep.delete(sku);
+      due.urgent.add(sku);
+    } else if (!due.urgent.has(sku)) {
+      due.sweep.add(sku);
+    }
+    pumpDue();
+  }
+
+  // Every shown row with units incoming (`all`), or only those never read.
+  function sweepDue(all) {
+    if (all) due.swept = Date.now();
+    for (const row of state.rows.values()) {
+      if (row.p.incoming > 0 && matches(row.p) && (all || row.due === undefined)) {
+        wantDue(row.p.sku, row.due === undefined);
+      }
+    }
+  }
+
+  const sweepIfDue = () => {
+    if (state.key && state.where && !document.hidden && Date.now() - due.swept >= DUE_EVERY_MS) sweepDue(true);
+  };
+  setInterval(sweepIfDue, Math.min(DUE_EVERY_MS / 4, 5000)); // re-read within a quarter period of due
+  document.addEventListener("visibilitychange", sweepIfDue);
+
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  async function pumpDue() {
+    if (due.running) return;
+    due.running = true;
+    try {
+      for (let batch = nextBatch(); batch; batch = nextBatch()) {
+        let wait = DUE_GAP_MS;
+        try {
+          await readDue(batch);
+        } catch (err) {
+          if (err instanceof AuthError) return showLogin("That key no longer works.");
+          // Overloaded or rate limited: the last due dates stay; read them again after a while.
+          for (const sku of batch.skus) if (!due.urgent.has(sku)) due.sweep.add(sku);
+          wait = DUE_RETRY_MS;
+        }
+        await pause(wait);
+      }
+    } finally {
+      due.running = false;
+    }
+  }
+
+  // The next read: queued skus (changed ones first) and the locations where they are incoming,
+  // within POST /v1/availability's bounds; `wide` when one sku alone passes them (a big group).
+  function nextBatch() {
+    const at = new Map(); // sku -> locations of rows with units incoming
+    for (const row of state.rows.values()) {
+      if (row.p.incoming === 0) continue;
+      const locs = at.get(row.p.sku);
+      if (locs) locs.push(row.p.location);
+      else at.set(row.p.sku, [row.p.location]);
+    }
+    const skus = [];
+    const locations = new Set();
+    for (const queue of [due.urgent, due.sweep]) {
+      for (const sku of [...queue]) {
+        const here = at.get(sku);
+        if (!here) {
+          queue.delete(sku); // nothing incoming any more: nothing to read
+          continue;
+        }
+        if (!skus.length && here.length > DUE_MAX_LOCATIONS) {
+          queue.delete(sku);
+          return { skus: [sku], locations: [], wide: true };
+        }
+        const more = here.filter((loc) => !locations.has(loc));
+        const count = locations.size + more.length;
+        if (skus.length === DUE_MAX_SKUS || count > DUE_MAX_LOCATIONS || (skus.length + 1) * count > DUE_MAX_CELLS) {
+          return { skus, locations: [...locations], wide: false };
+        }
+        queue.delete(sku);
+        skus.push(sku);
+        for (const loc of more) locations.add(loc);
+      }
+    }
+    return skus.length ? { skus, locations: [...locations], wide: false } : null;
+  }
+
+  async function readDue(batch) {
+    const where = state.where;
+    let cells;
+    if (batch.wide) {
+      const [sku] = batch.skus;
+      if (sku === "." || sku === "..") return; // not addressable in a URL path: stays unknown
+      const params = new URLSearchParams({ group: parseWhere(where)[1], by: DUE_BY });
+      const body = await api(`/v1/availability/${encodeURIComponent(sku)}?${params}`);
+      cells = body.locations.map((cell) => ({ ...cell, sku }));
+    } else {
+      cells = (await api("/v1/availability", { skus: batch.skus, locations: batch.locations, by: DUE_BY })).items;
+    }
+    if (where !== state.where) return; // the board shows somewhere else now
+    for (const cell of cells) {
+      const row = state.rows.get(`${cell.location}/${cell.sku}`);
+      if (!row) continue;
+      const next = cell.next_eta ? { eta: cell.next_eta, units: cell.next_incoming } : NOT_DUE;
+      const before = row.due;
+      row.due = row.p.incoming === 0 ? NOT_DUE : next; // a change since the read has the last word
+      if (!row.tr) continue;
+      fillDue(row.tr, row);
+      const moved = before && before !== NOT_DUE && (before.eta !== row.due.eta || before.units !== row.due.units);
+      if (moved && row.tr.isConnected) flash(row.tr);
+    }
+  }
+
+  function dateOf(iso) {
+    return new Date(iso).toLocaleString([], { day: "numeric", month: "short", hour: "numeric", minute: "2-digit" });
+  }
+
+  function fillDue(tr, row) {
+    const td = tr.querySelector("td.due");
+    const { p } = row;
+    td.classList.remove("late", "zero");
+    td.removeAttribute("title");
+    if (p.incoming === 0) {
+      td.textContent = "–";
+      td.classList.add("zero");
+      return;
+    }
+    if (row.due === undefined) {
+      td.textContent = "…";
+      td.title = "Reading the next delivery";
+      return;
+    }
+    if (row.due === NOT_DUE) {
+      td.textContent = "no date";
+      td.title = `${p.incoming.toLocaleString()} incoming without an expected date`;
+      return;
+    }
+    const units = document.createElement("span");
+    units.className = "due-units";
+    units.textContent = row.due.units.toLocaleString();
+    const when = document.createElement("time");
+    when.dateTime = row.due.eta;
+    when.textContent = dateOf(row.due.eta);
+    const late = Date.parse(row.due.eta) < Date.now();
+    const sep = document.createElement("span");
+    sep.className = "sep";
+    sep.textContent = " · ";
+    td.replaceChildren(units, sep, when);
+    if (late) {
+      const flag = document.createElement("span");
+      flag.className = "late-flag";
+      flag.textContent = "late";
+      td.append(" ", flag);
+      td.classList.add("late");
+    }
+    td.title = `${row.due.units.toLocaleString()} of ${p.incoming.toLocaleString()} incoming due ` +
+      `${new Date(row.due.eta).toLocaleString()}${late ? " (late)" : ""}`;
   }
 
   // -- the stream -----------------------------------------------------------------------------

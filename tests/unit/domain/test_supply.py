@@ -10,9 +10,11 @@ from omnistock.domain.errors import ValidationFailed
 from omnistock.domain.supply import (
     DATE_TIME_PATTERN,
     MAX_LINE_QTY,
+    Due,
     StoredSupply,
     SupplyLine,
     due_units,
+    due_with_scores,
     parse_eta,
     schedule_member,
     sum_supply_lines,
@@ -70,6 +72,18 @@ def test_schedule_members_and_units() -> None:
     assert schedule_member("y1-abc", 7) == "y:y1-abc:7"
     assert due_units([b"y:y1-abc:7", "t:t2-x:3"]) == 10
     assert due_units([]) == 0
+
+
+def test_due_with_scores_finds_the_earliest_eta_and_sums_its_ties() -> None:
+    flat = [b"y:y1-a:3", b"100", b"t:t1-b:2", b"100", b"y:y2-c:5", b"250"]
+    assert due_with_scores(flat) == Due(units=10, next_eta=100, next_units=5)
+    pairs = [("y:y2-c:5", 250.0), ("y:y1-a:3", 100.0)]  # RESP3 pairs; any order
+    assert due_with_scores(pairs) == Due(units=8, next_eta=100, next_units=3)
+    assert due_with_scores([b"y:y1-a:4", b"1764579600000"]).next_eta == 1_764_579_600_000
+    assert due_with_scores([]) == Due(units=0, next_eta=None, next_units=0)
+    assert due_with_scores([b"t:t1-a:2", b"-inf", b"y:y1-b:1", b"7"]) == Due(
+        units=3, next_eta=7, next_units=1
+    )
 
 
 def test_expected_schedules_hold_only_what_is_outstanding() -> None:
