@@ -85,6 +85,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Stock states and supply (issue 13): docs/operations.md "Limits: stock states and supply"
     finished_supply_retention_seconds: int = 3600
     supply_retention_days: int = 400
+    # Transfers (issue 13): docs/operations.md "Limits: transfers"
+    transfer_lease_seconds: float = 1.0
+    transfer_courier_interval_seconds: float = 0.2
+    transfer_courier_batch: int = 100
+    finished_transfer_retention_seconds: int = 3600
+    transfer_retention_days: int = 400
 
     @property
     def embedded(self) -> bool:
@@ -137,6 +143,10 @@ _INT_FIELDS = {
     # Stock states and supply
     "finished_supply_retention_seconds": (0, 365 * 24 * 3600),
     "supply_retention_days": (0, 36500),
+    # Transfers
+    "transfer_courier_batch": (1, 10_000),
+    "finished_transfer_retention_seconds": (0, 365 * 24 * 3600),
+    "transfer_retention_days": (0, 36500),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
@@ -157,6 +167,9 @@ _FLOAT_FIELDS = {
     "sourcing_lease_seconds": (0.1, 60.0),
     "sourcing_courier_interval_seconds": (0.01, 10.0),
     "sourcing_replay_wait_seconds": (0.1, 60.0),
+    # Transfers
+    "transfer_lease_seconds": (0.1, 60.0),
+    "transfer_courier_interval_seconds": (0.01, 10.0),
 }
 
 
