@@ -44,7 +44,7 @@ class TransferOps(ScriptRunner):
         raw = await self.hot.execute_command("HGET", key, "doc")
         return decode_transfer(raw) if raw is not None else None
 
-    def _record_keys(
+    def _transfer_keys(
         self, p: int, idem: Idempotency | None, transfer_id: str, lines_at: str | None = None,
         skus: Sequence[str] = (),
     ) -> list[str]:  # fmt: skip
@@ -99,7 +99,7 @@ class TransferOps(ScriptRunner):
         reply = await self._run(
             self.scripts.transfer_create,
             p,
-            self._record_keys(p, idem, transfer_id, source, skus),
+            self._transfer_keys(p, idem, transfer_id, source, skus),
             args,
             transfer_id,
         )
@@ -122,7 +122,7 @@ class TransferOps(ScriptRunner):
         self, transfer_id: str, expected: str, shadow_status: str, actor: str
     ) -> Reply:
         """The ``to`` side is settled: the record (if still ``expected``) leaves pending."""
-        return await self._on_record(
+        return await self._on_transfer(
             self.scripts.transfer_confirm,
             transfer_id,
             actor,
@@ -165,7 +165,7 @@ class TransferOps(ScriptRunner):
         reply = await self._run(
             self.scripts.transfer_cancel,
             p,
-            self._record_keys(p, idem, transfer_id),
+            self._transfer_keys(p, idem, transfer_id),
             [actor, *self._idem_args(idem), self.transfer_lease_ms],
             transfer_id,
         )
@@ -193,7 +193,7 @@ class TransferOps(ScriptRunner):
         return await self._run(
             self.scripts.transfer_cancelled,
             p,
-            self._record_keys(p, idem, record.id, record.from_, skus),
+            self._transfer_keys(p, idem, record.id, record.from_, skus),
             [actor, *self._idem_args(idem), self.transfer_retention_ms],
             record.id,
             tolerate=(TRANSFER_STATE,),
@@ -203,7 +203,7 @@ class TransferOps(ScriptRunner):
     async def claim_transfer(self, transfer_id: str, actor: str) -> StoredTransfer | None:
         """The courier's claim of a pending record whose lease has passed (None: not due, or
         no longer pending)."""
-        reply = await self._on_record(
+        reply = await self._on_transfer(
             self.scripts.transfer_claim, transfer_id, actor, [transfer_id, self.transfer_lease_ms]
         )
         return decode_transfer(reply.payload) if reply.code == OK else None
@@ -242,14 +242,14 @@ class TransferOps(ScriptRunner):
                 )
         return await self.get_transfer(record.id) or record
 
-    async def _on_record(
+    async def _on_transfer(
         self, script: Script, transfer_id: str, actor: str, extra: list[Any]
     ) -> Reply:
         p = transfer_partition(transfer_id, self.partitions)
         return await self._run(
             script,
             p,
-            self._record_keys(p, None, transfer_id),
+            self._transfer_keys(p, None, transfer_id),
             [actor, *self._idem_args(None), *extra],
             transfer_id,
             tolerate=(TRANSFER_STATE, NO_TRANSFER, NOT_DUE),
