@@ -54,7 +54,8 @@ class TransferPage(msgspec.Struct, kw_only=True):
     summary="Send stock from one location to another",
     description="The units leave `from` (all lines or none, against its available: else 409 "
     "with `shortages`) and are `incoming` at `to` (lines naming the same sku are summed). "
-    "Without `eta` they count in `incoming` but never in `incoming_by`.",
+    "Without `eta` they count in `incoming` but never in `incoming_by`. `to` must be another "
+    "location than `from` (else 422).",
     status_code=201,
     request_max_body_size=ADJUSTMENTS_BODY_BYTES,
     responses=responses(403, 404, 409, 413, 422),
