@@ -294,3 +294,77 @@ async def test_available_by_with_transfers(admin: httpx.AsyncClient, uid: str) -
     assert (await admin.post(f"/v1/transfers/{dated}/cancel")).status_code == 409
     assert (await receive(admin, dated)).status_code == 200
     assert await by("2099-12-31T00:00:00Z") == (4, 5, 0, 4)
+
+
+async def test_concurrent_transfers_draining_one_location(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
+    """Many concurrent transfers out of one location: available never goes below zero, every
+    201 is complete (its units left `from` and are incoming at `to`), the others are 409 with
+    shortages; the sums are exact."""
+    src = f"{uid}-from"
+    dsts = [f"{uid}-to{i}" for i in range(3)]
+    for loc in (src, *dsts):
+        await put_location(admin, loc)
+    await stock(admin, src, a=50, b=40)
+    asks = [(dsts[i % 3], 1 + i % 3, i % 2) for i in range(120)]  # (to, qty of a, qty of b)
+
+    async def one(to: str, qa: int, qb: int) -> httpx.Response:
+        lines = {"a": qa, "b": qb} if qb else {"a": qa}
+        return await send(admin, src, to, lines)
+
+    replies = await asyncio.gather(*(one(*ask) for ask in asks))
+    won = [(ask, r.json()) for ask, r in zip(asks, replies, strict=True) if r.status_code == 201]
+    lost = [(ask, r) for ask, r in zip(asks, replies, strict=True) if r.status_code != 201]
+    assert won and lost
+    for _, r in lost:
+        assert assert_problem(r, 409)["shortages"]
+    sent_a = sum(qa for (_, qa, _), _ in won)
+    sent_b = sum(qb for (_, _, qb), _ in won)
+    assert sent_a <= 50 and sent_b <= 40
+    on_a, in_a, avail_a, _ = await pos(admin, src, "a")
+    on_b, _, avail_b, _ = await pos(admin, src, "b")
+    assert (on_a, in_a, avail_a) == (50 - sent_a, 0, 50 - sent_a)
+    assert (on_b, avail_b) == (40 - sent_b, 40 - sent_b)
+    # Each refusal was real: what is left could not cover it.
+    for (_, qa, qb), _ in lost:
+        assert qa > avail_a or qb > avail_b
+    for to in dsts:
+        mine = [doc for (dst, _, _), doc in won if dst == to]
+        assert all(doc["status"] == "in_transit" and doc["to"] == to for doc in mine)
+        want_a = sum(ln["qty"] for doc in mine for ln in doc["lines"] if ln["sku"] == "a")
+        assert (await pos(admin, to, "a"))[:3] == (0, want_a, 0)
+    # The ledger at `from` has one row per transfer of each sku, summing to what left.
+    rows = await settled_history(admin, src, "a", 1 + len(won))
+    outs = [i for i in rows if i["reason"] == "transfer_out"]
+    assert sorted(i["ref"] for i in outs) == sorted(doc["id"] for _, doc in won)
+    assert -sum(i["delta_on_hand"] for i in outs) == sent_a
+
+
+async def test_concurrent_cancel_and_receive_one_wins(admin: httpx.AsyncClient, uid: str) -> None:
+    """A cancel racing a receipt of the same transfer: exactly one wins; the units are either
+    back at `from` or on hand at `to`, never both, never neither."""
+    src, dst = await two_places(admin, uid, a=40)
+    ids = [(await sent(admin, src, dst, {"a": 2}))["id"] for _ in range(20)]
+    replies = await asyncio.gather(
+        *(
+            call
+            for tid in ids
+            for call in (admin.post(f"/v1/transfers/{tid}/cancel"), receive(admin, tid))
+        )
+    )
+    cancelled = received = 0
+    for tid, cancel, rcv in zip(ids, replies[::2], replies[1::2], strict=True):
+        doc = (await admin.get(f"/v1/transfers/{tid}")).json()
+        assert sorted((cancel.status_code, rcv.status_code)) == [200, 409], (tid, doc)
+        if cancel.status_code == 200:
+            cancelled += 1
+            assert doc["status"] == "cancelled"
+            assert assert_problem(rcv, 409)["transfer_status"] == "cancelled"
+        else:
+            received += 1
+            assert doc["status"] == "received"
+            assert assert_problem(cancel, 409)["transfer_status"] == "received"
+    assert cancelled + received == 20
+    assert (await pos(admin, src, "a"))[:3] == (2 * cancelled, 0, 2 * cancelled)
+    assert (await pos(admin, dst, "a"))[:3] == (2 * received, 0, 2 * received)
