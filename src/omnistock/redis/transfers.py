@@ -19,6 +19,7 @@ from omnistock.redis.scripts import (
     NOT_ENOUGH,
     OK,
     QUANTITY,
+    TRANSFER_DONE,
     TRANSFER_STATE,
     Reply,
     Script,
@@ -187,7 +188,8 @@ class TransferOps(ScriptRunner):
     async def finish_cancel(
         self, record: StoredTransfer, actor: str, idem: Idempotency | None
     ) -> Reply:
-        """cancelling -> cancelled, the units back on hand at ``from``."""
+        """cancelling -> cancelled, the units back on hand at ``from``: OK, TRANSFER_DONE
+        (cancelled already) or TRANSFER_STATE (not cancelling)."""
         p = transfer_partition(record.id, self.partitions)
         skus = [line.sku for line in record.lines]
         return await self._run(
@@ -196,7 +198,7 @@ class TransferOps(ScriptRunner):
             self._transfer_keys(p, idem, record.id, record.from_, skus),
             [actor, *self._idem_args(idem), self.transfer_retention_ms],
             record.id,
-            tolerate=(TRANSFER_STATE,),
+            tolerate=(TRANSFER_STATE, TRANSFER_DONE),  # another driver finished it first
             gated=False,
         )
 
