@@ -60,12 +60,10 @@ class Transfers:
             actor=who.name,
             idem=idem(),
         )
-        if record.pending:
-            record = await self._store.drive_transfer(record, who.name)
-        if replayed:  # answer the transfer as it is now, not as the first reply had it
-            return await self.get(record.id), True
-        shadow = await self._store.get_shadow(to, record.id)
-        return view(record, shadow), False
+        if record.pending:  # (a replay too: the first call may have died before its `to` side)
+            await self._store.drive_transfer(record, who.name)
+        # The answer is the transfer as created (its recorded reply), so a replay is identical.
+        return view(record, None), replayed
 
     async def _sides(self, transfer_id: str) -> tuple[StoredTransfer | None, StoredTransfer | None]:
         """The record and the shadow (Redis, else Postgres); NotFound when neither has it."""
@@ -135,17 +133,17 @@ class Transfers:
             )
         key = idem()
         begun, replayed = await self._store.begin_cancel(transfer_id, who.name, key)
-        if replayed:
-            return await self.get(transfer_id), True
+        if replayed:  # the recorded reply: the record as the cancel left it
+            return view(begun, None), True
         done = await self._store.drive_transfer(begun, who.name, key)
+        if done.status == "cancelled":
+            return view(done, None), False
         current = await self.get(transfer_id)
-        if done.status != "cancelled":
-            raise TransferConflict(
-                f"transfer {transfer_id} is {current.status}: units were received, it cannot "
-                "be cancelled",
-                transfer_status=current.status,
-            )
-        return current, False
+        raise TransferConflict(
+            f"transfer {transfer_id} is {current.status}: units were received, it cannot "
+            "be cancelled",
+            transfer_status=current.status,
+        )
 
     async def page(
         self, location: str | None, status: str | None, before: str | None, limit: int
