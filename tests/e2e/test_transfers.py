@@ -368,3 +368,26 @@ async def test_concurrent_cancel_and_receive_one_wins(admin: httpx.AsyncClient, 
     assert cancelled + received == 20
     assert (await pos(admin, src, "a"))[:3] == (2 * cancelled, 0, 2 * cancelled)
     assert (await pos(admin, dst, "a"))[:3] == (2 * received, 0, 2 * received)
+
+
+async def test_concurrent_cancels_and_receipts_of_one_transfer(
+    admin: httpx.AsyncClient, uid: str
+) -> None:
+    """Concurrent cancels of one transfer put its units back exactly once (every answer is 200
+    cancelled or 409 cancelled); concurrent "receive everything" calls receive it once."""
+    src, dst = await two_places(admin, uid, a=10)
+    tid = (await sent(admin, src, dst, {"a": 4}))["id"]
+    replies = await asyncio.gather(*(admin.post(f"/v1/transfers/{tid}/cancel") for _ in range(20)))
+    for r in replies:
+        if r.status_code == 200:
+            assert r.json()["status"] == "cancelled"
+        else:
+            assert assert_problem(r, 409)["transfer_status"] == "cancelled"
+    assert any(r.status_code == 200 for r in replies)
+    assert (await pos(admin, src, "a"))[:3] == (10, 0, 10)
+    assert (await pos(admin, dst, "a"))[:3] == (0, 0, 0)
+    tid = (await sent(admin, src, dst, {"a": 3}))["id"]
+    replies = await asyncio.gather(*(receive(admin, tid) for _ in range(20)))
+    assert sorted(r.status_code for r in replies) == [200] + [409] * 19
+    assert (await pos(admin, dst, "a"))[:3] == (3, 0, 3)
+    assert (await pos(admin, src, "a"))[:3] == (7, 0, 7)

@@ -188,3 +188,30 @@ async def test_cancel_steps(store: StockStore, probe: Probe, uid: str) -> None:
     assert (await probe.position(dst, "a"))["in"] == "2"
     with pytest.raises(NotFound):
         await store.begin_cancel(new_transfer_id(store.partition(src)), "erp", None)
+
+
+async def test_concurrent_drivers_apply_each_step_once(
+    store: StockStore, probe: Probe, uid: str
+) -> None:
+    """Many drivers (the caller, couriers) settling the same transfers at once: the `to` side is
+    written once, a cancel puts the units back once."""
+    import asyncio
+
+    src, dst = await stocked(store, probe, uid, a=100)
+    records = [await first_step(store, src, dst, [("a", 2)]) for _ in range(10)]
+    await asyncio.gather(*(store.drive_transfer(r, f"d{n}") for r in records for n in range(8)))
+    assert (await probe.position(dst, "a"))["in"] == "20"
+    assert (await probe.position(src, "a"))["oh"] == "80"
+    for r in records:
+        got = await store.get_transfer(r.id)
+        assert got is not None and not got.pending
+    begun = [(await store.begin_cancel(r.id, "erp", None))[0] for r in records[:5]]
+    after = await asyncio.gather(
+        *(store.drive_transfer(b, f"d{n}") for b in begun for n in range(8))
+    )
+    assert {a.status for a in after} == {"cancelled"}
+    assert (await probe.position(src, "a"))["oh"] == "90"
+    assert (await probe.position(dst, "a"))["in"] == "10"
+    q = store.partition(dst)
+    members = await store.client.zrange(keys.incoming_schedule(q, dst, "a"), 0, -1)
+    assert sorted(members) == sorted(f"t:{r.id}:2".encode() for r in records[5:])

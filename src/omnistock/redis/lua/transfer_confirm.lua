@@ -16,7 +16,18 @@ local status = ARGV[6] == 'received' and 'received' or 'in_transit'
 if doc.status == status and not doc.pending then
   return { C_OK, redis.call('HGET', KEYS[KT_REC], 'doc'), 1, '', '' }
 end
+local changed = doc.status ~= status
 doc.status, doc.pending = status, false
+if not changed then
+  -- Only the pending flag: Redis state, not persisted (no event: a transfer costs one event
+  -- less). Postgres keeps the record pending, so a rebuild has the courier settle it again,
+  -- which finds its `to` side written and only clears the flag.
+  doc.updated_at = ctx.now
+  local json = cjson.encode(doc)
+  redis.call('HSET', KEYS[KT_REC], 'doc', json, 'st', doc.status)
+  redis.call('ZREM', KEYS[KT_PENDING], doc.id)
+  return reply(ctx, C_OK, json)
+end
 local kind = status == 'received' and 'close' or 'confirm'
 return reply(ctx, C_OK, save_transfer(ctx, KEYS[KT_REC], KEYS[KT_PENDING], doc, kind,
   tonumber(ARGV[7])))
