@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from omnistock.redis import keys
 from tests.e2e.conftest import KeyMaker, assert_problem, put_location, stock
 from tests.e2e.test_import_history import settled_history
 from tests.e2e.test_supply import pos
@@ -391,3 +392,35 @@ async def test_concurrent_cancels_and_receipts_of_one_transfer(
     assert sorted(r.status_code for r in replies) == [200] + [409] * 19
     assert (await pos(admin, dst, "a"))[:3] == (3, 0, 3)
     assert (await pos(admin, src, "a"))[:3] == (7, 0, 7)
+
+
+async def test_finished_transfers_gone_from_redis_answer_from_postgres(
+    admin: httpx.AsyncClient, store: Any, uid: str
+) -> None:
+    """Past their Redis retention, finished transfers are read from Postgres, and receiving or
+    cancelling them is still a 409 with their status."""
+    src, dst = await two_places(admin, uid, a=5)
+    done = (await sent(admin, src, dst, {"a": 2}, ref="R"))["id"]
+    assert (await receive(admin, done)).status_code == 200
+    dropped = (await sent(admin, src, dst, {"a": 1}))["id"]
+    assert (await admin.post(f"/v1/transfers/{dropped}/cancel")).status_code == 200
+    wanted = {done: "received", dropped: "cancelled"}
+    for _ in range(100):  # wait for the persister to have both sides of both
+        items = (await admin.get("/v1/transfers", params={"location": src})).json()["items"]
+        if {i["id"]: i["status"] for i in items} == wanted:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the list did not settle")
+    before = {tid: (await admin.get(f"/v1/transfers/{tid}")).json() for tid in wanted}
+    for tid in wanted:  # what their TTLs would do
+        p, q = store.partition(src), store.partition(dst)
+        await store.client.delete(keys.transfer(p, tid), keys.transfer_shadow(q, tid))
+    for tid, status in wanted.items():
+        got = (await admin.get(f"/v1/transfers/{tid}")).json()
+        assert got == before[tid] and got["status"] == status
+        for path in ("receive", "cancel"):
+            resp = await admin.post(f"/v1/transfers/{tid}/{path}", json={})
+            assert assert_problem(resp, 409)["transfer_status"] == status
+    assert (await pos(admin, src, "a"))[:3] == (3, 0, 3)
+    assert (await pos(admin, dst, "a"))[:3] == (2, 0, 2)

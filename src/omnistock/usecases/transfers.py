@@ -125,14 +125,17 @@ class Transfers:
         base = record or shadow
         assert base is not None
         require_stock_write(who, base.from_)
-        if record is None:  # finished long ago: only Postgres has it
+        key = idem()
+        try:
+            begun, replayed = await self._store.begin_cancel(transfer_id, who.name, key)
+        except NotFound:  # finished and past its retention in Redis: only Postgres has it
             status = view(record, shadow).status
+            if status in OPEN:
+                raise
             raise TransferConflict(
                 f"transfer {transfer_id} is {status}: it cannot be cancelled",
                 transfer_status=status,
-            )
-        key = idem()
-        begun, replayed = await self._store.begin_cancel(transfer_id, who.name, key)
+            ) from None
         if replayed:  # the recorded reply: the record as the cancel left it
             return view(begun, None), True
         done = await self._store.drive_transfer(begun, who.name, key)
