@@ -242,3 +242,20 @@ async def test_sigkill_of_serve_during_concurrent_transfers_leaves_every_one_who
         total_y = sum([(await position(client, loc, "y"))[0] for loc in (src, dst, dst2)])
         in_transit_y = sum([(await position(client, loc, "y"))[1] for loc in (dst, dst2)])
         assert total_y + in_transit_y == start_y
+
+
+async def test_a_receipt_during_a_cancel_before_arrival_is_refused(stack: Stack, uid: str) -> None:
+    async with running(stack, worker=False) as (svc, client):
+        src, dst = spread(uid, 2)
+        await stock_up(client, src, x=5)
+        await place(client, dst)
+        record = await first_step_only(svc.store, src, dst, 2)
+        await svc.store.begin_cancel(record.id, "killed-process", None)
+        resp = await client.post(f"/v1/transfers/{record.id}/receive", json={})
+        assert resp.status_code == 409 and resp.json()["transfer_status"] == "in_transit"
+        assert await svc.store.get_shadow(dst, record.id) is None  # nothing written at `to`
+        async with open_worker(settings_for(stack)):
+            final = await settled(svc.store, record.id, within=2.0)
+        assert final.status == "cancelled"
+        assert await position(client, src, "x") == (5, 0)
+        assert await position(client, dst, "x") == (0, 0)

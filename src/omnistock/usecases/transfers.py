@@ -105,6 +105,12 @@ class Transfers:
                 base, lines, over_receipt, who.name, idem()
             )
         except NotFound:
+            if record is not None and record.status == "cancelling":
+                # Cancelled before its `to` side was written: nothing will arrive.
+                raise TransferConflict(
+                    f"transfer {transfer_id} is being cancelled: nothing will arrive",
+                    transfer_status=status,
+                ) from None
             if status in OPEN:
                 raise
             raise TransferConflict(
