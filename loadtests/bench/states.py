@@ -1,5 +1,5 @@
-"""Stock states bench rows (issue 13): supply receipts against adjustments, and availability
-reads with ``?by=`` against plain ones, interleaved round by round in the same run."""
+"""Stock states bench rows (issue 13): supply receipts and transfers against adjustments, and
+availability reads with ``?by=`` against plain ones, interleaved round by round in the same run."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from loadtests.bench.tools import Load, median
 
 STORE = "bench-states"
 SKU = "STATE-1"
+# Transfers go between two other locations, so their stock does not mix with the receipts'.
+SENDER, RECEIVER = "bench-transfer-from", "bench-transfer-to"
 
 
 def _body_file(body: object) -> str:
@@ -21,17 +23,21 @@ def _body_file(body: object) -> str:
     return f.name
 
 
-def _all_ok(loads: list[Load], what: str) -> None:
+def _all_ok(loads: list[Load], what: str, status: int = 200) -> None:
     for load in loads:
-        if set(load.statuses) != {200}:
+        if set(load.statuses) != {status}:
             raise RuntimeError(f"{what} round answered {load.statuses}")
 
 
 def stock_states(bench: Bench) -> None:
-    """One-unit supply receipts (HTTP) vs one-item adjustments; ``?by=`` reads vs plain reads."""
+    """One-unit supply receipts and one-line transfers (HTTP) vs one-item adjustments; ``?by=``
+    reads vs plain reads."""
     plan = bench.plan
     bench.location(STORE)
     bench.receive(STORE, [SKU], 1000)
+    bench.location(SENDER)
+    bench.location(RECEIVER)
+    bench.receive(SENDER, [SKU], 10**9)  # no round can drain it: every transfer is a 201
     # One supply large enough that no round receives it all (each receipt takes 1 unit), and a
     # few with ETAs around `by`, so the range read finds members.
     due = "2026-12-01T09:00:00Z"
@@ -53,6 +59,10 @@ def stock_states(bench: Bench) -> None:
     adjustment = _body_file(
         {"adjustments": [{"sku": SKU, "location": STORE, "delta": 1, "reason": "receipt"}]}
     )
+    transfer = _body_file({"from": SENDER, "to": RECEIVER, "eta": due,
+                           "lines": [{"sku": SKU, "qty": 1}]})  # fmt: skip
+    transfer_env = {"REQUEST_METHOD": "POST", "REQUEST_PATH": "/v1/transfers",
+                    "REQUEST_BODY_FILE": transfer, "REQUEST_KEY": bench.key}  # fmt: skip
     receive_env = {"REQUEST_METHOD": "POST", "REQUEST_PATH": f"/v1/supply/{big['id']}/receive",
                    "REQUEST_BODY_FILE": receipt, "REQUEST_KEY": bench.key}  # fmt: skip
     adjust_env = {"REQUEST_METHOD": "POST", "REQUEST_PATH": "/v1/adjustments",
@@ -61,15 +71,19 @@ def stock_states(bench: Bench) -> None:
                  "REQUEST_KEY": bench.key}  # fmt: skip
     by_env = {"REQUEST_PATH": f"/v1/availability/{SKU}?location={STORE}&by={due}",
               "REQUEST_KEY": bench.key}  # fmt: skip
-    receipts, adjustments, plain, by = [], [], [], []
+    receipts, adjustments, plain, by, transfers = [], [], [], [], []
     for _ in range(plan.rounds):
         adjustments.append(bench.wrk("request", adjust_env))
         receipts.append(bench.wrk("request", receive_env))
+        bench.settle()
+        transfers.append(bench.wrk("request", transfer_env))
         bench.settle()
         plain.append(bench.wrk("request", plain_env))
         by.append(bench.wrk("request", by_env))
     Path(receipt).unlink()
     Path(adjustment).unlink()
+    Path(transfer).unlink()
+    _all_ok(transfers, "transfer", 201)
     _all_ok(receipts, "supply receipt")
     _all_ok(adjustments, "adjustment")
     _all_ok(plain, "availability read")
@@ -89,6 +103,19 @@ def stock_states(bench: Bench) -> None:
     )
     bench.add(
         Row(
+            "Transfers",
+            "transfers/s",
+            median([x.rps for x in transfers]),
+            "req/s",
+            baseline=median([x.rps for x in adjustments]),
+            baseline_name="adjustments/s",
+            budget=Budget("ratio", ">=", 0.5),
+            note="POST /v1/transfers of 1 line (both locations' steps) vs POST /v1/adjustments "
+            "of 1 item, interleaved; " + _percentiles(transfers),
+        )
+    )
+    bench.add(
+        Row(
             "Availability by date",
             "reads/s",
             median([x.rps for x in by]),
@@ -101,4 +128,5 @@ def stock_states(bench: Bench) -> None:
         )
     )
     bench.latency("supply receipt", receipts)
+    bench.latency("transfer", transfers)
     bench.latency("availability ?by=", by)

@@ -40,6 +40,7 @@ from omnistock.api.sourcing import sourcing_router
 from omnistock.api.stock import adjustments_router, stock_router
 from omnistock.api.stream import stream_socket, websocket_denials
 from omnistock.api.supply import supply_router
+from omnistock.api.transfers import transfers_router
 from omnistock.http_errors import EXCEPTION_HANDLERS
 from omnistock.logs import install_everywhere
 from omnistock.services import Services, open_services
@@ -107,6 +108,7 @@ _USE_CASES = (
     "sourcing",
     "sourcing_holds",
     "supply",
+    "transfers",
 )
 
 
@@ -148,6 +150,7 @@ def create_app(settings: Settings) -> Litestar:
             import_stock,
             adjustments_router,
             supply_router,
+            transfers_router,
             availability_router,
             sourcing_router,
             reservations_router,

@@ -49,6 +49,7 @@ from omnistock.usecases.sourcing_holds import SourcingHolds
 from omnistock.usecases.stock import Stock
 from omnistock.usecases.stream import Stream
 from omnistock.usecases.supply import Supply
+from omnistock.usecases.transfers import Transfers
 
 log = logging.getLogger("omnistock")
 
@@ -88,6 +89,9 @@ class Stores:
         self.scripts = Scripts.load()
         self.store = StockStore.from_settings(settings, redis, hot, self.scripts)
         self.store.lease_ms = round(settings.sourcing_lease_seconds * 1000)
+        # Transfers (issue 13)
+        self.store.transfer_lease_ms = round(settings.transfer_lease_seconds * 1000)
+        self.store.transfer_retention_ms = settings.finished_transfer_retention_seconds * 1000
 
 
 @contextlib.asynccontextmanager
@@ -193,6 +197,8 @@ class UseCases:
         self.rate_limits = RateLimits(svc.rate_limiter, svc.metrics)
         # Stock states (issue 13): supply.
         self.supply = Supply(svc.db, svc.store, svc.locations)
+        # Transfers (issue 13).
+        self.transfers = Transfers(svc.db, svc.store, svc.locations)
         self.operations = Operations(
             svc.redis,
             svc.db,

@@ -92,6 +92,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Ledger partitions (issue 14, pgpart): docs/operations.md "Retention: ledger partitions"
     ledger_partitions_ahead: int = 2
     ledger_partition_lock_timeout_ms: int = 2000
+    # Transfers (issue 13): docs/operations.md "Limits: transfers"
+    transfer_lease_seconds: float = 1.0
+    transfer_courier_interval_seconds: float = 0.2
+    transfer_courier_batch: int = 100
+    finished_transfer_retention_seconds: int = 3600
+    transfer_retention_days: int = 400
 
     @property
     def embedded(self) -> bool:
@@ -149,6 +155,10 @@ _INT_FIELDS = {
     # Ledger partitions
     "ledger_partitions_ahead": (1, 24),
     "ledger_partition_lock_timeout_ms": (10, 60_000),
+    # Transfers
+    "transfer_courier_batch": (1, 10_000),
+    "finished_transfer_retention_seconds": (0, 365 * 24 * 3600),
+    "transfer_retention_days": (0, 36500),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
@@ -171,6 +181,9 @@ _FLOAT_FIELDS = {
     "sourcing_replay_wait_seconds": (0.1, 60.0),
     # Redis Cluster
     "redis_cluster_retry_seconds": (0.0, 60.0),
+    # Transfers
+    "transfer_lease_seconds": (0.1, 60.0),
+    "transfer_courier_interval_seconds": (0.01, 10.0),
 }
 
 

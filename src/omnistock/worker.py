@@ -26,6 +26,7 @@ from omnistock.postgres.prune import run_pruner
 from omnistock.redis import workers
 from omnistock.redis.courier import run_courier
 from omnistock.redis.sweeper import run_sweeper
+from omnistock.redis.transfer_courier import run_transfer_courier
 from omnistock.services import Services, StartupError, connect
 from omnistock.settings import Settings
 from omnistock.supervisor import Supervisor
@@ -36,7 +37,15 @@ from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.worker")
 
-WORKER_LOOPS = ("sweeper", "persister", "trimmer", "watchdog", "pruner", "courier")
+WORKER_LOOPS = (
+    "sweeper",
+    "persister",
+    "trimmer",
+    "watchdog",
+    "pruner",
+    "courier",
+    "transfer-courier",
+)
 REPORT_LOOP = "worker-report"
 _PERSISTER_FINISH_SECONDS = 10.0  # a stopping worker lets the persister end its batch
 
@@ -74,6 +83,14 @@ class WorkerRuntime:
                 settings.sourcing_courier_batch,
             ),
             "courier",
+        )
+        svc.spawn(
+            lambda: run_transfer_courier(
+                store,
+                settings.transfer_courier_interval_seconds,
+                settings.transfer_courier_batch,
+            ),
+            "transfer-courier",
         )
         with contextlib.suppress(RedisError, OSError):
             await self.report()

@@ -46,6 +46,9 @@ class AppServer:
             port=self.port,
             log_level="warning",
             lifespan="on",
+            # Longer than httpx's keep-alive expiry (5 s): the test clients close idle
+            # connections first, so a request never races the server closing its connection.
+            timeout_keep_alive=30,
         )
         self.server = uvicorn.Server(config)
         self.task: asyncio.Task[None] | None = None

@@ -77,6 +77,10 @@ STATED_IN_WORDS: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/supply"): {"before"},
     ("POST", "/v1/supply"): {"lines[*].qty"},
     ("POST", "/v1/supply/{supply_id}/receive"): {"lines[*].qty", "lines[*].sku"},
+    # Transfers: as supply, and `to` must be another location than `from` (two fields).
+    ("GET", "/v1/transfers"): {"before"},
+    ("POST", "/v1/transfers"): {"lines[*].qty", "to"},
+    ("POST", "/v1/transfers/{transfer_id}/receive"): {"lines[*].qty", "lines[*].sku"},
     # The import's body is text lines: its header row is stated in the description.
     ("POST", "/v1/stock:import"): {"body"},
 }

@@ -52,6 +52,12 @@ GOOD_BODIES: dict[tuple[str, str], Callable[[str], Any]] = {
         "lines": [{"sku": "s", "qty": 1}], "over_receipt": False},
     ("POST", "/v1/supply/{supply_id:str}/reschedule"): lambda loc: {"eta": "2026-12-01T09:00:00Z"},
     ("POST", "/v1/supply/{supply_id:str}/cancel"): lambda loc: None,
+    ("POST", "/v1/transfers"): lambda loc: {
+        "from": loc, "to": f"{loc}-fz", "lines": [{"sku": "s", "qty": 1}], "ref": "x",
+        "eta": "2026-12-01T09:00:00Z"},
+    ("POST", "/v1/transfers/{transfer_id:str}/receive"): lambda loc: {
+        "lines": [{"sku": "s", "qty": 1}], "over_receipt": False},
+    ("POST", "/v1/transfers/{transfer_id:str}/cancel"): lambda loc: None,
     ("POST", "/v1/availability"): lambda loc: {"skus": ["s", "fz"], "locations": [loc]},
     ("POST", "/v1/reservations"): lambda loc: {
         "location": loc, "lines": [{"sku": "s", "qty": 1}], "ttl_seconds": 60, "channel": "web",
@@ -79,6 +85,7 @@ GOOD_BODIES: dict[tuple[str, str], Callable[[str], Any]] = {
 OPTIONAL_BODY = {
     ("POST", "/v1/reservations/{reservation_id:str}/commit"),
     ("POST", "/v1/supply/{supply_id:str}/receive"),
+    ("POST", "/v1/transfers/{transfer_id:str}/receive"),
 }
 # Members of each good body that may not be left out.
 REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -94,6 +101,7 @@ REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
     ("POST", "/v1/moves"): ("moves",),
     ("POST", "/v1/supply"): ("location", "eta", "lines"),
     ("POST", "/v1/supply/{supply_id:str}/reschedule"): ("eta",),
+    ("POST", "/v1/transfers"): ("from", "to", "lines"),
 }
 READS = {"GET", "HEAD", "OPTIONS"}
 

@@ -109,13 +109,15 @@ async def test_a_hold_left_between_its_parts_is_finished_by_the_courier(
         async with open_worker(settings_for(stack)):
             final = await settled(store, record.id, within=2.0)
             assert time.monotonic() - started < 2.0
+            # The worker's persister writes the ledger: read it while the worker runs.
+            rows = await ledger_rows(stack, b, "y")
         assert final.status == "held"
         for pt in parts:
             doc = await store.get_reservation(pt.reservation)
             assert doc is not None and doc.status == "active" and doc.sourcing == record.id
         for loc, sku in ((a, "x"), (b, "y"), (c, "z")):
             assert (await client.get(f"/v1/stock/{loc}/{sku}")).json()["reserved"] == 1
-        assert await ledger_rows(stack, b, "y") == [
+        assert rows == [
             ("adjust", "receipt", None),
             ("reserve", "reserve", parts[1].reservation),
         ]
@@ -137,20 +139,23 @@ async def test_a_hold_with_a_voided_part_is_undone_by_the_courier(stack: Stack, 
         async with open_worker(settings_for(stack)):
             final = await settled(store, record.id, within=2.0)
             assert time.monotonic() - started < 2.0
+            # The late hold of the voided part does nothing.
+            assert (await store.hold_part(record, parts[1])).code == VOID
+            # The worker's persister writes the ledger: read it while the worker runs.
+            rows_a = await ledger_rows(stack, a, "x")
+            rows_b = await ledger_rows(stack, b, "y")
         assert final.status == "failed"
         first = await store.get_reservation(parts[0].reservation)
         assert first is not None and first.status == "released"
         assert await store.get_reservation(parts[1].reservation) is None
-        # The late hold of the voided part does nothing.
-        assert (await store.hold_part(record, parts[1])).code == VOID
         assert (await client.get(f"/v1/stock/{a}/x")).json()["reserved"] == 0
         assert (await client.get(f"/v1/stock/{b}/y")).json()["reserved"] == 0
-        assert await ledger_rows(stack, a, "x") == [
+        assert rows_a == [
             ("adjust", "receipt", None),
             ("reserve", "reserve", parts[0].reservation),
             ("release", "sourcing_undo", parts[0].reservation),
         ]
-        assert await ledger_rows(stack, b, "y") == [("adjust", "receipt", None)]
+        assert rows_b == [("adjust", "receipt", None)]
 
 
 def serve_env(stack: Stack) -> dict[str, str]:

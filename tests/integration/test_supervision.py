@@ -245,6 +245,7 @@ async def test_the_persister_is_restarted_after_an_unexpected_exception(
         assert set(svc.supervisor.loops) == {
             "invalidations", "sweeper", "persister", "backlog", "trimmer", "watchdog", "pruner",
             "courier", "stream", "stream-clock", "stream-deletions", "looplag",
+            "transfer-courier",
         }  # fmt: skip
         await stock_up(client, uid, s=1)
         faults = 0

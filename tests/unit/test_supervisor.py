@@ -113,9 +113,18 @@ def test_retention_never_shorter_than_what_must_stay() -> None:
     )
     floor = 3 * DAY + 3600
     assert Retention.from_settings(settings) == Retention(
-        ledger_seconds=floor, reservations_seconds=floor, batch=50, supply_seconds=400 * DAY
+        ledger_seconds=floor,
+        reservations_seconds=floor,
+        batch=50,
+        supply_seconds=400 * DAY,
+        transfers_seconds=400 * DAY,
     )
-    kept = Settings(ledger_retention_days=0, reservation_retention_days=0, supply_retention_days=0)
+    kept = Settings(
+        ledger_retention_days=0,
+        reservation_retention_days=0,
+        supply_retention_days=0,
+        transfer_retention_days=0,
+    )
     assert Retention.from_settings(kept) == Retention(
         ledger_seconds=0, reservations_seconds=0, batch=1000
     )

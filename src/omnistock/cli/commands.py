@@ -212,7 +212,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         f"rebuilt Redis from Postgres in {done.seconds:.2f}s: {done.positions:,} positions, "
         f"{done.reservations:,} active reservations, {done.idempotency:,} idempotency records, "
         f"{done.sourcing_holds:,} unfinished sourcing holds, "
-        f"{done.supply:,} open supplies"
+        f"{done.supply:,} open supplies, {done.transfers:,} open transfers"
     )
     return 0
 

@@ -77,6 +77,14 @@ class SupplyFinished(Conflict):
     title = "Supply is finished"
 
 
+class TransferConflict(Conflict):
+    """Receive or cancel of a transfer whose status does not allow it (finished; or a cancel
+    after units were received): ``transfer_status`` says which."""
+
+    slug = "transfer-status"
+    title = "Transfer status does not allow this"
+
+
 class PreconditionFailed(DomainError):
     status = 412
     slug = "version-mismatch"

@@ -9,7 +9,10 @@ A stream entry has one field, named by its kind:
   domain/sourcing_holds.py) and field ``k`` says what happened (begin, finish, abort, replan,
   fail, release, claim);
 - ``y``: a supply changed; the value is its document (JSON, domain/supply.py) and field ``k``
-  says what happened (create, receive, reschedule, cancel).
+  says what happened (create, receive, reschedule, cancel);
+- ``t``: a transfer's record or shadow changed; the value is that document (JSON,
+  domain/transfers.py, its ``side`` says which) and field ``k`` says what happened (create,
+  arrive, confirm, close, receive, cancel, withdraw, cancelled, claim).
 MessagePack keeps the scripts cheap (numbers are not formatted as text) and decoding fast.
 """
 
@@ -21,6 +24,7 @@ from omnistock.domain.stock import Status
 
 POSITION, RESERVATION, IDEMPOTENCY, OPERATION = b"p", b"r", b"i", b"o"
 SUPPLY = b"y"  # a supply changed: its document (JSON, domain/supply.py); `k` says what happened
+TRANSFER = b"t"  # a transfer's record or shadow changed (JSON, domain/transfers.py)
 RESERVATION_KIND = b"k"
 
 

@@ -79,3 +79,20 @@ def supply_partition(supply_id: str, partitions: int) -> int:
     if match is None or int(match.group(1)) >= partitions:
         raise NotFound(f"supply {supply_id!r} not found")
     return int(match.group(1))
+
+
+_TRANSFER_ID = re.compile(r"t([0-9]{1,5})-([a-z2-7]{20})")
+TRANSFER_ID_PATTERN = r"^t[0-9]{1,5}-[a-z2-7]{20}(?!\n)$"
+
+
+def new_transfer_id(partition: int) -> str:
+    """A random transfer id that names the partition of its record (its ``from`` location's)."""
+    return f"t{partition}-{_token()}"
+
+
+def transfer_partition(transfer_id: str, partitions: int) -> int:
+    """The partition encoded in a transfer id; 404 for anything that is not one of ours."""
+    match = _TRANSFER_ID.fullmatch(transfer_id)
+    if match is None or int(match.group(1)) >= partitions:
+        raise NotFound(f"transfer {transfer_id!r} not found")
+    return int(match.group(1))

@@ -9,7 +9,8 @@
   ended) older than ``reservation_retention_days`` too (GET of them answers 404 afterwards);
   never a pending or compensating one;
 - idempotency records past their expiry;
-- finished supply (received, cancelled) whose end is older than ``supply_retention_days``.
+- finished supply (received, cancelled) whose end is older than ``supply_retention_days``;
+- finished transfers (received, cancelled) whose end is older than ``transfer_retention_days``.
 
 Nothing that rebuild or reconcile reads is touched: they read positions, active reservations,
 unfinished sourcing holds, live idempotency records and stream offsets, never the ledger. Rows a
@@ -46,6 +47,7 @@ class Retention(msgspec.Struct, frozen=True, kw_only=True):
     reservations_seconds: int
     batch: int = 1000
     supply_seconds: int = 0
+    transfers_seconds: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
@@ -63,6 +65,7 @@ class Retention(msgspec.Struct, frozen=True, kw_only=True):
             ),
             batch=settings.prune_batch,
             supply_seconds=_supply_seconds(settings, floor),
+            transfers_seconds=_transfers_seconds(settings, floor),
         )
 
 
@@ -72,6 +75,14 @@ def _supply_seconds(settings: Settings, floor: int) -> int:
     if not days:
         return 0
     return max(days, floor, settings.finished_supply_retention_seconds + _MARGIN)
+
+
+def _transfers_seconds(settings: Settings, floor: int) -> int:
+    """Finished transfers' retention in Postgres, never shorter than Redis keeps them."""
+    days = settings.transfer_retention_days * DAY
+    if not days:
+        return 0
+    return max(days, floor, settings.finished_transfer_retention_seconds + _MARGIN)
 
 
 def _count(status: str) -> int:
@@ -124,6 +135,13 @@ async def prune_once(
     if retention.supply_seconds:
         done["supply"] = await _prune(
             db, Q["prune_supply"], (retention.supply_seconds, retention.batch), retention.batch
+        )
+    if retention.transfers_seconds:
+        done["transfers"] = await _prune(
+            db,
+            Q["prune_transfers"],
+            (retention.transfers_seconds, retention.batch),
+            retention.batch,
         )
     done["idempotency"] = await _prune(
         db, Q["prune_idempotency"], (retention.batch,), retention.batch

@@ -50,3 +50,15 @@ WHERE id = ANY (ARRAY(
     ORDER BY event_ms LIMIT $2 FOR UPDATE SKIP LOCKED
 ))
 AND status IN ('received', 'cancelled');
+
+-- name: prune_transfers
+-- Finished transfers (received, cancelled) whose last event (either side) is older than $1
+-- seconds; never an open one (the condition is checked again on the row deleted).
+DELETE FROM transfers
+WHERE id = ANY (ARRAY(
+    SELECT id FROM transfers
+    WHERE status IN ('received', 'cancelled')
+      AND last_ms < (extract(epoch FROM now()) * 1000)::bigint - $1::bigint * 1000
+    ORDER BY last_ms LIMIT $2 FOR UPDATE SKIP LOCKED
+))
+AND status IN ('received', 'cancelled');

@@ -129,3 +129,25 @@ def rate_limit(principal_id: str) -> str:
     """An API key's rate-limit state (its GCRA time); the key id is the hash tag, so keys spread
     over a cluster's slots and the script touches one slot."""
     return f"{PREFIX}:rl:{{{principal_id}}}"
+
+
+# Transfers (domain/transfers.py): the record in the partition of `from` (its id names it), the
+# shadow in the partition of `to`, keyed by the same id.
+def transfer(partition: int, transfer_id: str) -> str:
+    """Hash ``doc`` (the transfer record JSON), ``st`` (its status): the ``from`` side."""
+    return f"{PREFIX}:{{p{partition}}}:tr:{transfer_id}"
+
+
+def transfer_shadow(partition: int, transfer_id: str) -> str:
+    """Hash ``doc`` (the shadow JSON: received counts), ``st``: the ``to`` side of a transfer."""
+    return f"{PREFIX}:{{p{partition}}}:trto:{transfer_id}"
+
+
+def transfer_pending(partition: int) -> str:
+    """Sorted set of the partition's transfer records whose ``to`` side is not settled (arrival
+    or cancel under way), scored by their lease's end (ms): the courier finishes them."""
+    return f"{PREFIX}:{{p{partition}}}:trq"
+
+
+TRANSFER_PATTERN = f"{PREFIX}:{{p*}}:tr:*"
+TRANSFER_SHADOW_PATTERN = f"{PREFIX}:{{p*}}:trto:*"

@@ -21,6 +21,7 @@ from omnistock.domain.errors import (
     RateLimited,
     Shortage,
     SupplyFinished,
+    TransferConflict,
     Unavailable,
     ValidationFailed,
 )
@@ -34,6 +35,7 @@ TOO_LONG = 20  # reservation limits
 LIMITED = 30  # rate limits (ratelimit.lua; its reply has its own shape: redis/ratelimit.py)
 VOID, HOLD_STATE, NO_HOLD = 40, 41, 42  # sourcing holds (redis/sourcing_holds.py)
 NOT_ENOUGH, NO_SUPPLY, SUPPLY_DONE, NOT_IN_SUPPLY = 50, 51, 52, 53  # stock states, supply
+NO_TRANSFER, TRANSFER_DONE, TRANSFER_STATE, NOT_IN_TRANSFER = 60, 61, 62, 63  # transfers
 
 SCRIPT_NAMES = (
     "adjust",
@@ -60,6 +62,14 @@ SCRIPT_NAMES = (
     "supply_receive",
     "supply_reschedule",
     "supply_cancel",
+    "transfer_create",
+    "transfer_arrive",
+    "transfer_confirm",
+    "transfer_receive",
+    "transfer_cancel",
+    "transfer_withdraw",
+    "transfer_cancelled",
+    "transfer_claim",
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
 EXTRA_FUNCTIONS = ("ratelimit",)
@@ -155,6 +165,14 @@ class Scripts(msgspec.Struct, frozen=True):
     supply_receive: Script
     supply_reschedule: Script
     supply_cancel: Script
+    transfer_create: Script
+    transfer_arrive: Script
+    transfer_confirm: Script
+    transfer_receive: Script
+    transfer_cancel: Script
+    transfer_withdraw: Script
+    transfer_cancelled: Script
+    transfer_claim: Script
 
     @classmethod
     def load(cls) -> Scripts:
@@ -233,6 +251,21 @@ def _not_in_supply(payload: bytes, subject: str) -> DomainError:
     return ValidationFailed(f"lines[{index}].sku", f"sku {sku!r} is not a line of supply {subject}")
 
 
+def _not_in_transfer(payload: bytes, subject: str) -> DomainError:
+    index, sku = _decode_list(payload)
+    return ValidationFailed(
+        f"lines[{index}].sku", f"sku {sku!r} is not a line of transfer {subject}"
+    )
+
+
+def _transfer_conflict(payload: bytes, subject: str) -> DomainError:
+    status = _text(payload)
+    return TransferConflict(
+        f"transfer {subject} is {status}: it cannot be received or cancelled so",
+        transfer_status=status,
+    )
+
+
 # Return code -> the domain error it means; ``subject`` names what the call was about.
 ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
     SHORTAGE: lambda p, s: shortage([tuple(x) for x in _decode_list(p)]),
@@ -264,6 +297,10 @@ ERRORS: dict[int, Callable[[bytes, str], DomainError]] = {
         f"supply {s} is {_text(p)}: nothing is outstanding", supply_status=_text(p)
     ),
     NOT_IN_SUPPLY: _not_in_supply,
+    NO_TRANSFER: lambda p, s: NotFound(f"transfer {s!r} not found"),
+    TRANSFER_DONE: _transfer_conflict,
+    TRANSFER_STATE: _transfer_conflict,
+    NOT_IN_TRANSFER: _not_in_transfer,
 }
 
 

@@ -11,11 +11,14 @@ from omnistock.redis.reservations import ReservationOps
 from omnistock.redis.sourcing_holds import SourcingHoldOps
 from omnistock.redis.stock_writes import StockWrites
 from omnistock.redis.supply import SupplyOps
+from omnistock.redis.transfers import TransferOps
 
 __all__ = ["PositionRow", "StockStore", "position_from_fields"]
 
 
-class StockStore(PositionReads, StockWrites, ReservationOps, SourcingHoldOps, SupplyOps):
+class StockStore(
+    PositionReads, StockWrites, ReservationOps, SourcingHoldOps, SupplyOps, TransferOps
+):
     """The live stock and reservations in Redis, for one process. Request-path commands (reads,
     scripts, idempotency claims) go through ``hot``, the process's pipelined connection; bulk and
     background commands through ``client``, redis-py's pool."""

@@ -33,6 +33,7 @@ from omnistock.domain.events import (
     POSITION,
     RESERVATION,
     SUPPLY,
+    TRANSFER,
     decode_idempotency,
     decode_position,
 )
@@ -40,9 +41,11 @@ from omnistock.domain.ids import sourcing_partition
 from omnistock.domain.reservations import decode_reservation
 from omnistock.domain.sourcing_holds import decode_hold
 from omnistock.domain.supply import decode_supply
+from omnistock.domain.transfers import decode_transfer
 from omnistock.metrics import Metrics
 from omnistock.postgres import ledger
 from omnistock.postgres import supply as supply_table
+from omnistock.postgres import transfers as transfer_table
 from omnistock.redis import keys
 from omnistock.redis.stream_reads import read_streams
 from omnistock.redis.streams import GROUP, parse_id
@@ -80,6 +83,7 @@ class Batch:
         holds: dict[str, tuple[Any, ...]] = {}
         idem: dict[str, tuple[str, bytes, int]] = {}
         supplies: dict[str, tuple[Any, ...]] = {}
+        transfers: dict[tuple[str, str], tuple[Any, ...]] = {}  # (id, side) -> newest
         offsets: dict[int, tuple[int, int]] = {}
         for p, raw_id, fields in entries:
             ms, seq = parse_id(raw_id)
@@ -123,6 +127,11 @@ class Batch:
                 text = raw.decode()
                 y = decode_supply(text)
                 supplies[y.id] = (y.id, y.location, y.status, y.eta, y.created_at, text, ms, seq)
+            elif (raw := fields.get(TRANSFER)) is not None:
+                # Each side comes from its own partition's stream: the newest per side wins.
+                text = raw.decode()
+                t = decode_transfer(text)
+                transfers[(t.id, t.side)] = (t.id, t.from_, t.to, t.created_at, text, ms, seq)
             elif (raw := fields.get(IDEMPOTENCY)) is not None:
                 i = decode_idempotency(raw)
                 # The record as Redis keeps it (see _lib.lua): hash, code, first, last, payload.
@@ -135,6 +144,8 @@ class Batch:
         self.idempotency = _columns(list(idem.values()), 3)
         self.sourcing_holds = _columns(list(holds.values()), 7)
         self.supply = _columns(list(supplies.values()), 8)
+        self.transfers_from = _columns([v for k, v in transfers.items() if k[1] == "from"], 7)
+        self.transfers_to = _columns([v for k, v in transfers.items() if k[1] == "to"], 7)
         self.offsets = _columns([(p, ms, seq) for p, (ms, seq) in offsets.items()], 3)
         self.size = len(entries)
 
@@ -150,6 +161,7 @@ class Batch:
             sourcing_holds=self.sourcing_holds,
         )
         await supply_table.upsert(conn, self.supply)
+        await transfer_table.upsert(conn, self.transfers_from, self.transfers_to)
 
 
 def _names_partition(hold_id: str, partition: int) -> bool:

@@ -24,6 +24,7 @@ from omnistock.redis.scripts import Scripts
 from omnistock.redis.streams import ensure_streams, parse_id
 from omnistock.sync.persister import Persister
 from omnistock.sync.supply_state import restore_supply
+from omnistock.sync.transfer_state import restore_transfers
 
 log = logging.getLogger("omnistock.rebuild")
 _LOCK = 0x72656275  # pg advisory lock: one rebuild at a time across instances
@@ -35,6 +36,7 @@ class Restored(msgspec.Struct):
     idempotency: int = 0
     sourcing_holds: int = 0
     supply: int = 0
+    transfers: int = 0
     seconds: float = 0.0
 
 
@@ -123,6 +125,7 @@ async def rebuild(
     out.idempotency = await _restore_idempotency(redis, db)
     out.sourcing_holds = await _restore_sourcing_holds(redis, db, partitions)
     out.supply = await restore_supply(redis, db, partitions, fresh=fresh)
+    out.transfers = await restore_transfers(redis, db, partitions, fresh=fresh)
     locations = await catalog.all_locations(db)
     await _restore_location_meta(redis, partitions, locations)
     offsets = await ledger.offsets(db)

@@ -22,6 +22,7 @@ from omnistock.redis import keys
 from omnistock.sync.persister import Persister
 from omnistock.sync.rebuild import write_positions
 from omnistock.sync.supply_state import restore_supply, supply_drift
+from omnistock.sync.transfer_state import restore_transfers, transfer_drift
 
 _FIELDS = ("oh", "r", "ss", "v", "u", "in")
 _CHUNK = 5000
@@ -33,7 +34,8 @@ _NAMES = ("on_hand", "reserved", "safety_stock", "version", "unsellable", "incom
 
 
 class Drift(msgspec.Struct, frozen=True):
-    """One difference: ``what`` is ``position``, ``reservation``, ``supply`` or ``schedule``."""
+    """One difference: ``what`` is ``position``, ``reservation``, ``supply``, ``transfer``,
+    ``transfer_shadow`` or ``schedule``."""
 
     what: str
     location: str
@@ -92,11 +94,15 @@ class Reconciler:
         drift += await self._reservations()
         supply = await supply_drift(self.redis, self.db, self.partitions)
         drift += [Drift(*msgspec.structs.astuple(d)) for d in supply]
+        transfers = await transfer_drift(self.redis, self.db, self.partitions)
+        drift += [Drift(*msgspec.structs.astuple(d)) for d in transfers]
         if fix and drift:
             await self._fix_positions(list(suspects))
             await self._fix_reservations()
             if supply:
                 await restore_supply(self.redis, self.db, self.partitions, fresh=False)
+            if transfers:
+                await restore_transfers(self.redis, self.db, self.partitions, fresh=False)
         return drift
 
     async def _redis_values(self, cells: Sequence[PositionKey]) -> list[Values | None]:

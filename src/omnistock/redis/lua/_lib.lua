@@ -394,3 +394,66 @@ local function supply_line_change(ctx, keys, doc, loc, i, before, after, receive
   change_incoming(ctx, pos, 'y', doc.id, doc.eta, before, after, received,
     { kind = 'supply', reason = reason, ref = doc.id })
 end
+
+-- Transfers (issue 13, domain/transfers.py): no such transfer (record or shadow); a finished
+-- transfer (payload: its status); a record or shadow not in the state the step expects
+-- (payload: its status); a sku that is not a line of the transfer.
+local C_NO_TRANSFER, C_TRANSFER_DONE, C_TRANSFER_STATE, C_NOT_IN_TRANSFER = 60, 61, 62, 63
+-- The record's scripts (the `from` partition) share one KEYS layout:
+--   KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] record hash, KEYS[4] pending zset,
+--   and when units move at `from`: KEYS[5] location meta, KEYS[6] sku index, KEYS[7..] the
+--   positions of its lines at `from`, in order.
+-- The shadow's scripts (the `to` partition) share another:
+--   KEYS[1] stream, KEYS[2] idempotency record, KEYS[3] shadow hash, KEYS[4] location meta,
+--   KEYS[5] sku index, then per line i (from 0): KEYS[6+2i] position at `to`, KEYS[7+2i] its
+--   incoming schedule.
+local KT_REC, KT_PENDING, KT_LOC, KT_INDEX, KT_LINES = 3, 4, 5, 6, 7
+local KT_SHADOW, KT_TO_LOC, KT_TO_INDEX, KT_TO_LINES = 3, 4, 5, 6
+-- A cancelled shadow is a tombstone too: it must outlive any late arrival of its transfer.
+local TRANSFER_TOMBSTONE_MS = 3600000
+
+-- Writes a transfer document (record or shadow) and appends its event (field t, k = kind). The
+-- record (with `pending`, the pending zset) stays in it while doc.pending; a finished document
+-- is kept `retention` ms more (0: dropped at once, Postgres keeps it).
+local function save_transfer(ctx, key, pending, doc, kind, retention)
+  doc.updated_at = ctx.now
+  local json = cjson.encode(doc)
+  redis.call('HSET', key, 'doc', json, 'st', doc.status)
+  if pending then
+    if doc.pending then
+      redis.call('ZADD', pending, doc.lease_until, doc.id)
+    else
+      redis.call('ZREM', pending, doc.id)
+    end
+  end
+  if doc.status == 'cancelled' or doc.status == 'received' then
+    if doc.side == 'to' and doc.status == 'cancelled' then
+      retention = math.max(retention, TRANSFER_TOMBSTONE_MS)
+    end
+    if retention > 0 then
+      redis.call('PEXPIRE', key, retention)
+    else
+      redis.call('DEL', key)
+    end
+  end
+  append(ctx, 't', json, 'k', kind)
+  return json
+end
+
+-- The transfer document at `key`, or a reply to give instead.
+local function load_transfer(key)
+  local json = redis.call('HGET', key, 'doc')
+  if not json then return nil, { C_NO_TRANSFER, '', 0, '', '' } end
+  return cjson.decode(json), nil
+end
+
+-- Line i (from 1) of a shadow: its outstanding units at `to` go from `before` to `after` and
+-- `received` units arrive on hand there (change_incoming; kind transfer, ref the transfer id).
+-- Without an eta the units are scheduled at +inf: incoming, but never due by a date.
+local function transfer_line_change(ctx, keys, doc, loc, i, before, after, received, reason)
+  local pos = { key = keys[KT_TO_LINES + 2 * (i - 1)],
+                schedule = keys[KT_TO_LINES + 2 * (i - 1) + 1], index = keys[KT_TO_INDEX],
+                loc_id = doc.to, sku = doc.lines[i].sku, loc = loc }
+  change_incoming(ctx, pos, 't', doc.id, doc.eta or '+inf', before, after, received,
+    { kind = 'transfer', reason = reason, ref = doc.id })
+end

@@ -1,0 +1,57 @@
+-- transfer_receive.lua: receive units of a transfer at `to` (on its shadow): on_hand grows by
+-- what is received, incoming falls by the outstanding part of it (never below 0). Units beyond a
+-- line's outstanding (an over-receipt) go on hand too, unless refused by ARGV[6].
+-- KEYS: the shadow layout of _lib.lua
+-- ARGV[1..4] actor, idempotency hash, idempotency ttl ms, idempotency key; ARGV[5] retention ms;
+--   ARGV[6] '1' over-receipt allowed, '0' refused; ARGV[7] '1' when lines follow ('0': receive
+--   everything outstanding), then pairs ARGV[8+2i] sku, ARGV[9+2i] qty (skus distinct)
+-- Returns {C_OK, shadow json} | {C_NO_TRANSFER, ''} (no shadow) | {C_TRANSFER_DONE, status}
+--   | {C_STALE, ''} | {C_NOT_IN_TRANSFER, json [request line index, sku]}
+--   | {C_NOT_ENOUGH, json [request line index, location, sku, 'outstanding', qty, outstanding]}
+--     (over-receipt refused) | {C_QUANTITY, json [request line index, 'qty', on_hand]}
+--   | {C_IDEMPOTENCY, ''}; nothing is written on a refusal; a replay adds a third element 1.
+local ctx, stop = begin(KEYS, ARGV)
+if stop then return stop end
+local doc, err = load_transfer(KEYS[KT_SHADOW])
+if err then return err end
+if #KEYS - KT_TO_LINES + 1 ~= 2 * #doc.lines then return reply(ctx, C_STALE, '') end
+if doc.status ~= 'in_transit' and doc.status ~= 'partially_received' then
+  return reply(ctx, C_TRANSFER_DONE, doc.status)
+end
+local loc = load_loc(KEYS[KT_TO_LOC]) or { ss = 0, lt = 0, fence = 0 }
+
+local take, asked = {}, {} -- per transfer line: units received now, and the request line asking
+if ARGV[7] == '1' then
+  local line_of = {}
+  for i, line in ipairs(doc.lines) do line_of[line.sku] = i end
+  local j = 0
+  for a = 8, #ARGV, 2 do
+    local sku, qty = ARGV[a], tonumber(ARGV[a + 1])
+    local i = line_of[sku]
+    if not i then return reply(ctx, C_NOT_IN_TRANSFER, cjson.encode({ j, sku })) end
+    local out = outstanding_of(doc.lines[i])
+    if ARGV[6] ~= '1' and qty > out then
+      return reply(ctx, C_NOT_ENOUGH, cjson.encode({ j, doc.to, sku, 'outstanding', qty, out }))
+    end
+    take[i], asked[i] = qty, j
+    j = j + 1
+  end
+else
+  for i, line in ipairs(doc.lines) do take[i], asked[i] = outstanding_of(line), i - 1 end
+end
+for i, qty in pairs(take) do
+  local oh = (tonumber(redis.call('HGET', KEYS[KT_TO_LINES + 2 * (i - 1)], 'oh')) or 0) + qty
+  if over_cap(oh) then return reply(ctx, C_QUANTITY, cjson.encode({ asked[i], 'qty', oh })) end
+end
+
+local finished = true
+for i, line in ipairs(doc.lines) do
+  local qty = take[i] or 0
+  local before = outstanding_of(line)
+  line.received = line.received + qty
+  local after = outstanding_of(line)
+  if after > 0 then finished = false end
+  transfer_line_change(ctx, KEYS, doc, loc, i, before, after, qty, 'transfer_received')
+end
+doc.status = finished and 'received' or 'partially_received'
+return reply(ctx, C_OK, save_transfer(ctx, KEYS[KT_SHADOW], nil, doc, 'receive', tonumber(ARGV[5])))
