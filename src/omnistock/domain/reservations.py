@@ -18,16 +18,17 @@ MAX_LINE_QTY = 1_000_000
 MAX_LIFETIME_SECONDS = 7 * 24 * 3600
 
 
-def sum_lines(lines: Iterable[tuple[str, int]], field: str = "lines") -> list[tuple[str, int]]:
+def sum_lines(
+    lines: Iterable[tuple[str, int]], field: str = "lines", cap: int = MAX_LINE_QTY
+) -> list[tuple[str, int]]:
     """Merge lines naming the same sku (first appearance keeps its place). A sku whose lines sum
-    past MAX_LINE_QTY is a 422 naming the line that passes it (``lines[3].qty``)."""
+    past ``cap`` is a 422 naming the line that passes it (``lines[3].qty``)."""
     totals: dict[str, int] = {}
     for index, (sku, qty) in enumerate(lines):
         total = totals.get(sku, 0) + qty
-        if total > MAX_LINE_QTY:
+        if total > cap:
             raise ValidationFailed(
-                f"{field}[{index}].qty",
-                f"the lines naming sku {sku!r} sum to {total}, over {MAX_LINE_QTY}",
+                f"{field}[{index}].qty", f"the lines naming sku {sku!r} sum to {total}, over {cap}"
             )
         totals[sku] = total
     return list(totals.items())

@@ -21,6 +21,7 @@ import msgspec
 
 from omnistock.domain.clock import parse_rfc3339, rfc3339
 from omnistock.domain.errors import ValidationFailed
+from omnistock.domain.reservations import sum_lines
 
 SupplyStatus = Literal["open", "partially_received", "received", "cancelled"]
 SupplyKind = Literal["purchase_order", "production", "other"]
@@ -105,18 +106,9 @@ def view(doc: StoredSupply) -> SupplyView:
 def sum_supply_lines(
     lines: Iterable[tuple[str, int]], field: str = "lines"
 ) -> list[tuple[str, int]]:
-    """Merge lines naming the same sku (first appearance keeps its place); a sum past
-    MAX_LINE_QTY is a 422 naming the line that passes it."""
-    totals: dict[str, int] = {}
-    for index, (sku, qty) in enumerate(lines):
-        total = totals.get(sku, 0) + qty
-        if total > MAX_LINE_QTY:
-            raise ValidationFailed(
-                f"{field}[{index}].qty",
-                f"the lines naming sku {sku!r} sum to {total}, over {MAX_LINE_QTY}",
-            )
-        totals[sku] = total
-    return list(totals.items())
+    """Merge lines naming the same sku (first appearance keeps its place); a sum past this
+    module's MAX_LINE_QTY is a 422 naming the line that passes it."""
+    return sum_lines(lines, field, cap=MAX_LINE_QTY)
 
 
 def parse_eta(field: str, value: str) -> int:

@@ -9,41 +9,19 @@ held -> held; else every part undone -> failed. It never re-plans. Safe with sev
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
-from omnistock.domain.errors import Unavailable
+from omnistock.redis.couriers import ACTOR, carry_due, run_rounds
 from omnistock.redis.store import StockStore
-from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.courier")
-ACTOR = "system:courier"
-_REPORTED_MAX = 1000
 
 
 async def courier_once(store: StockStore, batch: int, reported: set[str] | None = None) -> int:
     """Drive every hold whose lease has passed (at most ``batch`` per partition); how many this
-    call moved to a finished state. Redis errors and "not ready" propagate after the round;
-    another failure skips its hold (logged once per id when ``reported`` is given)."""
+    call moved to a finished state (couriers.carry_due says what happens on errors)."""
     due = await store.due_holds(batch)
-    results = await asyncio.gather(*(_carry(store, hid) for hid in due), return_exceptions=True)
-    done = 0
-    waiting: BaseException | None = None
-    for hid, result in zip(due, results, strict=True):
-        if isinstance(result, (RedisError, Unavailable, asyncio.CancelledError)):
-            waiting = waiting or result
-        elif isinstance(result, BaseException):
-            if reported is None or hid not in reported:
-                log.error("courier: cannot finish sourcing hold %s: %r", hid, result)
-                if reported is not None and len(reported) < _REPORTED_MAX:
-                    reported.add(hid)
-        elif result:
-            done += 1
-    if waiting is not None:
-        raise waiting
-    return done
+    return await carry_due("sourcing hold", due, lambda hid: _carry(store, hid), reported)
 
 
 async def _carry(store: StockStore, hold_id: str) -> bool:
@@ -64,15 +42,5 @@ async def _carry(store: StockStore, hold_id: str) -> bool:
 
 
 async def run_courier(store: StockStore, interval: float, batch: int) -> None:
-    """Carry due holds every ``interval`` seconds until cancelled; outages and rebuilds are
-    waited out (anything else reaches the supervisor)."""
-    reported: set[str] = set()
-    while True:
-        try:
-            await courier_once(store, batch, reported)
-        except Unavailable:
-            pass  # being rebuilt: the records come back with it
-        except RedisError as exc:
-            reraise_if_cancelled()
-            log.warning("courier: redis unavailable (%s)", exc)
-        await asyncio.sleep(interval)
+    """Carry due holds every ``interval`` seconds until cancelled."""
+    await run_rounds("sourcing", lambda reported: courier_once(store, batch, reported), interval)

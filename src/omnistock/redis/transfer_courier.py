@@ -9,43 +9,21 @@ time) and drives it forward with the serving path's routine. Safe with several w
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from redis.exceptions import RedisError
-
-from omnistock.domain.errors import Unavailable
+from omnistock.redis.couriers import ACTOR, carry_due, run_rounds
 from omnistock.redis.store import StockStore
-from omnistock.tasks import reraise_if_cancelled
 
 log = logging.getLogger("omnistock.courier")
-ACTOR = "system:courier"
-_REPORTED_MAX = 1000
 
 
 async def transfer_courier_once(
     store: StockStore, batch: int, reported: set[str] | None = None
 ) -> int:
     """Drive every pending transfer whose lease has passed (at most ``batch`` per partition);
-    how many were settled here. Redis errors and "not ready" propagate after the round; another
-    failure skips its transfer (logged once per id when ``reported`` is given)."""
+    how many were settled here (couriers.carry_due says what happens on errors)."""
     due = await store.due_transfers(batch)
-    results = await asyncio.gather(*(_carry(store, tid) for tid in due), return_exceptions=True)
-    done = 0
-    waiting: BaseException | None = None
-    for tid, result in zip(due, results, strict=True):
-        if isinstance(result, (RedisError, Unavailable, asyncio.CancelledError)):
-            waiting = waiting or result
-        elif isinstance(result, BaseException):
-            if reported is None or tid not in reported:
-                log.error("courier: cannot settle transfer %s: %r", tid, result)
-                if reported is not None and len(reported) < _REPORTED_MAX:
-                    reported.add(tid)
-        elif result:
-            done += 1
-    if waiting is not None:
-        raise waiting
-    return done
+    return await carry_due("transfer", due, lambda tid: _carry(store, tid), reported)
 
 
 async def _carry(store: StockStore, transfer_id: str) -> bool:
@@ -59,15 +37,7 @@ async def _carry(store: StockStore, transfer_id: str) -> bool:
 
 
 async def run_transfer_courier(store: StockStore, interval: float, batch: int) -> None:
-    """Settle due transfers every ``interval`` seconds until cancelled; outages and rebuilds are
-    waited out (anything else reaches the supervisor)."""
-    reported: set[str] = set()
-    while True:
-        try:
-            await transfer_courier_once(store, batch, reported)
-        except Unavailable:
-            pass  # being rebuilt: the records come back with it
-        except RedisError as exc:
-            reraise_if_cancelled()
-            log.warning("transfer courier: redis unavailable (%s)", exc)
-        await asyncio.sleep(interval)
+    """Settle due transfers every ``interval`` seconds until cancelled."""
+    await run_rounds(
+        "transfer", lambda reported: transfer_courier_once(store, batch, reported), interval
+    )

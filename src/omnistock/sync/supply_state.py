@@ -6,6 +6,7 @@ other kinds (transfers) are restored by their own part."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -47,8 +48,37 @@ async def _open_from_postgres(db: Any) -> list[tuple[StoredSupply, str]]:
     return [(decode_supply(r["doc"]), r["doc"]) for r in await supply_table.open_supply(db)]
 
 
-async def _scan(redis: Any, pattern: str) -> list[bytes]:
+async def scan_keys(redis: Any, pattern: str) -> list[bytes]:
+    """Every key matching ``pattern``."""
     return [key async for key in redis.scan_iter(match=pattern, count=1000)]
+
+
+async def schedule_drift(
+    redis: Any, want: Mapping[Cell, Mapping[str, float]], prefix: bytes
+) -> list[SupplyDrift]:
+    """The incoming schedules whose members of one kind (``prefix``: supply's or transfers')
+    differ from ``want``; members of the other kinds are their owner's to compare."""
+    have: dict[Cell, dict[str, float]] = defaultdict(dict)
+    schedule_keys = await scan_keys(redis, keys.INCOMING_SCHEDULE_PATTERN)
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in schedule_keys:
+            pipe.zrange(key, 0, -1, withscores=True)
+        found = await pipe.execute()
+    for key, members in zip(schedule_keys, found, strict=True):
+        loc, sku = key.decode().split(":inc:", 1)[1].split("/", 1)
+        for member, score in members:
+            if member.startswith(prefix):
+                have[(loc, sku)][member.decode()] = int(score) if score.is_integer() else score
+    drift = []
+    for cell in sorted(want.keys() | have.keys()):
+        if want.get(cell, {}) != have.get(cell, {}):
+            drift.append(
+                SupplyDrift(
+                    "schedule", cell[0], cell[1], "members",
+                    str(sorted(have.get(cell, {}).items())), str(sorted(want.get(cell, {}).items())),
+                )
+            )  # fmt: skip
+    return drift
 
 
 async def restore_supply(redis: Any, db: asyncpg.Pool, partitions: int, *, fresh: bool) -> int:
@@ -71,11 +101,11 @@ async def restore_supply(redis: Any, db: asyncpg.Pool, partitions: int, *, fresh
 
 async def _clear(redis: Any, partitions: int) -> None:
     """Drop supply documents, open sets and the supply members of every schedule."""
-    doomed = await _scan(redis, keys.SUPPLY_PATTERN)
+    doomed = await scan_keys(redis, keys.SUPPLY_PATTERN)
     doomed += [keys.supply_open(p).encode() for p in range(partitions)]
     for i in range(0, len(doomed), 500):
         await redis.delete(*doomed[i : i + 500])
-    for key in await _scan(redis, keys.INCOMING_SCHEDULE_PATTERN):
+    for key in await scan_keys(redis, keys.INCOMING_SCHEDULE_PATTERN):
         members = [m for m in await redis.zrange(key, 0, -1) if m.startswith(_PREFIX)]
         if members:
             await redis.zrem(key, *members)
@@ -112,24 +142,5 @@ async def supply_drift(redis: Any, db: asyncpg.Pool, partitions: int) -> list[Su
                         "supply", loc, sid, name, str(getattr(a, name)), str(getattr(b, name))
                     )
                 )
-    want = expected_schedules(list(pg.values()))
-    have: Schedules = defaultdict(dict)
-    schedule_keys = await _scan(redis, keys.INCOMING_SCHEDULE_PATTERN)
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in schedule_keys:
-            pipe.zrange(key, 0, -1, withscores=True)
-        found = await pipe.execute()
-    for key, members in zip(schedule_keys, found, strict=True):
-        loc, sku = key.decode().split(":inc:", 1)[1].split("/", 1)
-        for member, score in members:
-            if member.startswith(_PREFIX):
-                have[(loc, sku)][member.decode()] = int(score)
-    for cell in sorted(want.keys() | have.keys()):
-        if want.get(cell, {}) != have.get(cell, {}):
-            drift.append(
-                SupplyDrift(
-                    "schedule", cell[0], cell[1], "members",
-                    str(sorted(have.get(cell, {}).items())), str(sorted(want.get(cell, {}).items())),
-                )
-            )  # fmt: skip
+    drift += await schedule_drift(redis, expected_schedules(list(pg.values())), _PREFIX)
     return drift

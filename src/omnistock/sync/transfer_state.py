@@ -21,7 +21,7 @@ from omnistock.domain.transfers import (
 )
 from omnistock.postgres import transfers as transfer_table
 from omnistock.redis import keys
-from omnistock.sync.supply_state import SupplyDrift
+from omnistock.sync.supply_state import SupplyDrift, scan_keys, schedule_drift
 
 Cell = tuple[str, str]  # location, sku
 Schedules = dict[Cell, dict[str, float]]  # (location, sku) -> {member: score}
@@ -54,10 +54,6 @@ async def _open_from_postgres(
     return records, shadows
 
 
-async def _scan(redis: Any, pattern: str) -> list[bytes]:
-    return [key async for key in redis.scan_iter(match=pattern, count=1000)]
-
-
 async def restore_transfers(redis: Any, db: asyncpg.Pool, partitions: int, *, fresh: bool) -> int:
     """Write every open transfer's record (pending ones back in their pending set, so the
     courier settles them), shadow and schedule members as Postgres has them (clearing what Redis
@@ -82,19 +78,19 @@ async def restore_transfers(redis: Any, db: asyncpg.Pool, partitions: int, *, fr
 
 async def _clear(redis: Any, partitions: int) -> None:
     """Drop transfer records, shadows, pending sets and the transfer members of every schedule."""
-    doomed = await _scan(redis, keys.TRANSFER_PATTERN)
-    doomed += await _scan(redis, keys.TRANSFER_SHADOW_PATTERN)
+    doomed = await scan_keys(redis, keys.TRANSFER_PATTERN)
+    doomed += await scan_keys(redis, keys.TRANSFER_SHADOW_PATTERN)
     doomed += [keys.transfer_pending(p).encode() for p in range(partitions)]
     for i in range(0, len(doomed), 500):
         await redis.delete(*doomed[i : i + 500])
-    for key in await _scan(redis, keys.INCOMING_SCHEDULE_PATTERN):
+    for key in await scan_keys(redis, keys.INCOMING_SCHEDULE_PATTERN):
         members = [m for m in await redis.zrange(key, 0, -1) if m.startswith(_PREFIX)]
         if members:
             await redis.zrem(key, *members)
 
 
 async def _docs(redis: Any, pattern: str) -> dict[str, StoredTransfer]:
-    found = await _scan(redis, pattern)
+    found = await scan_keys(redis, pattern)
     async with redis.pipeline(transaction=False) as pipe:
         for key in found:
             pipe.hget(key, "doc")
@@ -142,24 +138,5 @@ async def transfer_drift(redis: Any, db: asyncpg.Pool, partitions: int) -> list[
     # (not `pending`: clearing it is Redis-only state, see transfer_confirm.lua)
     drift = _compare("transfer", redis_records, pg_records, ["status", "lines"])
     drift += _compare("transfer_shadow", redis_shadows, pg_shadows, ["status", "eta", "lines"])
-    want = expected_schedules(list(pg_shadows.values()))
-    have: Schedules = defaultdict(dict)
-    schedule_keys = await _scan(redis, keys.INCOMING_SCHEDULE_PATTERN)
-    async with redis.pipeline(transaction=False) as pipe:
-        for key in schedule_keys:
-            pipe.zrange(key, 0, -1, withscores=True)
-        found = await pipe.execute()
-    for key, members in zip(schedule_keys, found, strict=True):
-        loc, sku = key.decode().split(":inc:", 1)[1].split("/", 1)
-        for member, score in members:
-            if member.startswith(_PREFIX):
-                have[(loc, sku)][member.decode()] = float(score)
-    for cell in sorted(want.keys() | have.keys()):
-        if want.get(cell, {}) != have.get(cell, {}):
-            drift.append(
-                SupplyDrift(
-                    "schedule", cell[0], cell[1], "members",
-                    str(sorted(have.get(cell, {}).items())), str(sorted(want.get(cell, {}).items())),
-                )
-            )  # fmt: skip
+    drift += await schedule_drift(redis, expected_schedules(list(pg_shadows.values())), _PREFIX)
     return drift
