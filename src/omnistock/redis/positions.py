@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
-from redis.exceptions import ResponseError
 
 from omnistock.domain import stock
 from omnistock.domain.clock import rfc3339
@@ -18,6 +17,8 @@ from omnistock.redis.runner import ScriptRunner
 from omnistock.redis.scripts import Reply
 
 POSITION_FIELDS = ("oh", "r", "ss", "v", "ts", "u", "in")
+# What ``available`` needs of a position (on hand, reserved, own safety stock, unsellable).
+_AVAILABLE_FIELDS = ("oh", "r", "ss", "u")
 
 
 class PositionRow(msgspec.Struct, array_like=True):
@@ -135,32 +136,23 @@ class PositionReads(ScriptRunner):
 
     async def available_at(self, locations: Sequence[Location], skus: Sequence[str]) -> list[int]:
         """Units available (before any channel fence) of every sku at every location, location
-        by location: one available.lua call per partition, all in one round trip (a sourcing
-        plan reads hundreds of positions; no position is built)."""
-        cells: dict[int, tuple[list[int], list[str], list[int]]] = {}
-        n = 0
+        by location, in one round trip: only what ``available`` needs is read and no position is
+        built (a sourcing plan reads hundreds of these)."""
+        commands = []
         for loc in locations:
             p = self.partition(loc.id)
-            where, names, ss = cells.setdefault(p, ([], [], []))
-            for sku in skus:
-                where.append(n)
-                names.append(keys.position(p, loc.id, sku))
-                ss.append(loc.safety_stock)
-                n += 1
-        function = self.scripts.library.function("available")
-        commands = [("FCALL", function, len(names), *names, *ss) for _, names, ss in cells.values()]
-        try:
-            replies = await self.hot.execute_many(commands)
-        except ResponseError as exc:
-            if "function not found" not in str(exc).lower():
-                raise
-            await self.scripts.library.load(self.hot)
-            replies = await self.hot.execute_many(commands)
-        out = [0] * n
-        for (where, _, _), found in zip(cells.values(), replies, strict=True):
-            for index, units in zip(where, found, strict=True):
-                out[index] = units
-        return out
+            commands += [
+                ("HMGET", keys.position(p, loc.id, sku), *_AVAILABLE_FIELDS) for sku in skus
+            ]
+        rows = await self.hot.execute_many(commands)
+        width = len(skus)
+        return [
+            stock.available(
+                _int(oh), _int(r), int(ss) if ss is not None else locations[n // width].safety_stock,
+                _int(u),
+            )
+            for n, (oh, r, ss, u) in enumerate(rows)
+        ]  # fmt: skip
 
     async def skus_at(self, location: Location) -> list[str]:
         """Every sku with a position at ``location``, sorted."""

@@ -72,7 +72,7 @@ SCRIPT_NAMES = (
     "transfer_claim",
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
-EXTRA_FUNCTIONS = ("ratelimit", "available")
+EXTRA_FUNCTIONS = ("ratelimit",)
 
 _decode_list = msgspec.json.Decoder(list[Any]).decode
 
