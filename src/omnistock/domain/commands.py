@@ -5,7 +5,7 @@ the Redis adapter that runs them."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NotRequired, TypedDict
 
 import msgspec
@@ -17,6 +17,11 @@ class Idempotency(msgspec.Struct, frozen=True):
     key: str
     digest: str
     body_hash: str
+
+
+# A request's Idempotency-Key, built only when the use case needs it (so, e.g., a bad key on an
+# unknown reservation still answers 404 first).
+IdemOf = Callable[[], Idempotency | None]
 
 
 class Adjustment(msgspec.Struct, frozen=True):

@@ -3,11 +3,11 @@ longer keeps (finished past retention, or not restored by a rebuild) comes from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 
-from omnistock.domain.commands import Idempotency
+from omnistock.domain.commands import IdemOf
 from omnistock.domain.errors import NotActive, NotFound
 from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.reservations import StoredReservation, decode_reservation
@@ -16,10 +16,6 @@ from omnistock.metrics import Metrics
 from omnistock.postgres import ledger
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
-
-# The Idempotency-Key, built only once the reservation is found (so a bad key on an unknown
-# reservation still answers 404, as before).
-IdemOf = Callable[[], Idempotency | None]
 
 
 def _not_found(reservation_id: str) -> NotFound:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 import msgspec
 
-from omnistock.domain.commands import Idempotency
+from omnistock.domain.commands import IdemOf
 from omnistock.domain.errors import (
     Conflict,
     NotActive,
@@ -53,7 +53,6 @@ from omnistock.redis.scripts import OK
 from omnistock.redis.store import StockStore
 from omnistock.usecases.sourcing import Sourcing
 
-IdemOf = Callable[[], Idempotency | None]
 _POLL_SECONDS = 0.02
 
 

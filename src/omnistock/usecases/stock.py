@@ -3,16 +3,12 @@ location named must exist; the scripts do the rest atomically."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from omnistock.domain.commands import Adjustment, Count, Idempotency, Move
+from omnistock.domain.commands import Adjustment, Count, IdemOf, Move
 from omnistock.domain.stock import Position
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
-
-# The Idempotency-Key, built once the locations are known (a bad key on an unknown location
-# still answers 404, as before).
-IdemOf = Callable[[], Idempotency | None]
 
 
 class Stock:

@@ -3,11 +3,11 @@ for a while); Postgres every one, for lists and for those Redis no longer keeps.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 
 import asyncpg
 
-from omnistock.domain.commands import Idempotency
+from omnistock.domain.commands import IdemOf
 from omnistock.domain.errors import NotFound, SupplyFinished, ValidationFailed
 from omnistock.domain.ids import new_supply_id, supply_partition
 from omnistock.domain.roles import Principal, require_stock_write
@@ -15,8 +15,6 @@ from omnistock.domain.supply import StoredSupply, decode_supply
 from omnistock.postgres import supply as supply_table
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
-
-IdemOf = Callable[[], Idempotency | None]
 
 
 class Supply:

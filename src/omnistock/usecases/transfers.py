@@ -5,11 +5,11 @@ before it answers (the courier does the same for a call that crashed)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import asyncpg
 
-from omnistock.domain.commands import Idempotency
+from omnistock.domain.commands import IdemOf
 from omnistock.domain.errors import NotFound, TransferConflict, ValidationFailed
 from omnistock.domain.ids import new_transfer_id, transfer_partition
 from omnistock.domain.roles import Principal, require_stock_write
@@ -17,8 +17,6 @@ from omnistock.domain.transfers import OPEN, StoredTransfer, TransferView, decod
 from omnistock.postgres import transfers as transfer_table
 from omnistock.redis.store import StockStore
 from omnistock.usecases.caches import LocationCache
-
-IdemOf = Callable[[], Idempotency | None]
 
 
 def _decoded(raw: str | None) -> StoredTransfer | None:

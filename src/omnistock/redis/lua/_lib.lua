@@ -331,6 +331,38 @@ local function outstanding_of(line)
   return math.max(0, line.qty - line.received)
 end
 
+-- A receipt of a supply or transfer document (its lines {sku, qty, received}): the units each
+-- document line receives now. argv[6] '1' allows over-receipt; argv[7] '1' when request lines
+-- follow as pairs from argv[8] (else everything outstanding). `not_in` is the code for a sku the
+-- document does not have, `where` the location named in refusals, pos_key(i) line i's position.
+-- Returns take (per document line) | nil, code, payload to refuse with (nothing was written).
+local function plan_receipt(doc, argv, not_in, where, pos_key)
+  local take, asked = {}, {} -- per document line: units received now, and the request line asking
+  if argv[7] == '1' then
+    local line_of = {}
+    for i, line in ipairs(doc.lines) do line_of[line.sku] = i end
+    local j = 0
+    for a = 8, #argv, 2 do
+      local sku, qty = argv[a], tonumber(argv[a + 1])
+      local i = line_of[sku]
+      if not i then return nil, not_in, cjson.encode({ j, sku }) end
+      local out = outstanding_of(doc.lines[i])
+      if argv[6] ~= '1' and qty > out then
+        return nil, C_NOT_ENOUGH, cjson.encode({ j, where, sku, 'outstanding', qty, out })
+      end
+      take[i], asked[i] = qty, j
+      j = j + 1
+    end
+  else
+    for i, line in ipairs(doc.lines) do take[i], asked[i] = outstanding_of(line), i - 1 end
+  end
+  for i, qty in pairs(take) do
+    local oh = (tonumber(redis.call('HGET', pos_key(i), 'oh')) or 0) + qty
+    if over_cap(oh) then return nil, C_QUANTITY, cjson.encode({ asked[i], 'qty', oh }) end
+  end
+  return take
+end
+
 -- Incoming by ETA, for every kind of incoming (supply 'y'; transfers add theirs): a position's
 -- schedule holds one member <kind>:<id>:<units outstanding> per open document line, scored by
 -- its eta, and the position's `in` is their total.

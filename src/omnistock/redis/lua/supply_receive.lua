@@ -19,30 +19,9 @@ if doc.status ~= 'open' and doc.status ~= 'partially_received' then
 end
 local loc = load_loc(KEYS[KS_LOC]) or { ss = 0, lt = 0, fence = 0 }
 
-local take, asked = {}, {} -- per supply line: units received now, and the request line asking
-if ARGV[7] == '1' then
-  local line_of = {}
-  for i, line in ipairs(doc.lines) do line_of[line.sku] = i end
-  local j = 0
-  for a = 8, #ARGV, 2 do
-    local sku, qty = ARGV[a], tonumber(ARGV[a + 1])
-    local i = line_of[sku]
-    if not i then return reply(ctx, C_NOT_IN_SUPPLY, cjson.encode({ j, sku })) end
-    local out = outstanding_of(doc.lines[i])
-    if ARGV[6] ~= '1' and qty > out then
-      return reply(ctx, C_NOT_ENOUGH,
-        cjson.encode({ j, doc.location, sku, 'outstanding', qty, out }))
-    end
-    take[i], asked[i] = qty, j
-    j = j + 1
-  end
-else
-  for i, line in ipairs(doc.lines) do take[i], asked[i] = outstanding_of(line), i - 1 end
-end
-for i, qty in pairs(take) do
-  local oh = (tonumber(redis.call('HGET', KEYS[KS_LINES + 2 * (i - 1)], 'oh')) or 0) + qty
-  if over_cap(oh) then return reply(ctx, C_QUANTITY, cjson.encode({ asked[i], 'qty', oh })) end
-end
+local take, code, payload = plan_receipt(doc, ARGV, C_NOT_IN_SUPPLY, doc.location,
+  function(i) return KEYS[KS_LINES + 2 * (i - 1)] end)
+if not take then return reply(ctx, code, payload) end
 
 local finished = true
 for i, line in ipairs(doc.lines) do
