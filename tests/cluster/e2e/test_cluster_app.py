@@ -4,6 +4,7 @@ invalidation channel reaching every instance (PUBLISH is broadcast over the clus
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import httpx
@@ -74,3 +75,17 @@ async def test_invalidations_reach_every_instance(
             break
         await asyncio.sleep(0.1)
     assert heard == 2
+
+
+async def test_readyz_and_metrics_see_the_workers_on_a_cluster(
+    app: AppServer, anon: httpx.AsyncClient
+) -> None:
+    """Defect (found by tests/cluster/integration/test_fleet.py): on a cluster, /readyz always
+    answered 503 "worker: reports unreadable" (TIME cannot join a redis-py cluster pipeline) and
+    /metrics left out the workers' lines, however many workers ran."""
+    resp = await anon.get("/readyz")
+    assert resp.status_code == 200, resp.text
+    metrics = await anon.get("/metrics")
+    assert metrics.status_code == 200
+    alive = re.search(r"^omnistock_workers_alive (\d+)$", metrics.text, re.M)
+    assert alive is not None and int(alive.group(1)) >= 1, metrics.text[-2000:]

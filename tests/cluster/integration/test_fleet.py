@@ -62,6 +62,7 @@ LOAD_SECONDS = 7.0
 KILL_WORKER_AT = 1.5  # seconds into the load
 KILL_SERVE_AT = 3.5
 BUYERS = 16
+INTERRUPTED = 8  # holds and transfers left between their steps, per batch (three batches)
 SHORT_TTL = 1  # seconds: most reservations left alone expire during the run
 
 
@@ -203,7 +204,8 @@ class Subscriber:
         return top
 
     async def follow(self, urls: list[str]) -> None:
-        """Follow ``urls[0]``; on its loss, the next with ``since`` (until cancelled)."""
+        """Follow ``urls[0]``; on its loss, the next with ``since`` (until cancelled, or no
+        instance is left: then what it saw tells)."""
         for url in urls:
             ws_url = url.replace("http://", "ws://") + "/v1/stream"
             try:
@@ -226,7 +228,6 @@ class Subscriber:
                             self.ready.set()
             except (ConnectionClosed, OSError):
                 continue
-        raise AssertionError(f"{self.name}: no instance left to follow")
 
 
 class Load:
@@ -326,8 +327,15 @@ async def put(client: httpx.AsyncClient, loc: str, stock: dict[str, int], **extr
 
 
 async def interrupted(store: StockStore, sites: list[str], src: str, dst: str) -> list[str]:
-    """A hold and a transfer left between their steps, as a process killed there leaves them;
-    their ids."""
+    """``INTERRUPTED`` holds and as many transfers left between their steps, as a process
+    killed there leaves them: their ids, hold and transfer in turn."""
+    pairs = await asyncio.gather(
+        *(_interrupted(store, sites, src, dst) for _ in range(INTERRUPTED))
+    )
+    return [op for pair in pairs for op in pair]
+
+
+async def _interrupted(store: StockStore, sites: list[str], src: str, dst: str) -> list[str]:
     parts = [part(store, sites[0], x=1), part(store, sites[1], y=1), part(store, sites[2], z=1)]
     record = new_record(store, parts)
     await store.begin_hold(store.partition(sites[0]), record, None)
@@ -392,6 +400,9 @@ async def test_n_serve_m_worker_processes_keep_every_invariant_through_kills(
             tasks += [asyncio.create_task(load.mover(n)) for n in range(2)]
             load_start = time.monotonic()
             await asyncio.sleep(KILL_WORKER_AT)
+            # A batch for both workers' couriers to race over, and w1 killed amid it.
+            left += await interrupted(store, sites, src, dst2)
+            await asyncio.sleep(0.1)
             fleet.kill("w1")  # the persister, sweeper and couriers of w2 carry on
             left += await interrupted(store, sites, src, dst2)
             await asyncio.sleep(KILL_SERVE_AT - KILL_WORKER_AT)
@@ -413,6 +424,9 @@ async def test_n_serve_m_worker_processes_keep_every_invariant_through_kills(
         assert load.answers[("reserve", 409)] > 0, "the hot sku never ran out"
         assert load.answers[("reserve", 201)] > 0 and load.holds and load.transfers, load.answers
         assert fleet.alive("a") and fleet.alive("w2"), fleet.log("w2")
+        async with httpx.AsyncClient(base_url=fleet.urls["a"], timeout=10) as probe:
+            resp = await probe.get("/readyz")  # w2 reports, so a is ready without w1
+            assert resp.status_code == 200, resp.text
 
         # Everything settles on the surviving worker: expiry, couriers, persistence.
         async def all_due_expired() -> bool:
