@@ -107,7 +107,7 @@ class Fleet:
         self.urls: dict[str, str] = {}
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        with open(self.logs / f"{name}.log", "wb") as sink:
+        with open(self.logs / f"{name}.log", "ab") as sink:
             self.procs[name] = subprocess.Popen(
                 [OMNISTOCK, *args], env=self.env, stdout=sink, stderr=subprocess.STDOUT
             )
@@ -115,14 +115,17 @@ class Fleet:
     def log(self, name: str) -> str:
         return (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
 
+    def serve(self, name: str) -> None:
+        """Start ``omnistock serve --no-worker`` as ``name`` on a port of its own."""
+        port = free_port()
+        self.urls[name] = f"http://127.0.0.1:{port}"
+        self._spawn(name, ["serve", "--no-worker", "--port", str(port)])
+
     async def start(self) -> None:
         # One serving process first: it migrates and readies Redis; then the rest at once.
-        for n, name in enumerate(("a", "b")):
-            port = free_port()
-            self.urls[name] = f"http://127.0.0.1:{port}"
-            self._spawn(name, ["serve", "--no-worker", "--port", str(port)])
-            if n == 0:
-                await self.healthy("a")
+        self.serve("a")
+        await self.healthy("a")
+        self.serve("b")
         for name in ("w1", "w2"):
             self._spawn(name, ["worker"])
         await self.healthy("b")
@@ -453,6 +456,7 @@ async def test_n_serve_m_worker_processes_keep_every_invariant_through_kills(
             await asyncio.sleep(max(0.0, LOAD_SECONDS - (time.monotonic() - load_start)))
             load.stopping = True
             await asyncio.gather(*tasks)
+            fleet.serve("b")  # b again, on a new port, while the rest settles
             after_kill = sum(n for (what, _), n in load.answers.items() if what == "reserve")
         finally:
             load.stopping = True
@@ -526,8 +530,11 @@ async def test_n_serve_m_worker_processes_keep_every_invariant_through_kills(
                         assert version > last.get((loc, sku), 0), (sub.name, loc, sku, version)
                         last[(loc, sku)] = version
             assert [len(sub.segments) for sub in subscribers] == [1, 1, 2, 2], "b's did not move"
-            replayed = await replay(fleet.urls["a"], mine, origin.first_cursor, want)
-            assert replayed == versions
+            # On every instance, the one restarted after its kill too.
+            await fleet.healthy("b")
+            for name in ("a", "b"):
+                replayed = await replay(fleet.urls[name], mine, origin.first_cursor, want)
+                assert replayed == versions, name
 
         for task in follows:
             task.cancel()
