@@ -2,13 +2,20 @@
 processes and 2 real ``omnistock worker`` processes on the shared 3-primary cluster and one
 Postgres, under concurrent load spread over both serving processes (reservations of a hot sku at
 locations on every node with short TTLs, commits, releases, receipts, sourcing holds over three
-nodes, transfers), with one worker and one serving process SIGKILLed mid-run. Afterwards:
+nodes, transfers; every write with an Idempotency-Key, sent again to the other instance when a
+kill cuts it), with one worker and one serving process SIGKILLed mid-run. Afterwards:
 
-- the stream: every WebSocket subscriber of every instance saw only real versions, in order, and
-  the final state of every position; a subscriber resuming with ``since`` = a cursor taken before
-  the run gets every change (the exact set of (sku, location, version) the ledger holds);
+- the stream: every WebSocket subscriber of every instance (by location and by group) saw only
+  real versions, in order per connection, and the final state of every position (a live client
+  may be sent only the latest state of a position whose changes came faster than they left:
+  API.md, stream/connection.py); a subscription resuming with ``since`` = a cursor taken before
+  the run gets every change, on each instance: the exact set of (sku, location, version) the
+  ledger holds;
 - persistence exactly once: the ledger has each version of each position exactly once, 1..final,
   each row's totals its predecessor's plus its deltas, and ends where Redis and ``positions`` are;
+  the killed worker's unacked entries were taken over by the other;
+- writes exactly once: the reservations, commits, releases and receipts are exactly the
+  acknowledged ones, those resent after the kill included;
 - expiry exactly once: each expired reservation has one expiry row per line, and per
   reservation and sku the ledger's reserved deltas sum to what it still holds (0 once ended);
   each position's reserved equals the sum over its active reservations;
