@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from omnistock.redis import keys
+from omnistock.redis.client import is_cluster
 from omnistock.redis.scripts import Scripts
 
 _encode = msgspec.json.encode
@@ -56,10 +57,19 @@ async def withdraw(redis: Any, scripts: Scripts, worker_id: str) -> None:
 
 async def live_reports(redis: Any, stale_seconds: float) -> list[WorkerReport]:
     """Reports of the workers heard from in the last ``stale_seconds`` (of the Redis clock)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.time()
-        pipe.zrange(keys.WORKERS, 0, _MAX_WORKERS - 1, desc=True, withscores=True)
-        (seconds, micros), indexed = await pipe.execute()
+    if is_cluster(redis):
+        # TIME cannot join a cluster pipeline (redis-py refuses it): ask the node keeping the
+        # index, whose clock timed the reports (worker_report.lua).
+        node = redis.get_node_from_key(keys.WORKERS)
+        seconds, micros = await redis.execute_command("TIME", target_nodes=node)
+        indexed = await redis.zrange(
+            keys.WORKERS, 0, _MAX_WORKERS - 1, desc=True, withscores=True
+        )
+    else:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(keys.WORKERS, 0, _MAX_WORKERS - 1, desc=True, withscores=True)
+            (seconds, micros), indexed = await pipe.execute()
     since = seconds * 1000 + micros // 1000 - int(stale_seconds * 1000)
     ids = [worker_id for worker_id, at in indexed if at >= since]
     if not ids:
