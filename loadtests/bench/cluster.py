@@ -211,15 +211,18 @@ class NodeStats:
     cpu: float  # used_cpu_user + used_cpu_sys, seconds
     calls: int  # of the counted command since the last reset
     usec_per_call: float
+    stream_reads: int  # XREAD (the fan-out) and XREADGROUP (the persister) since the last reset
 
 
 def _node_stats(node: redis.Redis, command: str) -> NodeStats:
     cpu: dict[str, Any] = node.info("cpu")
-    stats: dict[str, Any] = node.info("commandstats").get(f"cmdstat_{command}", {})
+    every: dict[str, Any] = node.info("commandstats")
+    stats: dict[str, Any] = every.get(f"cmdstat_{command}", {})
     return NodeStats(
         float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
         int(stats.get("calls", 0)),
         float(stats.get("usec_per_call", 0.0)),
+        sum(int(every.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("xread", "xreadgroup")),
     )
 
 
@@ -237,6 +240,7 @@ class Sample:
     node_us: list[float]  # per node: its CPU per request routed to it (round + catch-up)
     node_fcall_us: list[float]  # per node: commandstats usec_per_call of the counted command
     calls_per_request: float  # of the counted command, all nodes together
+    stream_reads_per_request: float  # XREAD + XREADGROUP, all nodes together, over the round
 
 
 def _measure(
@@ -269,6 +273,7 @@ def _measure(
         ],
         [b.usec_per_call for b in nodes1],
         sum(b.calls for b in nodes1) / n,
+        sum(b.stream_reads for b in nodes1) / n,
     )
 
 
@@ -423,7 +428,9 @@ def _rows(bench: Bench, kind: str, found: dict[str, list[Sample]], locations: in
     def valkey(samples: list[Sample]) -> str:
         return (
             f"Valkey CPU {_shards(samples, lambda s: s.node_share, '{:.0%}')} of a core, "
-            f"{_shards(samples, lambda s: s.node_us, '{:.1f}')} us per request it served"
+            f"{_shards(samples, lambda s: s.node_us, '{:.1f}')} us per request it served, "
+            f"{_med(samples, lambda s: s.stream_reads_per_request):.2f} stream reads "
+            "(XREAD + XREADGROUP) per request"
         )
 
     def app(samples: list[Sample]) -> str:
