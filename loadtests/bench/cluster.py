@@ -31,6 +31,7 @@ from omnistock.redis.client import any_client
 from omnistock.redis.streams import backlog
 
 SKU = "CL-1"
+ORDER_SKUS = ("CL-1", "CL-2", "CL-3")  # a 3-line order, as in docs/scaling.md's example
 PER_SHARD = 4  # locations per shard of the 3-primary cluster (the same ones everywhere)
 SHARDS = 3
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -321,7 +322,9 @@ def _prepare(target: Target, locations: list[str]) -> None:
         put = target.http.put(f"/v1/locations/{location}", json={"name": location, "kind": "store"})
         put.raise_for_status()
     items = [
-        {"location": loc, "sku": SKU, "delta": 10**9, "reason": "receipt"} for loc in locations
+        {"location": loc, "sku": sku, "delta": 10**9, "reason": "receipt"}
+        for loc in locations
+        for sku in ORDER_SKUS
     ]
     target.http.post("/v1/adjustments", json={"adjustments": items}).raise_for_status()
 
@@ -355,7 +358,8 @@ def cluster(bench: Bench) -> None:
         for name, found in clusters.items():
             targets.append(_cluster_target(bench, name, found))
             started.append(bench.stack.processes[-1])
-        targets[-1].shares = [1 / SHARDS] * SHARDS
+        three = targets[-1]
+        three.shares = [1 / SHARDS] * SHARDS
         locations = _locations(clusters["3 primaries"])
         for target in targets:
             _prepare(target, locations)
@@ -367,7 +371,7 @@ def cluster(bench: Bench) -> None:
         }
         paths = " ".join(f"/v1/availability/{SKU}?location={loc}" for loc in locations)
         samples: dict[str, dict[str, list[Sample]]] = {
-            kind: {t.name: [] for t in targets} for kind in ("reserve", "read")
+            kind: {t.name: [] for t in targets} for kind in ("reserve", "read", "order")
         }
         for n in range(plan.rounds):
             order = targets if n % 2 == 0 else targets[::-1]
@@ -379,6 +383,11 @@ def cluster(bench: Bench) -> None:
                 env = {"REQUEST_PATH": paths, "REQUEST_KEY": target.key}
                 sample = _measure(bench, target, "request", env, "hmget", 200)
                 samples["read"][target.name].append(sample)
+            # 3-line orders on the 3-primary cluster: what the capacity model's orders cost.
+            env = {**reserve_env, "RESERVE_SKU": ",".join(ORDER_SKUS), "RESERVE_KEY": three.key}
+            samples["order"][three.name].append(
+                _measure(bench, three, "reserve", env, "fcall", 201)
+            )
     finally:
         for proc in started:
             bench.stack.retire(proc)
@@ -387,6 +396,7 @@ def cluster(bench: Bench) -> None:
     for kind in ("reserve", "read"):
         for row in _rows(bench, kind, samples[kind], len(locations)):
             bench.add(row)
+    bench.add(_order_row(bench, samples["order"][three.name], samples["reserve"][three.name]))
 
 
 def _pinning(bench: Bench) -> str:
@@ -486,7 +496,8 @@ def _rows(bench: Bench, kind: str, found: dict[str, list[Sample]], locations: in
                 f"persister's catch-up after it) per request routed to it (a third each): "
                 f"{'/'.join(f'{x:.1f}' for x in shard_us)} us (median shard shown; includes the "
                 f"stream reads of the persister and the fan-out, the acks, the network); the "
-                f"{counted} alone (commandstats usec_per_call): "
+                f"{counted}s alone (commandstats usec_per_call: wall time, any {counted} of the "
+                f"service, mostly the request's own): "
                 f"{_shards(three, lambda s: s.node_fcall_us, '{:.1f}')} us, "
                 f"{_med(three, lambda s: s.calls_per_request):.2f} {counted} per request; "
                 f"1 primary: "
@@ -512,3 +523,26 @@ def _rows(bench: Bench, kind: str, found: dict[str, list[Sample]], locations: in
         )
     )
     return rows
+
+
+def _order_row(bench: Bench, orders: list[Sample], singles: list[Sample]) -> Row:
+    """Per-shard Valkey time of a 3-line reservation, beside the 1-line one of the same rounds."""
+    shard_us = [median([s.node_us[i] for s in orders]) for i in range(SHARDS)]
+    single_us = median([median([s.node_us[i] for s in singles]) for i in range(SHARDS)])
+    return Row(
+        "Cluster 3 primaries",
+        "Valkey time per 3-line reserve, per shard",
+        median(shard_us),
+        "us",
+        baseline=single_us,
+        baseline_name="1-line",
+        note=(
+            f"POST /v1/reservations of 3 lines ({', '.join(ORDER_SKUS)}, 1 unit each) rotating "
+            f"over the same locations on the 3-primary cluster, right after the 1-line rounds: "
+            f"{_med(orders, lambda s: s.load.rps):,.0f} req/s; each shard's CPU per request "
+            f"routed to it {'/'.join(f'{x:.1f}' for x in shard_us)} us (FCALL usec_per_call "
+            f"{_shards(orders, lambda s: s.node_fcall_us, '{:.1f}')}); app CPU per request: "
+            f"serve {_med(orders, lambda s: s.app_us):.0f} + worker "
+            f"{_med(orders, lambda s: s.worker_us):.0f} us; {_percentiles([s.load for s in orders])}"
+        ),
+    )

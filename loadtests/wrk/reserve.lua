@@ -9,7 +9,8 @@
 -- Environment (wrk arguments after `--` win): RESERVE_LOCATION, RESERVE_SKU, RESERVE_KEY (API key,
 -- sent as a Bearer token when set), RESERVE_QTY, RESERVE_TTL (ttl_seconds, default: the server's),
 -- RESERVE_IDEMPOTENCY=1 (a fresh Idempotency-Key on every request). RESERVE_LOCATION may list
--- several locations separated by commas: requests then go to each in turn (spread over shards).
+-- several locations separated by commas: requests then go to each in turn (spread over shards);
+-- RESERVE_SKU may list several skus separated by commas: one line of RESERVE_QTY each.
 -- The last line printed is machine-readable (see common.lua):
 --   reserve-summary {"statuses":{"201":N,"409":N},"requests":N,"errors":N,"seconds":S,"rps":R,
 --                    "p50_ms":X,"p90_ms":X,"p99_ms":X,"max_ms":X}
@@ -35,7 +36,11 @@ function init(args)
   bodies, prebuilt = {}, {}
   for each in string.gmatch(location, "[^,]+") do
     -- Identifiers are [A-Za-z0-9._:-] (nothing to escape in JSON).
-    local body = string.format('{"location":"%s","lines":[{"sku":"%s","qty":%d}]', each, sku, qty)
+    local lines = {}
+    for one in string.gmatch(sku, "[^,]+") do
+      lines[#lines + 1] = string.format('{"sku":"%s","qty":%d}', one, qty)
+    end
+    local body = string.format('{"location":"%s","lines":[%s]', each, table.concat(lines, ","))
     if ttl and ttl ~= "" then body = body .. string.format(',"ttl_seconds":%d', tonumber(ttl)) end
     body = body .. ',"channel":"web"}'
     bodies[#bodies + 1] = body
