@@ -451,6 +451,9 @@ def _rows(bench: Bench, kind: str, found: dict[str, list[Sample]], locations: in
             f" us per request"
         )
 
+    cpu_ratio = _med(single, lambda s: s.app_us + s.worker_us) / _med(
+        one, lambda s: s.app_us + s.worker_us
+    )
     rows = [
         Row(
             "Cluster 1 primary vs standalone",
@@ -465,7 +468,9 @@ def _rows(bench: Bench, kind: str, found: dict[str, list[Sample]], locations: in
                 f"cluster (every slot on one node; AOF everysec as the standalone) vs the "
                 f"standalone stack; {common}; cluster: {valkey(one)}, {app(one)}, "
                 f"{_percentiles([s.load for s in one])}; standalone: {valkey(single)}, "
-                f"{app(single)}, {_percentiles([s.load for s in single])}"
+                f"{app(single)}, {_percentiles([s.load for s in single])}; app CPU per "
+                f"request (serve + worker) standalone / cluster: {cpu_ratio:.2f} (the ratio "
+                f"where the app's core is the limit, steadier than the rates on a shared box)"
             ),
         ),
         Row(
