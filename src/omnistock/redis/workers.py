@@ -59,12 +59,11 @@ async def live_reports(redis: Any, stale_seconds: float) -> list[WorkerReport]:
     """Reports of the workers heard from in the last ``stale_seconds`` (of the Redis clock)."""
     if is_cluster(redis):
         # TIME cannot join a cluster pipeline (redis-py refuses it): ask the node keeping the
-        # index, whose clock timed the reports (worker_report.lua).
+        # index, whose clock timed the reports (worker_report.lua); the index first, so that
+        # the slot map is current (MOVED followed) when that node is looked up.
+        indexed = await redis.zrange(keys.WORKERS, 0, _MAX_WORKERS - 1, desc=True, withscores=True)
         node = redis.get_node_from_key(keys.WORKERS)
         seconds, micros = await redis.execute_command("TIME", target_nodes=node)
-        indexed = await redis.zrange(
-            keys.WORKERS, 0, _MAX_WORKERS - 1, desc=True, withscores=True
-        )
     else:
         async with redis.pipeline(transaction=False) as pipe:
             pipe.time()
