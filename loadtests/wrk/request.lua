@@ -6,7 +6,8 @@
 --     wrk -t1 -c64 -d10s -s loadtests/wrk/request.lua http://127.0.0.1:8000
 --
 -- Environment: REQUEST_PATH (default /healthz), REQUEST_METHOD (default GET), REQUEST_BODY_FILE
--- (sent as application/json), REQUEST_KEY (API key, sent as a Bearer token when set).
+-- (sent as application/json), REQUEST_KEY (API key, sent as a Bearer token when set). REQUEST_PATH
+-- may list several paths separated by spaces: requests then go to each in turn.
 -- The last line printed is machine-readable (see common.lua):
 --   request-summary {"statuses":{"200":N},"requests":N,"errors":N,"seconds":S,"rps":R,...}
 dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "common.lua")
@@ -22,11 +23,14 @@ function init(args)
     wrk.headers["Content-Type"] = "application/json"
   end
   authorize(setting(args, nil, "REQUEST_KEY", nil))
-  prebuilt = wrk.format()
+  prebuilt = {}
+  for path in string.gmatch(wrk.path, "%S+") do prebuilt[#prebuilt + 1] = wrk.format(nil, path) end
+  turn = 0
 end
 
 function request()
-  return prebuilt
+  turn = turn % #prebuilt + 1
+  return prebuilt[turn]
 end
 
 function done(summary, latency, requests)

@@ -8,7 +8,9 @@
 --
 -- Environment (wrk arguments after `--` win): RESERVE_LOCATION, RESERVE_SKU, RESERVE_KEY (API key,
 -- sent as a Bearer token when set), RESERVE_QTY, RESERVE_TTL (ttl_seconds, default: the server's),
--- RESERVE_IDEMPOTENCY=1 (a fresh Idempotency-Key on every request).
+-- RESERVE_IDEMPOTENCY=1 (a fresh Idempotency-Key on every request). RESERVE_LOCATION may list
+-- several locations separated by commas: requests then go to each in turn (spread over shards);
+-- RESERVE_SKU may list several skus separated by commas: one line of RESERVE_QTY each.
 -- The last line printed is machine-readable (see common.lua):
 --   reserve-summary {"statuses":{"201":N,"409":N},"requests":N,"errors":N,"seconds":S,"rps":R,
 --                    "p50_ms":X,"p90_ms":X,"p99_ms":X,"max_ms":X}
@@ -25,25 +27,34 @@ function init(args)
   end
   local qty = tonumber(os.getenv("RESERVE_QTY") or "1")
   local ttl = os.getenv("RESERVE_TTL")
-  -- Identifiers are [A-Za-z0-9._:-] (nothing to escape in JSON).
-  local body = string.format('{"location":"%s","lines":[{"sku":"%s","qty":%d}]', location, sku, qty)
-  if ttl and ttl ~= "" then body = body .. string.format(',"ttl_seconds":%d', tonumber(ttl)) end
-  body = body .. ',"channel":"web"}'
   wrk.method = "POST"
   wrk.path = "/v1/reservations"
-  wrk.body = body
   wrk.headers["Content-Type"] = "application/json"
   authorize(key)
   idempotent = os.getenv("RESERVE_IDEMPOTENCY") == "1"
   sent = 0
-  prebuilt = wrk.format()
+  bodies, prebuilt = {}, {}
+  for each in string.gmatch(location, "[^,]+") do
+    -- Identifiers are [A-Za-z0-9._:-] (nothing to escape in JSON).
+    local lines = {}
+    for one in string.gmatch(sku, "[^,]+") do
+      lines[#lines + 1] = string.format('{"sku":"%s","qty":%d}', one, qty)
+    end
+    local body = string.format('{"location":"%s","lines":[%s]', each, table.concat(lines, ","))
+    if ttl and ttl ~= "" then body = body .. string.format(',"ttl_seconds":%d', tonumber(ttl)) end
+    body = body .. ',"channel":"web"}'
+    bodies[#bodies + 1] = body
+    prebuilt[#prebuilt + 1] = wrk.format(nil, nil, nil, body)
+  end
+  turn = 0
 end
 
 function request()
-  if not idempotent then return prebuilt end
+  turn = turn % #prebuilt + 1
+  if not idempotent then return prebuilt[turn] end
   sent = sent + 1
   local headers = { ["Idempotency-Key"] = string.format("wrk-%d-%d-%d", os.time(), id, sent) }
-  return wrk.format(nil, nil, headers)
+  return wrk.format(nil, nil, headers, bodies[turn])
 end
 
 function done(summary, latency, requests)
