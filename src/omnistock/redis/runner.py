@@ -101,7 +101,10 @@ class ScriptRunner:
         ``on_written``); raise on failure codes not in ``tolerate``."""
         if gated and self.gate is not None:
             self.gate()
-        reply = await script(self.client if bulk else self.hot, script_keys, script_args)
+        # With OMNISTOCK_REDIS_WAIT_REPLICAS every script (bulk ones too) goes through the write
+        # connection(s), whose replies wait for the replicas (redis/replicated.py).
+        conn = self.hot.writes or (self.client if bulk else self.hot)
+        reply = await script(conn, script_keys, script_args)
         if reply.first_id and self.on_written is not None:
             await self.on_written(p, reply.first_id, reply.last_id)
         if reply.code in tolerate:
