@@ -76,11 +76,13 @@ async def drive(store: StockStore, prefix: str, per_task: int) -> tuple[float, f
     return (time.process_time() - cpu) / n * 1e6, n / (time.perf_counter() - wall)
 
 
-async def measure(url: str, rounds: int, per_task: int) -> dict[str, tuple[float, float]]:
+async def measure(
+    url: str, rounds: int, per_task: int, modes: tuple[str, ...] = MODES
+) -> dict[str, tuple[float, float]]:
     """Median (cpu us/reserve, reservations/s) per mode, rounds interleaved."""
-    stores = {mode: await store_for(url, mode) for mode in MODES}
+    stores = {mode: await store_for(url, mode) for mode in modes}
     await stock_up(stores["no WAIT"], "wait-cost")
-    found: dict[str, list[tuple[float, float]]] = {mode: [] for mode in MODES}
+    found: dict[str, list[tuple[float, float]]] = {mode: [] for mode in modes}
     for _ in range(rounds):
         for mode, store in stores.items():
             # WAITAOF waits for the next fsync (appendfsync everysec): about one batch a second
