@@ -162,6 +162,11 @@ class Services:
                 "Writes confirmed by OMNISTOCK_REDIS_WAIT_REPLICAS replicas before their answer",
                 lambda: waits.writes,
             )
+            self.metrics.gauge(
+                "omnistock_redis_wait_last_replicas",
+                "Replicas that confirmed the last WAIT (below OMNISTOCK_REDIS_WAIT_REPLICAS: 503s)",
+                lambda: waits.last_confirmed,
+            )
         self.rate_limiter = RateLimiter(hot, self.store.scripts.library)
         self.usecases = UseCases(self)
 

@@ -116,6 +116,7 @@ async def test_every_acknowledged_reservation_is_on_the_replica_at_its_ack(
     assert writes_of(waiting_app).stats.writes - before >= stock_units
     metrics = (await admin_w.get("/metrics")).text
     assert "omnistock_redis_wait_confirmed " in metrics
+    assert "omnistock_redis_wait_last_replicas 1\n" in metrics
 
 
 async def test_a_stopped_replica_turns_writes_into_503_within_the_timeout_and_reads_go_on(
@@ -154,6 +155,7 @@ async def test_a_stopped_replica_turns_writes_into_503_within_the_timeout_and_re
         assert stats.unconfirmed - unconfirmed == len(answers)
         metrics = (await admin_w.get("/metrics")).text
         assert f"omnistock_redis_wait_unconfirmed {stats.unconfirmed}\n" in metrics
+        assert "omnistock_redis_wait_last_replicas 0\n" in metrics
     finally:
         pair.resume_replica()
     # Applied on the primary, unconfirmed, answered 503: a retry with the same key answers the

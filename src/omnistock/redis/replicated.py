@@ -42,9 +42,10 @@ def _pack(*args: Any) -> bytes:
 class WaitStats:
     """What /metrics shows: batches confirmed and writes answered NotReplicated (per process)."""
 
-    __slots__ = ("batches", "unconfirmed", "writes")
+    __slots__ = ("batches", "last_confirmed", "unconfirmed", "writes")
 
     def __init__(self) -> None:
+        self.last_confirmed = 0  # replicas that confirmed the last WAIT (any primary)
         self.batches = 0  # WAITs sent (one per flushed batch of writes)
         self.writes = 0  # writes confirmed by the replicas
         self.unconfirmed = 0  # writes applied on the primary but not confirmed in time
@@ -131,6 +132,7 @@ class _WaitingConnection(_Connection):
             )
         else:
             confirmed = self._confirmed(gate.result())
+            self.stats.last_confirmed = max(confirmed, 0)
             if confirmed < self.replicas:
                 failure = NotReplicated(
                     f"the write was applied on the primary but only {max(confirmed, 0)} of "
