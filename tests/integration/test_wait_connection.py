@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 from loadtests.replica_pair import ReplicaPair
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from omnistock.domain.commands import Adjustment
+from omnistock.domain.commands import Adjustment, Idempotency, idempotency_digest
 from omnistock.domain.errors import NotReplicated
 from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.locations import Location
@@ -54,13 +54,23 @@ async def store(pair: ReplicaPair) -> AsyncIterator[StockStore]:
     await pool.aclose()
 
 
-async def _reserve(store: StockStore, loc: str) -> str:
+async def _reserve(store: StockStore, loc: str, idem: Idempotency | None = None) -> str:
     rid = new_reservation_id(store.partition(loc))
-    await store.reserve(
+    found, _ = await store.reserve(
         reservation_id=rid, location=loc, lines=[("s", 1)], ttl_seconds=600, channel="web",
-        ref="", allow_partial=False, actor="t", idem=None,
+        ref="", allow_partial=False, actor="t", idem=idem,
     )  # fmt: skip
-    return rid
+    return found.id
+
+
+def _other_instance(store: StockStore, url: str) -> StockStore:
+    """The same servers through a write connection of its own (another serving instance)."""
+    hot = Multiplexer(url)
+    hot.writes = WaitMultiplexer(url, replicas=1, timeout_ms=300)
+    return StockStore(
+        store.client, hot, store.scripts, partitions=PARTITIONS, idempotency_ttl_seconds=60,
+        retention_seconds=60,
+    )  # fmt: skip
 
 
 async def test_one_wait_covers_a_batch_and_every_write_is_on_the_replica(
@@ -111,6 +121,36 @@ async def test_writes_gathered_behind_a_wait_fail_when_the_connection_drops(
     assert all(isinstance(r, RedisConnectionError) for r in results), results
     # The next write reconnects and is confirmed.
     await _reserve(store, uid)
+
+
+async def test_a_replayed_retry_on_another_connection_waits_for_the_first_attempt(
+    pair: ReplicaPair, store: StockStore, uid: str
+) -> None:
+    """The first attempt is applied but unconfirmed (replica stopped); a retry with the same key
+    through another instance replays it and writes nothing, so a WAIT there would cover only that
+    connection's own older writes: it must not answer success before the replica has it."""
+    other = _other_instance(store, pair.url)
+    await store.put_location_meta([Location(id=uid, name=uid, kind="store")])
+    await store.adjust([Adjustment(uid, "s", 10, "receipt")], "t", None)
+    await _reserve(other, uid)  # the other connection wrote once, while the replica was up
+    idem = Idempotency(key=uid, digest=idempotency_digest("k", uid), body_hash="h")
+    pair.pause_replica()
+    try:
+        with pytest.raises(NotReplicated):
+            await _reserve(store, uid, idem)
+        with pytest.raises(NotReplicated):
+            await _reserve(other, uid, idem)  # replayed: still not on the replica
+    finally:
+        pair.resume_replica()
+    rid = await _reserve(other, uid, idem)
+    replica = aredis.Redis.from_url(pair.replica_url)
+    try:
+        assert await replica.exists(keys.reservation(store.partition(uid), rid)) == 1
+    finally:
+        await replica.aclose()
+        await other.hot.aclose()
+    (pos,) = await store.get_positions([(Location(id=uid, name=uid, kind="store"), "s")])
+    assert pos.reserved == 2  # the other instance's first reservation and the keyed one, once
 
 
 async def test_waitaof_without_aof_on_the_primary_answers_not_replicated(
