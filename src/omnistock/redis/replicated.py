@@ -7,16 +7,17 @@ connections of their own (one pipelined connection per primary), and each batch 
 flushes ends with one ``WAIT`` (group commit: one WAIT covers every write of the batch, as
 replication is one ordered stream). A script's reply is handed to its caller only once the WAIT
 after it answered; fewer than N replicas within the timeout: :class:`NotReplicated` (a 503). Reads
-stay on the hot connection. When the primary runs with ``appendonly yes`` the batch ends with
+stay on the hot connection. With OMNISTOCK_REDIS_WAIT_AOF=1 the batch ends with
 ``WAITAOF 1 N timeout`` instead: on the primary's disk and on N replicas' disks (their AOF must be
-on too). docs/scaling.md "Failover and what async replication can lose" says what this buys and
-what it does not.
+on). docs/scaling.md "Failover and what async replication can lose" says what this buys and what
+it does not.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import hiredis
@@ -73,7 +74,7 @@ class _WaitingConnection(_Connection):
                 outer.set_exception(self.lost or NotReplicated("connection closed"))
 
     def use_aof(self) -> None:
-        """End batches with WAITAOF 1 N (the primary has appendonly on)."""
+        """End batches with WAITAOF 1 N (OMNISTOCK_REDIS_WAIT_AOF=1)."""
         self.aof = True
         self.wait_command = _pack("WAITAOF", 1, self.replicas, self.timeout_ms)
 
@@ -118,27 +119,30 @@ class _WaitingConnection(_Connection):
         self.in_flight = False
         if self.outgoing:  # the batch that grew meanwhile
             self._flush()
-        failure: BaseException | None = None
+        # Each caller gets an error of its own (handlers annotate the one they raise).
+        failure: Callable[[], BaseException] | None = None
         if gate.cancelled():
-            failure = NotReplicated("the write's confirmation was cancelled")
-        elif (error := gate.exception()) is not None:
-            # The connection dropped (the effect is unknown, as without WAIT) or the server
-            # refused WAITAOF (appendonly off): passed on as it is, or as NotReplicated.
-            lost = isinstance(error, RedisConnectionError) or not isinstance(error, RedisError)
-            failure = (
-                error
-                if lost
-                else NotReplicated(f"the server refused to confirm the write: {error}")
-            )
+            failure = partial(NotReplicated, "the write's confirmation was cancelled")
+        elif (gate_error := gate.exception()) is not None:
+            if isinstance(gate_error, RedisConnectionError) or not isinstance(
+                gate_error, RedisError
+            ):  # the connection dropped: the effect is unknown, as without WAIT
+                lost = gate_error
+                failure = lambda: lost  # noqa: E731
+            else:  # the server refused WAITAOF (appendonly off)
+                failure = partial(
+                    NotReplicated, f"the server refused to confirm the write: {gate_error}"
+                )
         else:
-            confirmed = self._confirmed(gate.result())
-            self.stats.last_confirmed = max(confirmed, 0)
+            confirmed = max(self._confirmed(gate.result()), 0)
+            self.stats.last_confirmed = confirmed
             if confirmed < self.replicas:
-                failure = NotReplicated(
-                    f"the write was applied on the primary but only {max(confirmed, 0)} of "
+                failure = partial(
+                    NotReplicated,
+                    f"the write was applied on the primary but only {confirmed} of "
                     f"{self.replicas} replicas confirmed it within {self.timeout_ms} ms; "
                     "retrying with the same Idempotency-Key is safe",
-                    replicas_confirmed=max(confirmed, 0),
+                    replicas_confirmed=confirmed,
                     replicas_required=self.replicas,
                 )
         for inner, outer in held:
@@ -146,14 +150,14 @@ class _WaitingConnection(_Connection):
             if outer.done():  # its caller was cancelled
                 continue
             if not inner.done():  # the connection was lost before the write's reply
-                outer.set_exception(failure or NotReplicated("no reply to the write"))
+                outer.set_exception(failure() if failure else NotReplicated("no reply"))
             elif inner.cancelled():
                 outer.cancel()
             elif error is not None:
                 outer.set_exception(error)  # a script error: passed on as it is
             elif failure is not None:
                 self.stats.unconfirmed += 1
-                outer.set_exception(failure)
+                outer.set_exception(failure())
             else:
                 self.stats.writes += 1
                 outer.set_result(inner.result())
