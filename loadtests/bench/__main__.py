@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtests.bench import cluster, ledger, scenarios, sourcing, states
+from loadtests.bench import cluster, ledger, scenarios, sourcing, states, wait
 from loadtests.bench.report import render_markdown, render_text, summary_line, write_chart
 from loadtests.bench.scenarios import Bench, Plan
 from loadtests.bench.stack import running
@@ -52,6 +52,7 @@ SCENARIOS = (
     sourcing.sourcing,
     states.stock_states,
     cluster.cluster,
+    wait.wait_replicas,
 )
 
 

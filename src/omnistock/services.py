@@ -20,6 +20,7 @@ from omnistock.redis.client import any_client
 from omnistock.redis.cluster import hot_client
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.ratelimit import RateLimiter
+from omnistock.redis.replicated import wait_stats, with_replica_waits
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.settings import Settings
@@ -150,6 +151,22 @@ class Services:
             "Background loops that failed and have not run healthily since",
             lambda: len(self.supervisor.failing()),
         )
+        if (waits := wait_stats(hot)) is not None:  # OMNISTOCK_REDIS_WAIT_REPLICAS
+            self.metrics.gauge(
+                "omnistock_redis_wait_unconfirmed",
+                "Writes applied on the primary but not confirmed by the replicas in time (503)",
+                lambda: waits.unconfirmed,
+            )
+            self.metrics.gauge(
+                "omnistock_redis_wait_confirmed",
+                "Writes confirmed by OMNISTOCK_REDIS_WAIT_REPLICAS replicas before their answer",
+                lambda: waits.writes,
+            )
+            self.metrics.gauge(
+                "omnistock_redis_wait_last_replicas",
+                "Replicas that confirmed the last WAIT (below OMNISTOCK_REDIS_WAIT_REPLICAS: 503s)",
+                lambda: waits.last_confirmed,
+            )
         self.rate_limiter = RateLimiter(hot, self.store.scripts.library)
         self.usecases = UseCases(self)
 
@@ -227,7 +244,7 @@ async def connect(
                 settings.database_url, min_size=1, max_size=settings.database_pool_size
             ),
         )
-        hot = hot_client(settings)
+        hot = with_replica_waits(hot_client(settings), settings)
         try:
             yield redis, hot, db
         finally:

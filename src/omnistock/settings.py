@@ -98,6 +98,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     transfer_courier_batch: int = 100
     finished_transfer_retention_seconds: int = 3600
     transfer_retention_days: int = 400
+    # Replica waits (issue 14, wait): docs/operations.md "Durability: replica waits"
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
+    redis_wait_aof: int = 0
 
     @property
     def embedded(self) -> bool:
@@ -159,6 +163,9 @@ _INT_FIELDS = {
     "transfer_courier_batch": (1, 10_000),
     "finished_transfer_retention_seconds": (0, 365 * 24 * 3600),
     "transfer_retention_days": (0, 36500),
+    "redis_wait_replicas": (0, 16),
+    "redis_wait_timeout_ms": (1, 60_000),
+    "redis_wait_aof": (0, 1),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as aredis
 
 from omnistock.domain.commands import Adjustment
-from omnistock.domain.ids import partition_of
+from omnistock.domain.errors import Shortage
+from omnistock.domain.ids import new_reservation_id, partition_of
 from omnistock.domain.locations import Location
 from omnistock.redis import keys
 from omnistock.redis.client import cluster_client
 from omnistock.redis.cluster import ClusterMultiplexer
+from omnistock.redis.replicated import ClusterWaitMultiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.streams import ensure_streams
@@ -51,6 +54,72 @@ async def store(replicated: LocalCluster) -> AsyncIterator[StockStore]:
     )
     await hot.aclose()
     await redis.aclose()
+
+
+async def test_with_wait_replicas_every_acknowledged_reservation_is_on_its_shards_replica(
+    replicated: LocalCluster, store: StockStore, uid: str
+) -> None:
+    """OMNISTOCK_REDIS_WAIT_REPLICAS=1 on a cluster (runs before the kill below, while every
+    shard has its replica): scripts go through a write connection per primary, and each
+    reservation, on whichever shard, is on that shard's replica when reserve returns."""
+    hot = store.hot
+    assert isinstance(hot, ClusterMultiplexer)
+    writes = ClusterWaitMultiplexer(replicated.url, retry_seconds=0.5, replicas=1, timeout_ms=2000)
+    hot.writes = writes
+    await hot.refresh()
+    # Each shard's replica, read-only on its primary's slots.
+    replica_of: dict[str, aredis.Redis] = {}
+    for node in replicated.nodes:
+        client = aredis.Redis(
+            host="127.0.0.1", port=node.port, password=replicated.password,
+            single_connection_client=True,
+        )  # fmt: skip
+        role = await client.execute_command("ROLE")
+        if role[0] == b"slave":
+            await client.execute_command("READONLY")
+            replica_of[f"127.0.0.1:{int(role[2])}"] = client
+        else:
+            await client.aclose()
+    assert len(replica_of) == 3
+    locs: dict[str, str] = {}  # location -> its primary
+    n = 0
+    while len(set(locs.values())) < 3 or len(locs) < 6:
+        loc = f"{uid}-w{n}"
+        n += 1
+        owner = hot.owner(keys.stream(partition_of(loc, PARTITIONS)))
+        assert owner is not None
+        if list(locs.values()).count(owner) < 2:
+            locs[loc] = owner
+    await store.put_location_meta([Location(id=loc, name=loc, kind="store") for loc in locs])
+    await store.adjust([Adjustment(loc, "s", 30, "receipt") for loc in locs], "test", None)
+    acked: dict[str, int] = dict.fromkeys(locs, 0)
+    missing: list[str] = []
+
+    async def client(loc: str) -> None:
+        p = partition_of(loc, PARTITIONS)
+        while True:
+            rid = new_reservation_id(p)
+            try:
+                await store.reserve(
+                    reservation_id=rid, location=loc, lines=[("s", 1)], ttl_seconds=600,
+                    channel="web", ref="", allow_partial=False, actor="t", idem=None,
+                )  # fmt: skip
+            except Shortage:
+                return
+            if not await replica_of[locs[loc]].exists(keys.reservation(p, rid)):
+                missing.append(rid)
+            acked[loc] += 1
+
+    try:
+        await asyncio.gather(*(client(loc) for loc in locs for _ in range(4)))
+    finally:
+        hot.writes = None
+        await writes.aclose()
+        for replica in replica_of.values():
+            await replica.aclose()
+    assert missing == []
+    assert acked == dict.fromkeys(locs, 30)
+    assert writes.stats.writes >= 6 * 30 and writes.stats.unconfirmed == 0
 
 
 async def test_a_killed_primary_stops_only_its_shard_until_its_replica_is_promoted(

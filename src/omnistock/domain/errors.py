@@ -109,6 +109,15 @@ class Unavailable(DomainError):
     title = "Service unavailable"
 
 
+class NotReplicated(Unavailable):
+    """A write applied on the Redis primary that fewer than OMNISTOCK_REDIS_WAIT_REPLICAS replicas
+    confirmed in time: not acknowledged (a failover could still lose it); a retry with the same
+    Idempotency-Key answers the recorded outcome once the replicas have it."""
+
+    slug = "not-replicated"
+    title = "Write not confirmed by replicas"
+
+
 class RateLimited(DomainError):
     """An API key over its rate limit (api/ratelimit.py answers it, with its headers)."""
 

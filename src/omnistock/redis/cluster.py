@@ -121,10 +121,14 @@ class ClusterMultiplexer(Multiplexer):
             # A node that does not answer (a failover under way) is given up on within the
             # retry window, not after the full connect timeout.
             timeout = min(self._connect_timeout, max(self._retry_seconds, 0.5))
-            found = self._nodes[address] = Multiplexer(
+            found = self._nodes[address] = self._node_client(
                 self._cluster.node_url(host.strip("[]"), int(port)), timeout
             )
         return found
+
+    def _node_client(self, url: str, timeout: float) -> Multiplexer:
+        """One primary's pipelined connection (redis/replicated.py's waits for replicas)."""
+        return Multiplexer(url, timeout)
 
     def owner(self, key: str | bytes) -> str | None:
         """The primary (``host:port``) the map has for ``key``'s slot (None before it is read)."""
@@ -306,6 +310,8 @@ class ClusterMultiplexer(Multiplexer):
         """Close every node's connection."""
         if self._refresh is not None:
             self._refresh.cancel()
+        if self.writes is not None:
+            await self.writes.aclose()
         for node in self._nodes.values():
             await node.aclose()
         self._nodes.clear()

@@ -70,6 +70,12 @@ def idempotency_claim(digest: str) -> str:
     return f"{PREFIX}:idem:{{{digest}}}"
 
 
+def wait_mark(partition: int) -> str:
+    """Written by wait_mark.lua so that a WAIT on the writing connection covers everything the
+    partition's primary had before (OMNISTOCK_REDIS_WAIT_REPLICAS, a replayed reply)."""
+    return f"{PREFIX}:{{p{partition}}}:waitmark"
+
+
 def unused_idempotency_record(partition: int) -> str:
     """A same-slot placeholder passed when a request carries no Idempotency-Key."""
     return f"{PREFIX}:{{p{partition}}}:idem:-"

@@ -141,6 +141,10 @@ class Multiplexer:
         self._connection: _Connection | None = None
         self._connecting: asyncio.Lock | None = None
 
+    # With OMNISTOCK_REDIS_WAIT_REPLICAS the scripts' own connection(s) (redis/replicated.py);
+    # None: scripts share this one.
+    writes: Multiplexer | None = None
+
     async def execute_command(self, *args: Any) -> Any:
         """Send one command and return its reply (bytes, int, list or None)."""
         return await (await self._live()).send(args)
@@ -154,6 +158,8 @@ class Multiplexer:
 
     async def aclose(self) -> None:
         """Close the connection (commands in flight fail)."""
+        if self.writes is not None:
+            await self.writes.aclose()
         if self._connection is not None:
             self._connection.close()
         self._connection = None
@@ -176,16 +182,20 @@ class Multiplexer:
             self._connection = connection
             return connection
 
+    def _protocol(self) -> _Connection:
+        """A new connection's protocol object (redis/replicated.py holds replies back)."""
+        return _Connection()
+
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         options: dict[str, Any] = dict(self._options)
         kind = options.get("connection_class")
         if kind is UnixDomainSocketConnection:
-            _, connection = await loop.create_unix_connection(_Connection, options["path"])
+            _, connection = await loop.create_unix_connection(self._protocol, options["path"])
         else:
             context = ssl.create_default_context() if kind is SSLConnection else None
             _, connection = await loop.create_connection(
-                _Connection,
+                self._protocol,
                 options.get("host", "localhost"),
                 options.get("port", 6379),
                 ssl=context,

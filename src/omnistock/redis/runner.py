@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from omnistock.domain.commands import Adjustment, Count, Idempotency, Move
 from omnistock.domain.ids import partition_of
-from omnistock.redis import idempotency
+from omnistock.redis import idempotency, keys
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Reply, Script, Scripts, check
 from omnistock.settings import Settings
@@ -101,7 +101,15 @@ class ScriptRunner:
         ``on_written``); raise on failure codes not in ``tolerate``."""
         if gated and self.gate is not None:
             self.gate()
-        reply = await script(self.client if bulk else self.hot, script_keys, script_args)
+        # With OMNISTOCK_REDIS_WAIT_REPLICAS every script (bulk ones too) goes through the write
+        # connection(s), whose replies wait for the replicas (redis/replicated.py).
+        conn = self.hot.writes or (self.client if bulk else self.hot)
+        reply = await script(conn, script_keys, script_args)
+        if reply.replayed and self.hot.writes is not None:
+            # A replay writes nothing, and WAIT covers only the connection's own last write: this
+            # one write makes the WAIT cover the recorded first attempt too (maybe another
+            # instance's, answered 503 not-replicated).
+            await self.scripts.wait_mark(self.hot.writes, [keys.wait_mark(p)], [])
         if reply.first_id and self.on_written is not None:
             await self.on_written(p, reply.first_id, reply.last_id)
         if reply.code in tolerate:

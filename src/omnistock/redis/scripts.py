@@ -70,6 +70,7 @@ SCRIPT_NAMES = (
     "transfer_withdraw",
     "transfer_cancelled",
     "transfer_claim",
+    "wait_mark",  # OMNISTOCK_REDIS_WAIT_REPLICAS (redis/replicated.py)
 )
 # Functions of the library with replies of their own shape (not a Reply): called by their adapter.
 EXTRA_FUNCTIONS = ("ratelimit",)
@@ -173,6 +174,7 @@ class Scripts(msgspec.Struct, frozen=True):
     transfer_withdraw: Script
     transfer_cancelled: Script
     transfer_claim: Script
+    wait_mark: Script
 
     @classmethod
     def load(cls) -> Scripts:
