@@ -29,6 +29,7 @@ ship: every option covers every line from at most ``max_locations`` locations an
 from __future__ import annotations
 
 import math
+from bisect import bisect_right, insort
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from itertools import combinations, combinations_with_replacement, product
 from typing import Literal
@@ -189,6 +190,9 @@ def _where(c: Candidate) -> str:
 
 
 class _Planner:
+    # Prune the pair search by the rank bound (``_pairs``); False: the exhaustive loop (tests).
+    prune = True
+
     def __init__(self, order: list[tuple[str, int]], cands: list[Candidate]) -> None:
         self.skus = [sku for sku, _ in order]
         self.need = [qty for _, qty in order]
@@ -250,10 +254,13 @@ class _Planner:
                 # greedy cover over all of them.
                 how, pool = "bounded", parts[: _fit(len(parts), size, budget)]
             budget -= math.comb(len(pool), size)
-            for combo in self._combinations(pool, size):
-                if self._covers(combo) and self._minimal(combo, covers):
-                    covers.add(combo)
-                    found.append((self._cheap_key(combo), combo, how))
+            if size == 2 and self.prune:
+                self._pairs(pool, how, limit, found, covers)
+            else:
+                for combo in self._combinations(pool, size):
+                    if self._covers(combo) and self._minimal(combo, covers):
+                        covers.add(combo)
+                        found.append((self._cheap_key(combo), combo, how))
             if how == "exact":
                 continue
             for combo in self._greedy(parts, max_locations):
@@ -280,6 +287,53 @@ class _Planner:
             self._option(combo, self._ship_why(combo, how, len(singles), fewest, rank))
             for rank, (_, combo, how) in enumerate(best)
         ]
+
+    def _pairs(
+        self,
+        pool: list[int],
+        how: str,
+        limit: int,
+        found: list[tuple[tuple[float, ...], tuple[int, ...], str]],
+        covers: set[tuple[int, ...]],
+    ) -> None:
+        """Every covering pair of ``pool`` into ``found``/``covers``, except pairs that provably
+        cannot make the first ``limit`` (same result as the exhaustive loop, tested): once
+        ``limit`` options are known, a pair whose cheap key is above the ``limit``-th best is
+        dropped, and since ``pool`` is in rank order (priority ascending) the priority sum only
+        grows along it, so the loops stop at the first pair over the bound's priority. Pruned
+        pairs are never needed later: with ``limit`` found no larger set is searched."""
+        every = self.every
+        some = self.some
+        prio = [c.priority for c in self.cands]
+        # The ``limit`` best cheap keys so far (sorted): the bound once it is full.
+        best = sorted(item[0] for item in found)[:limit]
+        groups: dict[int, list[int]] = {}
+        for i in pool:
+            groups.setdefault(some[i], []).append(i)
+        masks = sorted(groups)
+        for i in pool:
+            if len(best) >= limit and 2 * prio[i] > best[-1][1]:
+                break
+            need = every & ~some[i]
+            for m in masks:
+                if m & need != need:
+                    continue
+                group = groups[m]
+                for n in range(bisect_right(group, i), len(group)):
+                    j = group[n]
+                    if len(best) >= limit and prio[i] + prio[j] > best[-1][1]:
+                        break
+                    combo = (i, j)
+                    if not self._covers(combo):
+                        continue
+                    key = self._cheap_key(combo)
+                    if len(best) >= limit:
+                        if key > best[-1]:
+                            continue
+                        best.pop()
+                    insort(best, key)
+                    covers.add(combo)
+                    found.append((key, combo, how))
 
     def _combinations(self, parts: list[int], size: int) -> Iterator[tuple[int, ...]]:
         """Every ``size``-set of ``parts`` (ascending indices) whose locations together hold
