@@ -339,9 +339,7 @@ class _Planner:
                     rest = every & ~(full_i | full[j])
                     if rest:
                         avail_j = avail[j]
-                        if any(
-                            rest >> k & 1 and avail_i[k] + avail_j[k] < q for k, q in lines
-                        ):
+                        if any(rest >> k & 1 and avail_i[k] + avail_j[k] < q for k, q in lines):
                             continue
                     combo = (i, j)
                     far_j = far[j]
