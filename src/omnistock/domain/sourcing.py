@@ -339,7 +339,12 @@ class _Planner:
                     rest = every & ~(full_i | full[j])
                     if rest:
                         avail_j = avail[j]
-                        if any(rest >> k & 1 and avail_i[k] + avail_j[k] < q for k, q in lines):
+                        for k, q in lines:
+                            if rest >> k & 1 and avail_i[k] + avail_j[k] < q:
+                                break
+                        else:
+                            rest = 0
+                        if rest:
                             continue
                     combo = (i, j)
                     far_j = far[j]
