@@ -11,7 +11,7 @@ import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from omnistock.redis.multiplex import NAME, Multiplexer
+from omnistock.redis.multiplex import NAME, Multiplexer, pack
 from tests.conftest import Servers
 
 
@@ -124,3 +124,24 @@ async def test_url_database_is_selected(servers: Servers, uid: str) -> None:
         await other.delete(f"{uid}:db")
         await other.aclose()
         await hot.aclose()
+
+
+async def test_packed_batch_answers_like_execute_many(hot: Multiplexer, uid: str) -> None:
+    """``execute_packed`` (the sourcing read's hand-packed HMGETs, non-ASCII keys included)
+    returns exactly what ``execute_many`` returns for the same commands, interleaved with
+    concurrent single commands."""
+    fields = ("oh", "r", "ss", "u")
+    keys = [f"{uid}:pos:{n}/é{n}" for n in range(300)]
+    for n, key in enumerate(keys[::3]):
+        await hot.execute_command("HSET", key, "oh", n, "r", 1)
+    head, tail = pack("HMGET", *fields)
+    payload = b"".join(head + b"$%d\r\n%b\r\n" % (len(k.encode()), k.encode()) + tail for k in keys)
+    packed, singles, many = await asyncio.gather(
+        hot.execute_packed(payload, len(keys)),
+        asyncio.gather(*(hot.execute_command("HGET", k, "oh") for k in keys[:50])),
+        hot.execute_many([("HMGET", k, *fields) for k in keys]),
+    )
+    assert packed == many
+    assert packed[0] == [b"0", b"1", None, None] and packed[1] == [None] * 4
+    assert singles == [row[0] for row in many[:50]]
+    assert await hot.execute_packed(b"", 0) == []

@@ -29,6 +29,7 @@ ship: every option covers every line from at most ``max_locations`` locations an
 from __future__ import annotations
 
 import math
+from bisect import bisect_right, insort
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from itertools import combinations, combinations_with_replacement, product
 from typing import Literal
@@ -189,6 +190,9 @@ def _where(c: Candidate) -> str:
 
 
 class _Planner:
+    # Prune the pair search by the rank bound (``_pairs``); False: the exhaustive loop (tests).
+    prune = True
+
     def __init__(self, order: list[tuple[str, int]], cands: list[Candidate]) -> None:
         self.skus = [sku for sku, _ in order]
         self.need = [qty for _, qty in order]
@@ -197,10 +201,20 @@ class _Planner:
         every = (1 << len(order)) - 1
         self.every = every
         # Bit i set: the candidate holds all of line i (full) / some of it (some).
-        self.full = [
-            sum(1 << i for i, q in enumerate(self.need) if row[i] >= q) for row in self.avail
-        ]
-        self.some = [sum(1 << i for i, a in enumerate(row) if a > 0) for row in self.avail]
+        self.full = []
+        self.some = []
+        bits = [(1 << k, q) for k, q in enumerate(self.need)]
+        for row in self.avail:
+            full = some = 0
+            for (bit, q), a in zip(bits, row, strict=True):
+                if a > 0:
+                    some |= bit
+                    if a >= q:
+                        full |= bit
+            self.full.append(full)
+            self.some.append(some)
+        self.prio = [c.priority for c in cands]
+        self.far = [_FAR if c.distance_km is None else c.distance_km for c in cands]
 
     # pickup ---------------------------------------------------------------------------------
     def pickup(self, limit: int) -> list[Option]:
@@ -250,10 +264,13 @@ class _Planner:
                 # greedy cover over all of them.
                 how, pool = "bounded", parts[: _fit(len(parts), size, budget)]
             budget -= math.comb(len(pool), size)
-            for combo in self._combinations(pool, size):
-                if self._covers(combo) and self._minimal(combo, covers):
-                    covers.add(combo)
-                    found.append((self._cheap_key(combo), combo, how))
+            if size == 2 and self.prune:
+                self._pairs(pool, how, limit, found, covers)
+            else:
+                for combo in self._combinations(pool, size):
+                    if self._covers(combo) and self._minimal(combo, covers):
+                        covers.add(combo)
+                        found.append((self._cheap_key(combo), combo, how))
             if how == "exact":
                 continue
             for combo in self._greedy(parts, max_locations):
@@ -280,6 +297,66 @@ class _Planner:
             self._option(combo, self._ship_why(combo, how, len(singles), fewest, rank))
             for rank, (_, combo, how) in enumerate(best)
         ]
+
+    def _pairs(
+        self,
+        pool: list[int],
+        how: str,
+        limit: int,
+        found: list[tuple[tuple[float, ...], tuple[int, ...], str]],
+        covers: set[tuple[int, ...]],
+    ) -> None:
+        """Every covering pair of ``pool`` into ``found``/``covers``, except pairs that provably
+        cannot make the first ``limit`` (same result as the exhaustive loop, tested): once
+        ``limit`` options are known, a pair whose cheap key is above the ``limit``-th best is
+        dropped, and since ``pool`` is in rank order (priority ascending) the priority sum only
+        grows along it, so the loops stop at the first pair over the bound's priority. Pruned
+        pairs are never needed later: with ``limit`` found no larger set is searched."""
+        every, some, full, avail, prio, far = (
+            self.every, self.some, self.full, self.avail, self.prio, self.far
+        )  # fmt: skip
+        lines = list(enumerate(self.need))
+        # The ``limit`` best cheap keys so far (sorted): the bound once it is full.
+        best = sorted(item[0] for item in found)[:limit]
+        groups: dict[int, list[int]] = {}
+        for i in pool:
+            groups.setdefault(some[i], []).append(i)
+        masks = sorted(groups)
+        for i in pool:
+            if len(best) >= limit and 2 * prio[i] > best[-1][1]:
+                break
+            need = every & ~some[i]
+            full_i, avail_i, prio_i, far_i = full[i], avail[i], prio[i], far[i]
+            for m in masks:
+                if m & need != need:
+                    continue
+                group = groups[m]
+                for n in range(bisect_right(group, i), len(group)):
+                    j = group[n]
+                    if len(best) >= limit and prio_i + prio[j] > best[-1][1]:
+                        break
+                    # _covers for a pair whose locations hold some of every line (the masks).
+                    rest = every & ~(full_i | full[j])
+                    if rest:
+                        avail_j = avail[j]
+                        for k, q in lines:
+                            if rest >> k & 1 and avail_i[k] + avail_j[k] < q:
+                                break
+                        else:
+                            rest = 0
+                        if rest:
+                            continue
+                    combo = (i, j)
+                    far_j = far[j]
+                    # _cheap_key's (locations, priorities, farthest, distances), inline.
+                    key = (2, prio_i + prio[j], max(far_i, far_j), far_i + far_j)
+                    if len(best) >= limit:
+                        if key > best[-1]:
+                            continue
+                        best.pop()
+                    insort(best, key)
+                    covers.add(combo)
+                    found.append((key, combo, how))
 
     def _combinations(self, parts: list[int], size: int) -> Iterator[tuple[int, ...]]:
         """Every ``size``-set of ``parts`` (ascending indices) whose locations together hold
@@ -384,9 +461,8 @@ class _Planner:
 
     def _cheap_key(self, combo: tuple[int, ...]) -> tuple[float, ...]:
         """Locations used, sum of their priorities, farthest distance, sum of distances."""
-        far = [_FAR if d is None else d for d in (self.cands[i].distance_km for i in combo)]
-        prio = sum(self.cands[i].priority for i in combo)
-        return (len(combo), prio, max(far), sum(far))
+        far = [self.far[i] for i in combo]
+        return (len(combo), sum(self.prio[i] for i in combo), max(far), sum(far))
 
     def _key(self, combo: tuple[int, ...], cheap: tuple[float, ...]) -> tuple[object, ...]:
         """The cheap key, then positions emptied (fewer first), then the smallest remainder

@@ -13,12 +13,14 @@ from omnistock.domain.clock import rfc3339
 from omnistock.domain.locations import Location, channel_fence
 from omnistock.domain.reservations import CHANNELS
 from omnistock.redis import keys
+from omnistock.redis.multiplex import Multiplexer, pack
 from omnistock.redis.runner import ScriptRunner
 from omnistock.redis.scripts import Reply
 
 POSITION_FIELDS = ("oh", "r", "ss", "v", "ts", "u", "in")
 # What ``available`` needs of a position (on hand, reserved, own safety stock, unsellable).
 _AVAILABLE_FIELDS = ("oh", "r", "ss", "u")
+_HMGET_HEAD, _HMGET_TAIL = pack("HMGET", *_AVAILABLE_FIELDS)
 
 
 class PositionRow(msgspec.Struct, array_like=True):
@@ -138,21 +140,39 @@ class PositionReads(ScriptRunner):
         """Units available (before any channel fence) of every sku at every location, location
         by location, in one round trip: only what ``available`` needs is read and no position is
         built (a sourcing plan reads hundreds of these)."""
-        commands = []
-        for loc in locations:
-            p = self.partition(loc.id)
-            commands += [
-                ("HMGET", keys.position(p, loc.id, sku), *_AVAILABLE_FIELDS) for sku in skus
-            ]
-        rows = await self.hot.execute_many(commands)
-        width = len(skus)
-        return [
-            stock.available(
-                _int(oh), _int(r), int(ss) if ss is not None else locations[n // width].safety_stock,
-                _int(u),
+        if type(self.hot) is Multiplexer:  # a cluster one routes each command by its slot
+            # Pack the RESP here: no tuple or pack_command per cell (hundreds per plan).
+            out = []
+            for loc in locations:
+                p = self.partition(loc.id)
+                for sku in skus:
+                    key = keys.position(p, loc.id, sku).encode()
+                    out.append(_HMGET_HEAD + b"$%d\r\n%b\r\n" % (len(key), key) + _HMGET_TAIL)
+            rows = await self.hot.execute_packed(b"".join(out), len(out))
+        else:
+            rows = await self.hot.execute_many(
+                [
+                    (
+                        "HMGET",
+                        keys.position(self.partition(loc.id), loc.id, sku),
+                        *_AVAILABLE_FIELDS,
+                    )
+                    for loc in locations
+                    for sku in skus
+                ]
             )
-            for n, (oh, r, ss, u) in enumerate(rows)
-        ]  # fmt: skip
+        width = len(skus)
+        found = []
+        # stock.available, inline (a missing field reads 0; a missing "ss" the location's own).
+        for n, (oh, r, ss, u) in enumerate(rows):
+            units = (
+                (int(oh) if oh is not None else 0)
+                - (int(r) if r is not None else 0)
+                - (int(ss) if ss is not None else locations[n // width].safety_stock)
+                - (int(u) if u is not None else 0)
+            )
+            found.append(units if units > 0 else 0)
+        return found
 
     async def skus_at(self, location: Location) -> list[str]:
         """Every sku with a position at ``location``, sorted."""

@@ -85,10 +85,11 @@ class Sourcing:
                     location=loc.id,
                     priority=loc.priority,
                     distance_km=None if dist is None else round(dist, 3),
-                    # The channel's availability: its fence off, never below 0 (for_channel's).
-                    available={
-                        sku: max(0, units - fence) for sku, units in zip(skus, row, strict=True)
-                    },
+                    # The channel's availability: its fence off, never below 0 (for_channel's);
+                    # without a fence the read's units already are (never below 0).
+                    available=dict(zip(skus, row, strict=True))
+                    if not fence
+                    else {sku: max(0, units - fence) for sku, units in zip(skus, row, strict=True)},
                 )
             )
         return order, candidates
