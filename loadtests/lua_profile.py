@@ -1,0 +1,231 @@
+"""Lua cost profile of reserve: reserve.lua, the levers issue 14 item 8 names, and each redis.call
+it makes on its own, side by side on ONE throwaway Valkey (AOF off), each a function of its own
+library driven by redis-benchmark (FCALL, 50 clients, -P 16). Redis time per call is INFO
+commandstats usec_per_call; variants are interleaved round by round and medians printed.
+
+    python -m loadtests.lua_profile [--rounds 5] [--calls 20000] [--server PATH ...]
+
+Each ``--server`` (e.g. a jemalloc valkey-server unpacked from a Debian package) runs the same
+variants on a server of its own after the default one, so allocators compare on one table.
+Variants other than "as shipped" are for profiling only (they do not keep reserve's promises)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import redis
+
+from loadtests.bench.scenarios import _raw_reserve_command
+from loadtests.bench.tools import redis_benchmark
+from omnistock import embedded
+from omnistock.embedded import EmbeddedValkey
+from omnistock.redis.scripts import Library, Scripts
+
+_APPEND = "local id = redis.call('XADD', ctx.stream, '*', ...)"
+_IDEM_KEY = "bench-idem-__rand_int__"
+
+
+def _combined_xadd(lib: str) -> str:
+    """append() buffers its fields; reply() writes them as ONE stream entry (lever a)."""
+    lib = lib.replace(
+        _APPEND + "\n  ctx.first = ctx.first or id\n  ctx.last = id",
+        "local f = ctx.fields\n  for i = 1, select('#', ...) do f[#f + 1] = select(i, ...) end",
+        1,
+    )
+    lib = lib.replace(
+        "now = now_ms(), indexed = {} }", "now = now_ms(), indexed = {}, fields = {} }", 1
+    )
+    # The idempotency fields join the same entry (its own id is not known before the XADD).
+    flush = (
+        "  if #ctx.fields > 0 then\n"
+        "    local id = redis.call('XADD', ctx.stream, '*', unpack(ctx.fields))\n"
+        "    ctx.first, ctx.last, ctx.fields = id, id, {}\n  end\n"
+    )
+    lib = lib.replace("      ctx.now, payload }))\n", "      ctx.now, payload }))\n" + flush, 1)
+    return lib.replace(
+        "  return { code, payload, 0, ctx.first or '', ctx.last or '' }\nend",
+        flush + "  return { code, payload, 0, ctx.first or '', ctx.last or '' }\nend",
+        1,
+    )
+
+
+def variants(lib: str, body: str) -> dict[str, tuple[str, str, bool]]:
+    """name -> (helpers, body, with an Idempotency-Key)."""
+
+    def cut(old: str, new: str, src: str = lib) -> str:
+        assert old in src, old
+        return src.replace(old, new, 1)
+
+    alone = {
+        "alone: EXISTS stream": "return redis.call('EXISTS', KEYS[1])",
+        "alone: TIME": "return redis.call('TIME')[1]",
+        "alone: HMGET loc (3 fields)": "return redis.call('HMGET', KEYS[5], 'ss', 'lt', 'c:web')",
+        "alone: HMGET pos (7 fields)": (
+            "return redis.call('HMGET', KEYS[7], 'oh', 'r', 'ss', 'v', 'ts', 'u', 'in')"
+        ),
+        "alone: HSET pos (4 fields)": (
+            "return redis.call('HSET', KEYS[7], 'oh', 5, 'r', 1, 'v', 2, 'ts', 3)"
+        ),
+        "alone: XADD * (1 small field)": "return redis.call('XADD', KEYS[1], '*', 'p', 'x')",
+        "alone: HSET res doc (300 B)": (
+            "return redis.call('HSET', KEYS[3], 'doc', string.rep('x', 300), 'st', 'active')"
+        ),
+        "alone: ZADD expiry": "return redis.call('ZADD', KEYS[4], 1, ARGV[5])",
+        "alone: cmsgpack.pack 23 fields": (
+            "local t = {} for i = 1, 23 do t[i] = i end return #cmsgpack.pack(t)"
+        ),
+        "alone: table.concat 23 fields": (
+            "local t = {} for i = 1, 23 do t[i] = i end return #table.concat(t, '|')"
+        ),
+        "alone: cjson.encode reservation doc": (
+            "return #cjson.encode({ id = ARGV[5], location = ARGV[6], status = 'active', "
+            "actor = ARGV[1], created_at = 1, expires_at = 2, channel = 'web', "
+            "lines = { { 'HOT-1', 1, 1, 0 } } })"
+        ),
+    }
+    out: dict[str, tuple[str, str, bool]] = {
+        "reserve.lua as shipped": (lib, body, False),
+        "as shipped + Idempotency-Key": (lib, body, True),
+        "floor: empty FCALL": (lib, "do return 1 end", False),
+        "(a) one XADD per call": (_combined_xadd(lib), body, False),
+        "(a) one XADD per call + Idempotency-Key": (_combined_xadd(lib), body, True),
+        "(b) no EXISTS (readiness check)": (
+            cut("if redis.call('EXISTS', keys[1]) == 0 then", "if false then"),
+            body,
+            False,
+        ),
+        "(b) no expiry ZADD": (
+            cut("redis.call('ZADD', k.exp, doc.expires_at, doc.id)", ""),
+            body,
+            False,
+        ),
+        "(b) no reservation HSET": (
+            cut("redis.call('HSET', k.res, 'doc', json, 'st', 'active')", ""),
+            body,
+            False,
+        ),
+        "(d) p entry as table.concat, not cmsgpack": (
+            cut("append(ctx, 'p', cmsgpack.pack({", "append(ctx, 'p', table.concat({").replace(
+                "new.u - old.u, new.u, new.inc - old.inc, new.inc }))",
+                "new.u - old.u, new.u, new.inc - old.inc, new.inc }, '|'))",
+                1,
+            ),
+            body,
+            False,
+        ),
+        "(d) no cjson.encode (doc as '{}')": (
+            cut(
+                "  local json = cjson.encode(doc)\n  redis.call('HSET', k.res,",
+                "  local json = '{}'\n  redis.call('HSET', k.res,",
+            ),
+            body,
+            False,
+        ),
+        "(d) save_pos builds no view table": (
+            cut("  return view(loc_id, sku, new, loc, ctx.now)\nend", "  return nil\nend"),
+            body,
+            False,
+        ),
+        "(d) XADD MAXLEN ~ 1000000": (
+            cut(
+                _APPEND,
+                "local id = redis.call('XADD', ctx.stream, 'MAXLEN', '~', 1000000, '*', ...)",
+            ),
+            body,
+            False,
+        ),
+    }
+    for name, code in alone.items():
+        out[name] = (lib, code, False)
+    return out
+
+
+def _with_idem(command: list[str]) -> list[str]:
+    """The same FCALL with an Idempotency-Key (a new one per call: no replays)."""
+    numkeys = int(command[2])
+    keys, args = command[3 : 3 + numkeys], command[3 + numkeys :]
+    keys = [keys[0], _IDEM_KEY, *keys[2:]]
+    args = [args[0], "h" * 40, "3600000", "idem-__rand_int__", *args[4:]]
+    return [*command[:3], *keys, *args]
+
+
+def _allocator(client: redis.Redis) -> str:
+    info = client.info("server")
+    mem = client.info("memory")
+    return f"{info.get('server_name', 'redis')} {info.get('valkey_version') or info.get('redis_version')} {mem['mem_allocator']}"
+
+
+def profile(binary: Path | None, rounds: int, calls: int) -> tuple[str, dict[str, float]]:
+    """Median us/call of every variant on one server (``binary``, default: the embedded one)."""
+    patch = (
+        mock.patch.object(embedded, "valkey_binary", return_value=binary)
+        if binary
+        else contextlib.nullcontext()
+    )
+    with patch:
+        valkey = EmbeddedValkey(Path(tempfile.mkdtemp(prefix="omnistock-luaprof-")) / "valkey")
+        valkey.start()
+    try:
+        command = asyncio.run(_raw_reserve_command(valkey.url))
+        client = redis.Redis.from_url(valkey.url)
+        client.config_set("appendonly", "no")
+        label = _allocator(client)
+        library = Scripts.load().library
+        calls_by: dict[str, list[str]] = {}
+        for name, (lib, body, idem) in variants(library.lib, library.bodies["reserve"]).items():
+            variant = Library(lib, {"reserve": body})
+            client.function_load(variant.source, replace=True)
+            cmd = _with_idem(command) if idem else command
+            calls_by[name] = ["FCALL", variant.function("reserve"), *cmd[2:]]
+        usec: dict[str, list[float]] = {name: [] for name in calls_by}
+        for r in range(rounds):
+            order = list(calls_by) if r % 2 == 0 else list(reversed(calls_by))
+            for name in order:
+                client.config_resetstat()
+                redis_benchmark(
+                    valkey.port,
+                    calls_by[name],
+                    requests=calls,
+                    pipeline=16,
+                    cpus=None,
+                    password=valkey.password,
+                )
+                stats = client.info("commandstats")["cmdstat_fcall"]
+                if stats.get("failed_calls"):
+                    raise RuntimeError(f"{name}: {stats['failed_calls']} calls failed")
+                usec[name].append(float(stats["usec_per_call"]))
+            client.delete(command[3])  # the stream: keep each round's XADD cost alike
+            client.xadd(command[3], {"init": "1"})
+        client.close()
+    finally:
+        valkey.stop()
+    return label, {name: statistics.median(v) for name, v in usec.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--calls", type=int, default=20_000)
+    p.add_argument("--server", type=Path, action="append", default=[])
+    args = p.parse_args()
+    results = [profile(None, args.rounds, args.calls)]
+    results += [profile(path, args.rounds, args.calls) for path in args.server]
+    base = results[0][1]["reserve.lua as shipped"]
+    print(f"rounds {args.rounds} x {args.calls:,} calls; us/call = INFO commandstats, median")
+    print(
+        "| variant | " + " | ".join(f"{label} us/call" for label, _ in results) + " | vs shipped |"
+    )
+    print("|---|" + "---:|" * (len(results) + 1))
+    for name in results[0][1]:
+        cells = " | ".join(f"{r[name]:.2f}" for _, r in results)
+        print(f"| {name} | {cells} | {results[0][1][name] / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
