@@ -3,7 +3,7 @@ it makes on its own, side by side on ONE throwaway Valkey (AOF off), each a func
 library driven by redis-benchmark (FCALL, 50 clients, -P 16). Redis time per call is INFO
 commandstats usec_per_call; variants are interleaved round by round and medians printed.
 
-    python -m loadtests.lua_profile [--rounds 5] [--calls 20000] [--server PATH ...]
+    python -m loadtests.lua_profile [--rounds 7] [--calls 10000] [--server PATH ...]
 
 Each ``--server`` (e.g. a jemalloc valkey-server unpacked from a Debian package) runs the same
 variants on a server of its own after the default one, so allocators compare on one table.
@@ -29,6 +29,7 @@ from omnistock.redis.scripts import Library, Scripts
 
 _APPEND = "local id = redis.call('XADD', ctx.stream, '*', ...)"
 _IDEM_KEY = "bench-idem-__rand_int__"
+_SHIPPED = "reserve.lua as shipped"
 
 
 def _combined_xadd(lib: str) -> str:
@@ -90,7 +91,7 @@ def variants(lib: str, body: str) -> dict[str, tuple[str, str, bool]]:
         ),
     }
     out: dict[str, tuple[str, str, bool]] = {
-        "reserve.lua as shipped": (lib, body, False),
+        _SHIPPED: (lib, body, False),
         "as shipped + Idempotency-Key": (lib, body, True),
         "floor: empty FCALL": (lib, "do return 1 end", False),
         "(a) one XADD per call": (_combined_xadd(lib), body, False),
@@ -157,74 +158,104 @@ def _with_idem(command: list[str]) -> list[str]:
 
 def _allocator(client: redis.Redis) -> str:
     info = client.info("server")
-    mem = client.info("memory")
-    return f"{info.get('server_name', 'redis')} {info.get('valkey_version') or info.get('redis_version')} {mem['mem_allocator']}"
+    version = info.get("valkey_version") or info.get("redis_version")
+    return f"{info.get('server_name', 'redis')} {version} {client.info('memory')['mem_allocator']}"
 
 
-def profile(binary: Path | None, rounds: int, calls: int) -> tuple[str, dict[str, float]]:
-    """Median us/call of every variant on one server (``binary``, default: the embedded one)."""
-    patch = (
-        mock.patch.object(embedded, "valkey_binary", return_value=binary)
-        if binary
-        else contextlib.nullcontext()
-    )
-    with patch:
-        valkey = EmbeddedValkey(Path(tempfile.mkdtemp(prefix="omnistock-luaprof-")) / "valkey")
-        valkey.start()
-    try:
-        command = asyncio.run(_raw_reserve_command(valkey.url))
-        client = redis.Redis.from_url(valkey.url)
-        client.config_set("appendonly", "no")
-        label = _allocator(client)
+class _Server:
+    """A throwaway server (``binary``, default: the embedded one) with every variant loaded."""
+
+    def __init__(self, binary: Path | None) -> None:
+        patch = (
+            mock.patch.object(embedded, "valkey_binary", return_value=binary)
+            if binary
+            else contextlib.nullcontext()
+        )
+        with patch:
+            self.valkey = EmbeddedValkey(
+                Path(tempfile.mkdtemp(prefix="omnistock-luaprof-")) / "valkey"
+            )
+            self.valkey.start()
+        command = asyncio.run(_raw_reserve_command(self.valkey.url))
+        self.stream = command[3]
+        self.client = redis.Redis.from_url(self.valkey.url)
+        self.client.config_set("appendonly", "no")
+        self.label = _allocator(self.client)
         library = Scripts.load().library
-        calls_by: dict[str, list[str]] = {}
+        self.calls: dict[str, list[str]] = {}
         for name, (lib, body, idem) in variants(library.lib, library.bodies["reserve"]).items():
             variant = Library(lib, {"reserve": body})
-            client.function_load(variant.source, replace=True)
+            self.client.function_load(variant.source, replace=True)
             cmd = _with_idem(command) if idem else command
-            calls_by[name] = ["FCALL", variant.function("reserve"), *cmd[2:]]
-        usec: dict[str, list[float]] = {name: [] for name in calls_by}
-        for r in range(rounds):
-            order = list(calls_by) if r % 2 == 0 else list(reversed(calls_by))
-            for name in order:
-                client.config_resetstat()
-                redis_benchmark(
-                    valkey.port,
-                    calls_by[name],
-                    requests=calls,
-                    pipeline=16,
-                    cpus=None,
-                    password=valkey.password,
-                )
-                stats = client.info("commandstats")["cmdstat_fcall"]
-                if stats.get("failed_calls"):
-                    raise RuntimeError(f"{name}: {stats['failed_calls']} calls failed")
-                usec[name].append(float(stats["usec_per_call"]))
-            client.delete(command[3])  # the stream: keep each round's XADD cost alike
-            client.xadd(command[3], {"init": "1"})
-        client.close()
-    finally:
-        valkey.stop()
-    return label, {name: statistics.median(v) for name, v in usec.items()}
+            self.calls[name] = ["FCALL", variant.function("reserve"), *cmd[2:]]
+
+    def usec(self, name: str, calls: int) -> float:
+        """Redis time per call of variant ``name`` over ``calls`` calls."""
+        self.client.config_resetstat()
+        redis_benchmark(
+            self.valkey.port,
+            self.calls[name],
+            requests=calls,
+            pipeline=16,
+            cpus=None,
+            password=self.valkey.password,
+        )
+        stats = self.client.info("commandstats")["cmdstat_fcall"]
+        if stats.get("failed_calls"):
+            raise RuntimeError(f"{name}: {stats['failed_calls']} calls failed")
+        return float(stats["usec_per_call"])
+
+    def reset_stream(self) -> None:
+        """Keep the stream short between rounds so XADD costs alike in every round."""
+        self.client.delete(self.stream)
+        self.client.xadd(self.stream, {"init": "1"})
+
+    def stop(self) -> None:
+        self.client.close()
+        self.valkey.stop()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--calls", type=int, default=20_000)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--calls", type=int, default=10_000)
     p.add_argument("--server", type=Path, action="append", default=[])
     args = p.parse_args()
-    results = [profile(None, args.rounds, args.calls)]
-    results += [profile(path, args.rounds, args.calls) for path in args.server]
-    base = results[0][1]["reserve.lua as shipped"]
-    print(f"rounds {args.rounds} x {args.calls:,} calls; us/call = INFO commandstats, median")
+    servers: list[_Server] = []
+    try:
+        for binary in [None, *args.server]:
+            servers.append(_Server(binary))
+        names = list(servers[0].calls)
+        us = {(s.label, n): list[float]() for s in servers for n in names}
+        ratio = {(s.label, n): list[float]() for s in servers for n in names}
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else reversed(names):
+                for server in servers if r % 2 == 0 else reversed(servers):
+                    # Paired with a run of reserve as shipped right before or after it (the
+                    # order alternates), so load from other processes hits both alike.
+                    pair = [_SHIPPED, name] if r % 2 == 0 else [name, _SHIPPED]
+                    got = {n: server.usec(n, args.calls) for n in pair}
+                    us[server.label, name].append(got[name])
+                    ratio[server.label, name].append(got[name] / got[_SHIPPED])
+            for server in servers:
+                server.reset_stream()
+    finally:
+        for server in servers:
+            server.stop()
     print(
-        "| variant | " + " | ".join(f"{label} us/call" for label, _ in results) + " | vs shipped |"
+        f"{args.rounds} rounds x {args.calls:,} calls per run; us/call = INFO commandstats "
+        "usec_per_call of FCALL, median (min) of rounds; ratio = median of each run over the "
+        "run of reserve as shipped next to it"
     )
-    print("|---|" + "---:|" * (len(results) + 1))
-    for name in results[0][1]:
-        cells = " | ".join(f"{r[name]:.2f}" for _, r in results)
-        print(f"| {name} | {cells} | {results[0][1][name] / base:.2f}x |")
+    print("| variant | " + " | ".join(f"{s.label}: us/call | ratio" for s in servers) + " |")
+    print("|---|" + "---:|---:|" * len(servers))
+    for name in names:
+        cells = " | ".join(
+            f"{statistics.median(us[s.label, name]):.1f} ({min(us[s.label, name]):.1f}) | "
+            f"{statistics.median(ratio[s.label, name]):.2f}x"
+            for s in servers
+        )
+        print(f"| {name} | {cells} |")
 
 
 if __name__ == "__main__":
