@@ -14,13 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import shlex
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
 
 import redis
 
+from loadtests.bench.report import with_section
 from loadtests.bench.scenarios import _raw_reserve_command
 from loadtests.bench.tools import redis_benchmark
 from omnistock import embedded
@@ -30,6 +33,7 @@ from omnistock.redis.scripts import Library, Scripts
 _APPEND = "local id = redis.call('XADD', ctx.stream, '*', ...)"
 _IDEM_KEY = "bench-idem-__rand_int__"
 _SHIPPED = "reserve.lua as shipped"
+SECTION = "## Lua cost profile"
 
 
 def _combined_xadd(lib: str) -> str:
@@ -220,6 +224,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--calls", type=int, default=10_000)
     p.add_argument("--server", type=Path, action="append", default=[])
+    p.add_argument(
+        "--docs", type=Path, help="write the table into this benchmarks.md's Lua cost profile"
+    )
     args = p.parse_args()
     servers: list[_Server] = []
     try:
@@ -242,20 +249,27 @@ def main() -> None:
     finally:
         for server in servers:
             server.stop()
-    print(
+    lines = [
         f"{args.rounds} rounds x {args.calls:,} calls per run; us/call = INFO commandstats "
         "usec_per_call of FCALL, median (min) of rounds; ratio = median of each run over the "
-        "run of reserve as shipped next to it"
-    )
-    print("| variant | " + " | ".join(f"{s.label}: us/call | ratio" for s in servers) + " |")
-    print("|---|" + "---:|---:|" * len(servers))
+        "run of reserve as shipped next to it",
+        "",
+        "| variant | " + " | ".join(f"{s.label}: us/call | ratio" for s in servers) + " |",
+        "|---|" + "---:|---:|" * len(servers),
+    ]
     for name in names:
         cells = " | ".join(
             f"{statistics.median(us[s.label, name]):.1f} ({min(us[s.label, name]):.1f}) | "
             f"{statistics.median(ratio[s.label, name]):.2f}x"
             for s in servers
         )
-        print(f"| {name} | {cells} |")
+        lines.append(f"| {name} | {cells} |")
+    print("\n".join(lines))
+    if args.docs:
+        command = shlex.join(["python", "-m", "loadtests.lua_profile", *sys.argv[1:]])
+        section = "\n".join([SECTION, "", f"Command: `{command}`", "", *lines, ""])
+        old = args.docs.read_text() if args.docs.exists() else ""
+        args.docs.write_text(with_section(old, SECTION, section))
 
 
 if __name__ == "__main__":
