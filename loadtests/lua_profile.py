@@ -3,10 +3,14 @@ it makes on its own, side by side on ONE throwaway Valkey (AOF off), each a func
 library driven by redis-benchmark (FCALL, 50 clients, -P 16). Redis time per call is INFO
 commandstats usec_per_call; variants are interleaved round by round and medians printed.
 
-    python -m loadtests.lua_profile [--rounds 7] [--calls 10000] [--server PATH ...]
+    python -m loadtests.lua_profile [--rounds 7] [--calls 10000] [--preload LIB ...] [--server PATH ...]
+        [--docs docs/benchmarks.md]
 
-Each ``--server`` (e.g. a jemalloc valkey-server unpacked from a Debian package) runs the same
-variants on a server of its own after the default one, so allocators compare on one table.
+Each ``--preload`` (an allocator, e.g. /lib/x86_64-linux-gnu/libjemalloc.so.2) runs the default
+server again with it preloaded; each ``--server`` (e.g. a jemalloc redis-server unpacked from a
+Debian package with apt-get download: for measuring only) runs the variants on that server. All
+servers run side by side, interleaved, so allocators compare on one table. ``--docs`` writes the
+table into that file's "Lua cost profile" section (docs/benchmarks.md; a bench run keeps it).
 Variants other than "as shipped" are for profiling only (they do not keep reserve's promises)."""
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shlex
 import statistics
 import sys
@@ -169,22 +174,28 @@ def _allocator(client: redis.Redis) -> str:
 class _Server:
     """A throwaway server (``binary``, default: the embedded one) with every variant loaded."""
 
-    def __init__(self, binary: Path | None) -> None:
+    def __init__(self, binary: Path | None, preload: Path | None = None) -> None:
         patch = (
             mock.patch.object(embedded, "valkey_binary", return_value=binary)
             if binary
             else contextlib.nullcontext()
         )
-        with patch:
+        # LD_PRELOAD swaps the allocator of the same build (INFO still names the built-in one).
+        env = mock.patch.dict(os.environ, {"LD_PRELOAD": str(preload)}) if preload else None
+        with patch, env or contextlib.nullcontext():
             self.valkey = EmbeddedValkey(
                 Path(tempfile.mkdtemp(prefix="omnistock-luaprof-")) / "valkey"
             )
             self.valkey.start()
+        if preload and self.valkey.proc:
+            maps = Path(f"/proc/{self.valkey.proc.pid}/maps").read_text()
+            if preload.name not in maps:
+                raise RuntimeError(f"{preload} was not loaded into valkey-server")
         command = asyncio.run(_raw_reserve_command(self.valkey.url))
         self.stream = command[3]
         self.client = redis.Redis.from_url(self.valkey.url)
         self.client.config_set("appendonly", "no")
-        self.label = _allocator(self.client)
+        self.label = _allocator(self.client) + (f" + LD_PRELOAD {preload.name}" if preload else "")
         library = Scripts.load().library
         self.calls: dict[str, list[str]] = {}
         for name, (lib, body, idem) in variants(library.lib, library.bodies["reserve"]).items():
@@ -232,13 +243,21 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=10_000)
     p.add_argument("--server", type=Path, action="append", default=[])
     p.add_argument(
+        "--preload",
+        type=Path,
+        action="append",
+        default=[],
+        help="also run the default server with this allocator preloaded (e.g. libjemalloc.so.2)",
+    )
+    p.add_argument(
         "--docs", type=Path, help="write the table into this benchmarks.md's Lua cost profile"
     )
     args = p.parse_args()
     servers: list[_Server] = []
     try:
-        for binary in [None, *args.server]:
-            servers.append(_Server(binary))
+        servers.append(_Server(None))
+        servers += [_Server(None, lib) for lib in args.preload]
+        servers += [_Server(binary) for binary in args.server]
         names = list(servers[0].calls)
         us = {(s.label, n): list[float]() for s in servers for n in names}
         cpu = {(s.label, n): list[float]() for s in servers for n in names}
