@@ -39,6 +39,12 @@ _APPEND = "local id = redis.call('XADD', ctx.stream, '*', ...)"
 _IDEM_KEY = "bench-idem-__rand_int__"
 _SHIPPED = "reserve.lua as shipped"
 SECTION = "## Lua cost profile"
+_NOTE = (
+    "Written by `loadtests/lua_profile.py` (a bench run keeps this section; what it shows is in "
+    "[performance.md](performance.md#lua-cost-profile-issue-14-item-8)). A `--server` outside "
+    "the product is measured only, e.g. Debian's jemalloc `redis-server`: `apt-get download "
+    "redis-server redis-tools` and `dpkg-deb -x` each into a temporary folder."
+)
 
 
 def _combined_xadd(lib: str) -> str:
@@ -300,7 +306,7 @@ def main() -> None:
     print("\n".join(lines))
     if args.docs:
         command = shlex.join(["python", "-m", "loadtests.lua_profile", *sys.argv[1:]])
-        section = "\n".join([SECTION, "", f"Command: `{command}`", "", *lines, ""])
+        section = "\n".join([SECTION, "", f"Command: `{command}`", "", _NOTE, "", *lines, ""])
         old = args.docs.read_text() if args.docs.exists() else ""
         args.docs.write_text(with_section(old, SECTION, section))
 
