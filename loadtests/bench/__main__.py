@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtests.bench import cluster, ledger, scenarios, sourcing, states, wait
-from loadtests.bench.report import render_markdown, render_text, summary_line, write_chart
+from loadtests.bench.report import (
+    carried,
+    render_markdown,
+    render_text,
+    summary_line,
+    write_chart,
+)
 from loadtests.bench.scenarios import Bench, Plan
 from loadtests.bench.stack import running
 
@@ -112,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         docs.mkdir(parents=True, exist_ok=True)
         write_chart(results.latencies, docs / "benchmarks.png")
         command = shlex.join(["./scripts/bench", *(argv if argv is not None else sys.argv[1:])])
-        (docs / "benchmarks.md").write_text(
-            render_markdown(results, command, setup, when, "benchmarks.png")
-        )
+        target = docs / "benchmarks.md"
+        keep = carried(target.read_text()) if target.exists() else ""
+        markdown = render_markdown(results, command, setup, when, "benchmarks.png")
+        target.write_text(markdown + ("\n" + keep if keep else ""))
     print(summary_line(results.rows))
     return 0
 

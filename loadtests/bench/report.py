@@ -122,6 +122,29 @@ def machine() -> str:
     return f"{cores} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
+# Sections other tools write into docs/benchmarks.md (after the bench's part); a bench run keeps them.
+CARRIED_SECTIONS = ("## Lua cost profile",)
+
+
+def carried(old: str) -> str:
+    """The tail of an existing docs/benchmarks.md from its first carried section ('' if none)."""
+    starts = [old.find(f"\n{title}\n") for title in CARRIED_SECTIONS]
+    found = [i for i in starts if i >= 0]
+    return old[min(found) + 1 :] if found else ""
+
+
+def with_section(old: str, title: str, body: str) -> str:
+    """``old`` with section ``title`` replaced by (or appended as) ``body`` (its text, title line
+    included); the section runs to the next ``## `` heading or the end."""
+    head = f"\n{title}\n"
+    start = old.find(head)
+    if start < 0:
+        return old.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n"
+    end = old.find("\n## ", start + len(head))
+    tail = old[end:] if end >= 0 else ""
+    return old[: start + 1] + body.rstrip("\n") + "\n" + tail
+
+
 def render_markdown(results: Results, command: str, setup: str, when: str, chart: str) -> str:
     cells = table(results.rows)
     md = [
