@@ -98,6 +98,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     transfer_courier_batch: int = 100
     finished_transfer_retention_seconds: int = 3600
     transfer_retention_days: int = 400
+    # Stream reads on Redis Cluster (issue 14, streamcost): docs/operations.md "Stream reads on
+    # Redis Cluster"
+    stream_cluster_coalesce_ms: int = 3
+    persister_cluster_interval_ms: int = 5
 
     @property
     def embedded(self) -> bool:
@@ -159,6 +163,8 @@ _INT_FIELDS = {
     "transfer_courier_batch": (1, 10_000),
     "finished_transfer_retention_seconds": (0, 365 * 24 * 3600),
     "transfer_retention_days": (0, 36500),
+    "stream_cluster_coalesce_ms": (0, 50),
+    "persister_cluster_interval_ms": (0, 200),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),
