@@ -231,8 +231,11 @@ class Fanout:
         fresh: list[Any] = []
         for name, entries in reply:
             pos = self.positions[self._partition_of[name]]
-            if entries and parse_id(entries[-1][0]) > pos:
-                fresh.append((name, [e for e in entries if parse_id(e[0]) > pos]))
+            if not entries or parse_id(entries[-1][0]) <= pos:
+                continue
+            if parse_id(entries[0][0]) <= pos:  # rare: only just after a restart from idle
+                entries = [e for e in entries if parse_id(e[0]) > pos]
+            fresh.append((name, entries))
         return fresh
 
     async def _learn_locations(self, reply: list[Any]) -> None:
