@@ -134,6 +134,7 @@ class Services:
             batch=settings.persister_batch,
             claim_idle_ms=settings.persister_claim_idle_ms,
             metrics=self.metrics,
+            cluster_interval_ms=settings.persister_cluster_interval_ms,
         )
         self.gate = WriteGate(settings, self.persister)
         self.store.gate = self.gate.check

@@ -102,6 +102,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_wait_replicas: int = 0
     redis_wait_timeout_ms: int = 1000
     redis_wait_aof: int = 0
+    # Stream reads on Redis Cluster (issue 14, streamcost): docs/operations.md "Stream reads on
+    # Redis Cluster"
+    stream_cluster_coalesce_ms: int = 3
+    persister_cluster_interval_ms: int = 5
 
     @property
     def embedded(self) -> bool:
@@ -166,6 +170,8 @@ _INT_FIELDS = {
     "redis_wait_replicas": (0, 16),
     "redis_wait_timeout_ms": (1, 60_000),
     "redis_wait_aof": (0, 1),
+    "stream_cluster_coalesce_ms": (0, 50),
+    "persister_cluster_interval_ms": (0, 200),
 }
 _FLOAT_FIELDS = {
     "sweeper_interval_seconds": (0.01, 60.0),

@@ -56,7 +56,7 @@ async def local_inventory(
     if location is not None and group is not None:
         raise ValidationFailed("group", "give location or group, not both")
     locations = await feeds.locations(location, group)
-    cursor = feeds.cursor()  # before reading: every change after it is replayed on resume
+    cursor = await feeds.cursor()  # before reading: every change after it is replayed on resume
     rows = feeds.google_local_rows(locations)
     first = await anext(rows, "")  # a store error here is still a clean 503 problem
 

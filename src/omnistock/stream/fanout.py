@@ -27,6 +27,7 @@ from omnistock.metrics import Metrics
 from omnistock.redis import keys
 from omnistock.redis.client import is_cluster, reader_client
 from omnistock.settings import Settings
+from omnistock.stream.activity import ReaderActivity
 from omnistock.stream.catchup import CatchUp
 from omnistock.stream.connection import Connection, Subscription
 from omnistock.stream.cursor import encode, format_id, parse_id
@@ -65,6 +66,10 @@ class Fanout:
         self._streams = [keys.stream(p) for p in range(self.partitions)]
         self._partition_of = {name.encode(): p for p, name in enumerate(self._streams)}
         self.positions = [0] * self.partitions
+        # Idle when no subscription of this process needs the streams: then nothing reads them
+        # (see stream/activity.py); the first subscription refreshes the positions first.
+        self._coalesce = settings.stream_cluster_coalesce_ms / 1000
+        self.activity = ReaderActivity(self._busy, self._refresh_positions)
         self._index = SubscriptionIndex()
         self.registry = ConnectionRegistry(settings, self._index, api_keys, lookup_errors)
         # The registry's state and operations, as the fan-out's own (one set, one dict each).
@@ -95,16 +100,43 @@ class Fanout:
             "Messages waiting in the outboxes of this process's stream clients",
             lambda: sum(len(c) for c in self.connections),
         )
+        metrics.gauge(
+            "omnistock_stream_reader_active",
+            "1 while this process reads the change streams (it has a subscription), 0 when idle",
+            lambda: 1.0 if self.activity.active else 0.0,
+        )
+        metrics.gauge(
+            "omnistock_stream_reader_starts",
+            "Times this process's stream reader went from idle to reading (a first subscription)",
+            lambda: float(self.activity.starts),
+        )
 
     # -- reader ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Begin at the end of every stream: clients see changes made from now on."""
+        await self._refresh_positions()
+
+    async def _refresh_positions(self) -> None:
+        """Move every position to its stream's end (never back): what an idle reader skipped
+        had no subscriber here to tell."""
         infos = await self._stream_infos()
-        self.positions = [parse_id(i["last-generated-id"]) if i else 0 for i in infos]
+        ends = [parse_id(i["last-generated-id"]) if i else 0 for i in infos]
+        self.positions = list(map(max, self.positions, ends))
+
+    def _busy(self) -> bool:
+        """True while a subscription of this process (live or catching up) needs the reader."""
+        return bool(self._index) or any(c.subs for c in self.connections)
 
     def cursor(self) -> str:
-        """The cursor of everything this process has read so far."""
+        """The cursor of everything this process has read so far (current only while the
+        reader is active: use :meth:`current_cursor` for a cursor of now)."""
+        return encode(self.positions)
+
+    async def current_cursor(self) -> str:
+        """A cursor of now: every change after it is in the streams after it."""
+        if not self.activity.active:
+            await self._refresh_positions()
         return encode(self.positions)
 
     def loops(self) -> dict[str, Callable[[], Awaitable[None]]]:
@@ -132,6 +164,7 @@ class Fanout:
             await asyncio.sleep(0.5)
 
     async def _read(self, client: Any) -> None:
+        await self.activity.wait()  # no subscription here: no stream reads at all
         if is_cluster(client):
             # One XREAD names keys of one slot only: a blocking reader per partition stream, so
             # a change reaches subscribers as soon as on standalone.
@@ -146,6 +179,7 @@ class Fanout:
                 raise lost.exceptions[0] from None
             return
         while True:
+            await self.activity.wait()
             streams: dict[Any, Any] = {
                 name: format_id(pos)
                 for name, pos in zip(self._streams, self.positions, strict=True)
@@ -157,14 +191,20 @@ class Fanout:
     async def _read_partition(self, client: Any, p: int) -> None:
         name = self._streams[p]
         while True:
+            await self.activity.wait()
             reply = await client.xread(
                 {name: format_id(self.positions[p])}, count=_READ_COUNT, block=_BLOCK_MS
             )
             if reply:
                 await self._take(reply)
+                # A busy stream is read in batches: wait a moment for more entries instead of
+                # waking on every one. After a quiet spell the blocking read returns at once.
+                if self._coalesce:
+                    await asyncio.sleep(self._coalesce)
 
     async def _take(self, reply: list[Any]) -> None:
         """Dispatch what one XREAD returned."""
+        reply = self._after_positions(reply)
         if not self._index:
             # Nobody to tell on this instance: only keep the cursor current.
             for name, entries in reply:
@@ -183,6 +223,20 @@ class Fanout:
                     msgspec.DecodeError,
                 ):  # one bad entry must not stop the stream
                     log.exception("skipping malformed stream entry %s of %s", entry_id, name)
+
+    def _after_positions(self, reply: list[Any]) -> list[Any]:
+        """Drop entries at or before the reader's position: a read issued before an idle spell
+        may return after the first new subscription has moved the positions to the streams'
+        ends, and what it holds was before that subscription's cursor."""
+        fresh: list[Any] = []
+        for name, entries in reply:
+            pos = self.positions[self._partition_of[name]]
+            if not entries or parse_id(entries[-1][0]) <= pos:
+                continue
+            if parse_id(entries[0][0]) <= pos:  # rare: only just after a restart from idle
+                entries = [e for e in entries if parse_id(e[0]) > pos]
+            fresh.append((name, entries))
+        return fresh
 
     async def _learn_locations(self, reply: list[Any]) -> None:
         """Group subscriptions need each location's groups: look up locations this instance has
@@ -276,6 +330,8 @@ class Fanout:
         subscription to resync; otherwise the cursors it hands out would all look too old."""
         while True:
             await asyncio.sleep(_DELETIONS_EVERY)
+            if not self.activity.active:
+                continue  # idle: the next start moves every position to its stream's end
             try:
                 lost = await self.trimmed_past(self.positions)
             except (RedisError, OSError) as exc:
@@ -296,6 +352,10 @@ class Fanout:
         conn = sub.conn
         conn.subs[sub.id] = sub
         self.registry.hold(conn, sub.entries)
+        # Registered first, then the reader started: it cannot go idle from here on, and the
+        # positions the reply names are the streams' ends or later (nothing before them is lost
+        # to the live flow: catch-up or the client's snapshot has it).
+        await self.activity.start()
         resync = since is not None and bool(await self.trimmed_past(since))
         if resync:
             since = None

@@ -47,6 +47,7 @@ from omnistock.postgres import ledger
 from omnistock.postgres import supply as supply_table
 from omnistock.postgres import transfers as transfer_table
 from omnistock.redis import keys
+from omnistock.redis.client import is_cluster
 from omnistock.redis.stream_reads import read_streams
 from omnistock.redis.streams import GROUP, parse_id
 from omnistock.tasks import reraise_if_cancelled
@@ -189,8 +190,13 @@ class Persister:
         fault: FaultHook | None = None,
         streams: dict[bytes, int] | None = None,
         metrics: Metrics | None = None,
+        cluster_interval_ms: int = 0,
     ) -> None:
         self.redis = redis
+        # Redis Cluster only: the shortest time between two polling rounds while entries keep
+        # coming, so each round takes a batch per stream instead of one entry (a round costs a
+        # command per stream).
+        self.cluster_interval = cluster_interval_ms / 1000 if is_cluster(redis) else 0.0
         self.db = db
         self.partitions = partitions
         self.count = max(1, batch // 8)  # per stream per read
@@ -219,7 +225,9 @@ class Persister:
                 if since_claim >= claim_every:
                     await self.claim_stale()
                     since_claim = 0.0
-                await self.step(block_ms)
+                found = await self.step(block_ms)
+                if found and self.cluster_interval:
+                    await asyncio.sleep(self.cluster_interval - (loop.time() - started))
                 since_claim += loop.time() - started
                 self.healthy, self.last_error, delay = True, "", 0.1
             except (RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:

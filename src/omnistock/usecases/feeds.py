@@ -33,9 +33,9 @@ class Feeds:
             return sorted(self._locations.by_group.get(group, []), key=lambda loc: loc.id)
         return self._locations.all()
 
-    def cursor(self) -> str:
+    async def cursor(self) -> str:
         """A stream cursor now: every change after it is replayed on resume."""
-        return self._fanout.cursor()
+        return await self._fanout.current_cursor()
 
     async def google_local_rows(self, locations: Iterable[Location]) -> AsyncIterator[str]:
         """The Google local feed's rows (no header), location by location, a chunk at a time."""
