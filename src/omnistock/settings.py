@@ -104,7 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_wait_aof: int = 0
     # Stream reads on Redis Cluster (issue 14, streamcost): docs/operations.md "Stream reads on
     # Redis Cluster"
-    stream_cluster_coalesce_ms: int = 3
+    stream_cluster_coalesce_ms: int = 0
     persister_cluster_interval_ms: int = 5
 
     @property
