@@ -486,22 +486,26 @@ def flash_sale(bench: Bench) -> None:
     alternating round by round. Units held per second until sold out (or the round's end)."""
     plan = bench.plan
     baseline_url = bench.stack.serve_baseline(1, plan.server_cpus)
+    baseline_proc = bench.stack.processes[-1]  # retired at the end: it shares the server's core
     rowlock = [sys.executable, "-m", "loadtests.baselines.pg_rowlock"]
     db = ["--database-url", bench.stack.postgres.url]
     bench.location("flash-store")
     ours, theirs = [], []
-    for n in range(plan.rounds):
-        sku = f"FLASH-{n}"
-        bench.receive("flash-store", [sku], UNITS)
-        bench.settle()
-        ours.append(_sale(bench, bench.url, "flash-store", sku, bench.key))
-        seed = [*rowlock, "seed", *db, "--location", "flash-store", "--sku", sku]
-        subprocess.run([*seed, "--on-hand", str(UNITS)], check=True, capture_output=True)
-        sale = _sale(bench, baseline_url, "flash-store", sku, None)
-        check = [*rowlock, "check", *db, "--location", "flash-store", "--sku", sku]
-        audit = subprocess.run(check, capture_output=True, check=False)
-        theirs.append(replace(sale, oversold=sale.oversold or bool(audit.returncode)))
-        bench.settle()
+    try:
+        for n in range(plan.rounds):
+            sku = f"FLASH-{n}"
+            bench.receive("flash-store", [sku], UNITS)
+            bench.settle()
+            ours.append(_sale(bench, bench.url, "flash-store", sku, bench.key))
+            seed = [*rowlock, "seed", *db, "--location", "flash-store", "--sku", sku]
+            subprocess.run([*seed, "--on-hand", str(UNITS)], check=True, capture_output=True)
+            sale = _sale(bench, baseline_url, "flash-store", sku, None)
+            check = [*rowlock, "check", *db, "--location", "flash-store", "--sku", sku]
+            audit = subprocess.run(check, capture_output=True, check=False)
+            theirs.append(replace(sale, oversold=sale.oversold or bool(audit.returncode)))
+            bench.settle()
+    finally:
+        bench.stack.retire(baseline_proc)
     oversold = any(s.oversold for s in [*ours, *theirs])
     sold_out = [s.sold_out_s for s in ours if s.sold_out_s is not None]
     ours_held = f"omnistock held {median([s.held for s in ours]):,.0f} units" + (
