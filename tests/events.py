@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from omnistock.domain.events import (
     IDEMPOTENCY,
     OPERATION,
@@ -9,6 +11,7 @@ from omnistock.domain.events import (
     RESERVATION,
     RESERVATION_KIND,
     SUPPLY,
+    TRANSFER,
     decode_idempotency,
     decode_position,
 )
@@ -27,7 +30,7 @@ _POSITION_NAMES = {
 
 
 def event_fields(fields: dict[bytes, bytes]) -> dict[str, str]:
-    """``t`` is ``p``, ``r``, ``o`` (sourcing hold), ``y`` (supply) or ``i``; a position's own
+    """``t`` is ``p``, ``r``, ``o`` (sourcing hold), ``y`` (supply), ``t`` (transfer) or ``i``; a position's own
     safety stock is '' when it has none."""
     if POSITION in fields:
         event = decode_position(fields[POSITION])
@@ -58,6 +61,12 @@ def event_fields(fields: dict[bytes, bytes]) -> dict[str, str]:
         return {
             "t": "y", "id": supply.id, "loc": supply.location, "st": supply.status,
             "kind": fields[RESERVATION_KIND].decode(), "doc": fields[SUPPLY].decode(),
+        }  # fmt: skip
+    if TRANSFER in fields:  # a transfer's record or its `to` side: both carry id and status
+        doc = json.loads(fields[TRANSFER])
+        return {
+            "t": "t", "id": doc["id"], "st": doc["status"],
+            "kind": fields[RESERVATION_KIND].decode(), "doc": fields[TRANSFER].decode(),
         }  # fmt: skip
     idem = decode_idempotency(fields[IDEMPOTENCY])
     return {

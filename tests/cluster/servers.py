@@ -35,6 +35,16 @@ class Node:
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(f"requirepass {self.password}\nmasterauth {self.password}\n")
+        # A port picked free may be taken (by a client's ephemeral port) before the node binds
+        # it: the node then exits at once, and is started again on other ports.
+        for _ in range(3):
+            if self._spawn(conf):
+                return
+            self.port, self.bus_port = free_port(), free_port()
+        raise RuntimeError(f"cluster node on port {self.port} did not start")
+
+    def _spawn(self, conf: Path) -> bool:
+        """Start the node on its ports; False if it exited before listening (a port taken)."""
         args = [
             str(valkey_binary()),
             str(conf),
@@ -59,8 +69,10 @@ class Node:
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), 0.2):
-                    return
+                    return True
             except OSError:
+                if self.proc.poll() is not None:
+                    return False
                 time.sleep(0.05)
         raise RuntimeError(f"cluster node on port {self.port} did not start")
 
