@@ -78,11 +78,12 @@ async def _store(url: str) -> StockStore:
     return store
 
 
-async def _drive(store: StockStore, per_task: int) -> tuple[float, float]:
-    """(us of this process's CPU per reservation, reservations/s)."""
+async def drive(store: StockStore, per_task: int, prefix: str = "bench") -> tuple[float, float]:
+    """(us of this process's CPU per reservation, reservations/s): TASKS tasks reserve 1 unit
+    each at their own location ``<prefix>-<i>``, ``per_task`` times."""
 
     async def task(i: int) -> None:
-        loc = f"bench-{i}"
+        loc = f"{prefix}-{i}"
         p = store.partition(loc)
         for _ in range(per_task):
             await store.reserve(
@@ -101,7 +102,7 @@ async def _main(urls: dict[str, str], rounds: int, per_task: int) -> None:
     found: dict[str, list[tuple[float, float]]] = {name: [] for name in stores}
     for _ in range(rounds):
         for name, store in stores.items():
-            found[name].append(await _drive(store, per_task))
+            found[name].append(await drive(store, per_task))
     print(f"{'redis':24} {'cpu us/reserve':>14} {'reservations/s':>15}")
     rates: dict[str, float] = {}
     for name, runs in found.items():

@@ -12,17 +12,15 @@ medians printed with this process's CPU per reservation.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import uvloop
 
+from loadtests.cluster_cost import TASKS, drive
 from loadtests.replica_pair import ReplicaPair
 from omnistock.domain.commands import Adjustment
-from omnistock.domain.ids import new_reservation_id
 from omnistock.domain.locations import Location
 from omnistock.redis.client import redis_client
 from omnistock.redis.multiplex import Multiplexer
@@ -31,7 +29,6 @@ from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
 from omnistock.redis.streams import ensure_streams
 
-TASKS = 64
 PARTITIONS = 64
 MODES = ("no WAIT", "WAIT 1", "WAITAOF 1 1")
 
@@ -58,24 +55,6 @@ async def stock_up(store: StockStore, prefix: str) -> None:
     )
 
 
-async def drive(store: StockStore, prefix: str, per_task: int) -> tuple[float, float]:
-    """(us of this process's CPU per reservation, reservations/s)."""
-
-    async def task(i: int) -> None:
-        loc = f"{prefix}-{i}"
-        p = store.partition(loc)
-        for _ in range(per_task):
-            await store.reserve(
-                reservation_id=new_reservation_id(p), location=loc, lines=[("s", 1)],
-                ttl_seconds=600, channel="web", ref="", allow_partial=False, actor="b", idem=None,
-            )  # fmt: skip
-
-    wall, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(task(i) for i in range(TASKS)))
-    n = TASKS * per_task
-    return (time.process_time() - cpu) / n * 1e6, n / (time.perf_counter() - wall)
-
-
 async def measure(
     url: str, rounds: int, per_task: int, modes: tuple[str, ...] = MODES
 ) -> dict[str, tuple[float, float]]:
@@ -87,7 +66,7 @@ async def measure(
         for mode, store in stores.items():
             # WAITAOF waits for the next fsync (appendfsync everysec): about one batch a second
             n = max(2, per_task // 100) if mode == "WAITAOF 1 1" else per_task
-            found[mode].append(await drive(store, "wait-cost", n))
+            found[mode].append(await drive(store, n, "wait-cost"))
     for store in stores.values():
         await store.hot.aclose()
         await store.client.aclose()
