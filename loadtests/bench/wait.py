@@ -10,8 +10,9 @@ import asyncio
 
 from loadtests.bench.report import Row
 from loadtests.bench.scenarios import Bench
+from loadtests.cluster_cost import TASKS
 from loadtests.replica_pair import ReplicaPair
-from loadtests.wait_cost import TASKS, measure
+from loadtests.wait_cost import measure
 
 
 def wait_replicas(bench: Bench) -> None:
