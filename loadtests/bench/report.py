@@ -123,7 +123,7 @@ def machine() -> str:
 
 
 # Sections other tools write into docs/benchmarks.md (after the bench's part); a bench run keeps them.
-CARRIED_SECTIONS = ("## Lua cost profile",)
+CARRIED_SECTIONS = ("## Lua cost profile", "## Stream trim cost")
 
 
 def carried(old: str) -> str:

@@ -4,8 +4,9 @@ leaves a stream with nothing below the id alone without walking it."""
 from __future__ import annotations
 
 import redis.asyncio as aredis
+from loadtests.trim_cost import variants
 
-from omnistock.redis.scripts import Script
+from omnistock.redis.scripts import Library, Script
 from omnistock.redis.store import StockStore
 
 
@@ -58,3 +59,23 @@ async def test_trim_drops_exactly_what_is_below_and_records_the_greatest(
     again = await Script("trim", store.scripts.library)(store.hot, [key], ["1004-1"])
     assert int(again.payload) == 0
     assert (await store.client.xinfo_stream(key))["max-deleted-entry-id"] == b"1004-0"
+
+
+async def test_trim_cost_variants_apply_and_agree_when_something_is_below(
+    store: StockStore, uid: str
+) -> None:
+    """loadtests/trim_cost.py rebuilds the script before the probe from trim.lua's text: a stale
+    cut would compare the shipped script with itself."""
+    library = store.scripts.library
+    built = variants(library.bodies["trim"])
+    assert built["trim.lua as shipped"] == library.bodies["trim"]
+    assert built["before the forward probe"] != library.bodies["trim"]
+    for n, body in enumerate(built.values()):
+        variant = Library(library.lib, {"trim": body})
+        await variant.load(store.client)
+        key = f"test:{uid}:{n}:ev"
+        await _stream(store.client, key)
+        reply = await Script("trim", variant)(store.hot, [key], ["1004-1"])
+        assert int(reply.payload) == 9
+        assert (await store.client.xinfo_stream(key))["max-deleted-entry-id"] == b"1004-0"
+        await store.client.function_delete(variant.name)
