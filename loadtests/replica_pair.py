@@ -1,6 +1,7 @@
 """A standalone Valkey primary (the embedded one: AOF everysec, password) with one replica of it
 (``--replicaof``), from the same valkey-server binary: for OMNISTOCK_REDIS_WAIT_REPLICAS's tests
-(tests/integration/test_wait_replicas.py) and its cost (loadtests/wait_cost.py)."""
+(tests/e2e/test_wait_replicas.py, tests/integration/test_wait_connection.py) and its cost
+(loadtests/wait_cost.py, the bench's WAIT row)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -32,6 +35,15 @@ class ReplicaPair:
     @property
     def replica_url(self) -> str:
         return f"redis://:{self.primary.password}@127.0.0.1:{self.replica_port}/0"
+
+    @contextmanager
+    def running(self) -> Iterator[ReplicaPair]:
+        """Both started for the ``with`` block and stopped after it."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def start(self) -> None:
         """Start both and wait until the replica is in sync."""

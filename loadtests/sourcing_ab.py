@@ -12,22 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 from pathlib import Path
 
 from loadtests.bench.__main__ import QUICK
 from loadtests.bench.scenarios import Bench
-from loadtests.bench.sourcing import PLAN_RATE, PLAN_SKUS, _body_file, _network
+from loadtests.bench.sourcing import PLAN_BODY, PLAN_RATE, _body_file, _network
 from loadtests.bench.stack import running
-from loadtests.bench.tools import PacedLoad, run_paced
-
-
-def _cpu_ms(pid: int) -> float:
-    """CPU time (user + system) the process has used so far, in ms (robust to a busy machine)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+from loadtests.bench.tools import PacedLoad, cpu_seconds, run_paced
 
 
 def main() -> None:
@@ -37,15 +29,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     plan = QUICK
-    body = _body_file(
-        {
-            "lines": [{"sku": sku, "qty": 2} for sku in PLAN_SKUS],
-            "fulfillment": "ship",
-            "group": "bench-src",
-            "near": {"lat": 41.88, "lon": -87.63},
-            "max_locations": 3,
-        }
-    )
+    body = _body_file(PLAN_BODY)
     with running() as stack:
         url = stack.serve(1, plan.server_cpus)
         key = stack.omnistock("keys", "create", "--role", "admin", "bench")
@@ -63,17 +47,19 @@ def main() -> None:
             )  # fmt: skip
 
         for n in range(args.rounds):
-            before = _cpu_ms(pids["candidate"])
+            before = 1000 * cpu_seconds(pids["candidate"])
             runs["trivial"].append(paced(url, "/v1/locations/src-000", "GET", None))
             cpu["trivial"].append(
-                (_cpu_ms(pids["candidate"]) - before) / runs["trivial"][-1].statuses[200]
+                (1000 * cpu_seconds(pids["candidate"]) - before) / runs["trivial"][-1].statuses[200]
             )
             order = ["baseline", "candidate"] if n % 2 == 0 else ["candidate", "baseline"]
             for name in order:
                 target = base if name == "baseline" else url
-                before = _cpu_ms(pids[name])
+                before = 1000 * cpu_seconds(pids[name])
                 runs[name].append(paced(target, "/v1/sourcing/plans", "POST", body))
-                cpu[name].append((_cpu_ms(pids[name]) - before) / runs[name][-1].statuses[200])
+                cpu[name].append(
+                    (1000 * cpu_seconds(pids[name]) - before) / runs[name][-1].statuses[200]
+                )
             for name, loads in runs.items():
                 last = loads[-1]
                 print(json.dumps({"round": n, "run": name, "statuses": last.statuses,

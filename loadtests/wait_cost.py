@@ -81,13 +81,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--per-task", type=int, default=300)
     args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="omnistock-wait-cost-") as base:
-        pair = ReplicaPair(Path(base))
-        pair.start()
-        try:
-            found = uvloop.run(measure(pair.url, args.rounds, args.per_task))
-        finally:
-            pair.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="omnistock-wait-cost-") as base,
+        ReplicaPair(Path(base)).running() as pair,
+    ):
+        found = uvloop.run(measure(pair.url, args.rounds, args.per_task))
     print(f"{'mode':14} {'cpu us/reserve':>14} {'reservations/s':>15} {'ratio':>6}")
     base_rate = found["no WAIT"][1]
     for mode, (cpu, rate) in found.items():

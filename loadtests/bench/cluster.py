@@ -8,7 +8,6 @@ per read, and the app's CPU per request, which docs/scaling.md's capacity model 
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import time
 import zlib
@@ -25,16 +24,13 @@ from redis.crc import key_slot
 from loadtests.bench.report import Budget, Row
 from loadtests.bench.scenarios import PARTITIONS, Bench, _percentiles
 from loadtests.bench.stack import OMNISTOCK
-from loadtests.bench.tools import Load, median
+from loadtests.bench.tools import Load, cpu_seconds, median
 from omnistock.embedded import die_with_parent, free_port, valkey_binary
-from omnistock.redis.client import any_client
-from omnistock.redis.streams import backlog
 
 SKU = "CL-1"
 ORDER_SKUS = ("CL-1", "CL-2", "CL-3")  # a 3-line order, as in docs/scaling.md's example
 PER_SHARD = 4  # locations per shard of the 3-primary cluster (the same ones everywhere)
 SHARDS = 3
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- Servers ----------------------------------------------------------------------------------------
@@ -178,15 +174,6 @@ def _cluster_target(bench: Bench, name: str, cluster: BenchCluster) -> Target:
 # -- Measuring --------------------------------------------------------------------------------------
 
 
-def _stat_cpu(pid: int) -> float:
-    """CPU seconds (user + system, every thread) of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0  # ended meanwhile
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
@@ -202,7 +189,7 @@ def _worker_cpu(pid: int) -> float:
     total, todo = 0.0, _children(pid)
     while todo:
         child = todo.pop()
-        total += _stat_cpu(child)
+        total += cpu_seconds(child)
         todo += _children(child)
     return total
 
@@ -250,15 +237,15 @@ def _measure(
     for node in target.nodes:
         node.config_resetstat()
     nodes0 = [_node_stats(n, command) for n in target.nodes]
-    app0, worker0, wall0 = _stat_cpu(target.pid), _worker_cpu(target.pid), time.monotonic()
+    app0, worker0, wall0 = cpu_seconds(target.pid), _worker_cpu(target.pid), time.monotonic()
     load = bench.wrk(script, env, url=target.url)
     wall = time.monotonic() - wall0
-    app1, worker1 = _stat_cpu(target.pid), _worker_cpu(target.pid)
+    app1, worker1 = cpu_seconds(target.pid), _worker_cpu(target.pid)
     nodes1 = [_node_stats(n, command) for n in target.nodes]
     if set(load.statuses) != {status}:
         raise RuntimeError(f"{target.name} {script} round answered {load.statuses}")
-    _settle(bench, target)
-    app2, worker2 = _stat_cpu(target.pid), _worker_cpu(target.pid)
+    bench.settle(target.redis_url)
+    app2, worker2 = cpu_seconds(target.pid), _worker_cpu(target.pid)
     nodes2 = [_node_stats(n, command) for n in target.nodes]
     n = load.requests
     return Sample(
@@ -276,27 +263,6 @@ def _measure(
         sum(b.calls for b in nodes1) / n,
         sum(b.stream_reads for b in nodes1) / n,
     )
-
-
-def _settle(bench: Bench, target: Target) -> None:
-    """Until the target's persister has caught up (every partition stream acknowledged)."""
-    if not target.redis_url.startswith("redis+cluster"):
-        bench.settle()
-        return
-
-    async def wait() -> None:
-        client = any_client(target.redis_url, 8)
-        try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                if not await backlog(client, PARTITIONS):
-                    return
-                await asyncio.sleep(0.2)
-            raise RuntimeError(f"the {target.name} persister did not catch up within 120 s")
-        finally:
-            await client.aclose()
-
-    asyncio.run(wait())
 
 
 # -- The scenario -----------------------------------------------------------------------------------
@@ -363,7 +329,7 @@ def cluster(bench: Bench) -> None:
         locations = _locations(clusters["3 primaries"])
         for target in targets:
             _prepare(target, locations)
-            _settle(bench, target)
+            bench.settle(target.redis_url)
         reserve_env = {
             "RESERVE_LOCATION": ",".join(locations),
             "RESERVE_SKU": SKU,

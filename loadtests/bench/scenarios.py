@@ -36,6 +36,7 @@ from loadtests.bench.tools import (
 from omnistock.domain.commands import Count
 from omnistock.domain.locations import Location
 from omnistock.embedded import EmbeddedValkey
+from omnistock.redis.client import any_client
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
@@ -100,11 +101,12 @@ class Bench:
         ]
         self.ok(self.http.post("/v1/adjustments", json={"adjustments": items}))
 
-    def settle(self) -> None:
-        """Wait until the persister has caught up, so one scenario's writes do not load the next."""
+    def settle(self, redis_url: str | None = None) -> None:
+        """Wait until the persister has caught up, so one scenario's writes do not load the next:
+        on the stack's Valkey, or on ``redis_url`` (a cluster's too)."""
 
         async def wait() -> None:
-            client = aredis.Redis.from_url(self.stack.valkey.url)
+            client = any_client(redis_url or self.stack.valkey.url, 8)
             try:
                 deadline = time.monotonic() + 120
                 while time.monotonic() < deadline:

@@ -16,6 +16,14 @@ from loadtests.bench.tools import median, run_paced
 CANDIDATES = 100
 PLAN_SKUS = [f"SRC-{n}" for n in range(5)]
 PLAN_RATE = 50.0  # requests/s: "low load"
+# The plan the row times: 5 lines, 2 of each, over the 100 stores of ``_network``.
+PLAN_BODY = {
+    "lines": [{"sku": sku, "qty": 2} for sku in PLAN_SKUS],
+    "fulfillment": "ship",
+    "group": "bench-src",
+    "near": {"lat": 41.88, "lon": -87.63},
+    "max_locations": 3,
+}
 HOLD_GROUP = "bench-hold"
 HOLD_LOCATIONS = 10
 HOLD_SKU = "SRC-HOLD"
@@ -65,15 +73,7 @@ def sourcing(bench: Bench) -> None:
     """Plan latency at low load; sourcing holds/s vs reservations/s of the same 1-line order."""
     plan = bench.plan
     _network(bench)
-    plan_body = _body_file(
-        {
-            "lines": [{"sku": sku, "qty": 2} for sku in PLAN_SKUS],
-            "fulfillment": "ship",
-            "group": "bench-src",
-            "near": {"lat": 41.88, "lon": -87.63},
-            "max_locations": 3,
-        }
-    )
+    plan_body = _body_file(PLAN_BODY)
     hold_body = _body_file(
         {
             "lines": [{"sku": HOLD_SKU, "qty": 1}],

@@ -173,6 +173,15 @@ def run_paced(
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) of one process so far (0 once it has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_wait_seconds(pid: int) -> float:
     """Seconds the process's threads have spent runnable but waiting for a cpu (schedstat):
     time the server could not run because something else had its core."""

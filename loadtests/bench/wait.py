@@ -18,13 +18,9 @@ from loadtests.wait_cost import measure
 def wait_replicas(bench: Bench) -> None:
     """Reservations/s (64 concurrent callers, in-process store calls) with WAIT 1 vs without."""
     plan = bench.plan
-    pair = ReplicaPair(bench.stack.base / "wait-replicas")
-    pair.start()
-    try:
-        per_task = max(50, plan.script_calls // 1000)
+    per_task = max(50, plan.script_calls // 1000)
+    with ReplicaPair(bench.stack.base / "wait-replicas").running() as pair:
         found = asyncio.run(measure(pair.url, plan.rounds, per_task, ("no WAIT", "WAIT 1")))
-    finally:
-        pair.stop()
     (cpu_off, off), (cpu_on, on) = found["no WAIT"], found["WAIT 1"]
     bench.add(
         Row(

@@ -18,11 +18,10 @@ from omnistock.redis import keys
 from omnistock.redis.client import cluster_client
 from omnistock.redis.cluster import ClusterMultiplexer
 from omnistock.redis.replicated import ClusterWaitMultiplexer
-from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
-from omnistock.redis.streams import ensure_streams
 from tests.cluster.servers import LocalCluster
 from tests.conftest import private_dir
+from tests.stores import store_on
 
 PARTITIONS = 16
 
@@ -44,16 +43,9 @@ def replicated() -> Iterator[LocalCluster]:
 
 @pytest.fixture
 async def store(replicated: LocalCluster) -> AsyncIterator[StockStore]:
-    redis = cluster_client(replicated.url, 16)
     hot = ClusterMultiplexer(replicated.url, retry_seconds=0.5)
-    scripts = Scripts.load()
-    await scripts.library.load(redis)
-    await ensure_streams(redis, PARTITIONS)
-    yield StockStore(
-        redis, hot, scripts, partitions=PARTITIONS, idempotency_ttl_seconds=60, retention_seconds=60
-    )
-    await hot.aclose()
-    await redis.aclose()
+    async with store_on(cluster_client(replicated.url, 16), hot, PARTITIONS) as store:
+        yield store
 
 
 async def test_with_wait_replicas_every_acknowledged_reservation_is_on_its_shards_replica(

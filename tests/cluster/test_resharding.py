@@ -17,11 +17,10 @@ from omnistock.domain.locations import Location
 from omnistock.redis import keys
 from omnistock.redis.client import cluster_client
 from omnistock.redis.cluster import ClusterMultiplexer
-from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
-from omnistock.redis.streams import ensure_streams
 from tests.cluster.servers import LocalCluster
 from tests.conftest import private_dir
+from tests.stores import store_on
 
 PARTITIONS = 64
 MOVED_SLOTS = 1000
@@ -40,16 +39,9 @@ def own_cluster() -> Iterator[LocalCluster]:
 
 @pytest.fixture
 async def store(own_cluster: LocalCluster) -> AsyncIterator[StockStore]:
-    redis = cluster_client(own_cluster.url, 32)
     hot = ClusterMultiplexer(own_cluster.url)
-    scripts = Scripts.load()
-    await scripts.library.load(redis)
-    await ensure_streams(redis, PARTITIONS)
-    yield StockStore(
-        redis, hot, scripts, partitions=PARTITIONS, idempotency_ttl_seconds=60, retention_seconds=60
-    )
-    await hot.aclose()
-    await redis.aclose()
+    async with store_on(cluster_client(own_cluster.url, 32), hot, PARTITIONS) as store:
+        yield store
 
 
 async def test_reservations_flow_while_slots_move(

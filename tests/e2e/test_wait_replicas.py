@@ -36,13 +36,8 @@ MARGIN_S = 3.0  # a fair deadline on a loaded 2-core box, beyond the WAIT timeou
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[ReplicaPair]:
-    with private_dir("omnistock-wait-") as base:
-        servers = ReplicaPair(Path(base))
-        servers.start()
-        try:
-            yield servers
-        finally:
-            servers.stop()
+    with private_dir("omnistock-wait-") as base, ReplicaPair(Path(base)).running() as servers:
+        yield servers
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -37,6 +38,29 @@ async def assert_exactly_persisted(stack: Stack, locs: list) -> None:  # type: i
     assert len(ids) == len(set(ids))
     assert set(ids) == await stream_event_ids(stack.store, locs)
     assert await pg_positions(stack.db, locs) == await redis_positions(stack.store, locs)
+
+
+async def persist_under_churn(
+    stack: Stack,
+    locs: list,  # type: ignore[type-arg]
+    persisters: Sequence[Persister],
+    rounds: int = 600,
+) -> None:
+    """Run ``persisters`` while ``rounds`` of churn are written and until the backlog is empty
+    (at most 20 s), stop them, drain what is left, and check everything was persisted once."""
+    tasks = [asyncio.create_task(p.run(block_ms=50)) for p in persisters]
+    try:
+        await churn(stack.store, locs, rounds)
+        for _ in range(400):
+            if await backlog(stack.redis, stack.partitions) == 0:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        for persister in persisters:
+            persister.stop()
+        await asyncio.gather(*tasks)
+    await Persister(stack.redis, stack.db, stack.partitions, claim_idle_ms=0).drain()
+    await assert_exactly_persisted(stack, locs)
 
 
 async def test_everything_reaches_postgres_once(stack: Stack, uid: str) -> None:
@@ -108,17 +132,5 @@ async def test_several_persisters_under_write_load(stack: Stack, uid: str) -> No
         Persister(stack.redis, stack.db, stack.partitions, batch=32, claim_idle_ms=200)
         for _ in range(3)
     ]
-    tasks = [asyncio.create_task(p.run(block_ms=50)) for p in persisters]
-    try:
-        await churn(stack.store, locs, 600)
-        for _ in range(200):
-            if await backlog(stack.redis, stack.partitions) == 0:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        for persister in persisters:
-            persister.stop()
-        await asyncio.gather(*tasks)
-    await Persister(stack.redis, stack.db, stack.partitions, claim_idle_ms=0).drain()
-    await assert_exactly_persisted(stack, locs)
+    await persist_under_churn(stack, locs, persisters)
     assert sum(p.persisted for p in persisters) > 0

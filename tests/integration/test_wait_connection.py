@@ -20,38 +20,25 @@ from omnistock.domain.locations import Location
 from omnistock.redis import keys
 from omnistock.redis.multiplex import Multiplexer
 from omnistock.redis.replicated import WRITE_NAME, WaitMultiplexer
-from omnistock.redis.scripts import Scripts
 from omnistock.redis.store import StockStore
-from omnistock.redis.streams import ensure_streams
 from tests.conftest import private_dir
+from tests.stores import store_on
 
 PARTITIONS = 16
 
 
 @pytest.fixture(scope="module")
 def pair() -> Iterator[ReplicaPair]:
-    with private_dir("omnistock-waitconn-") as base:
-        servers = ReplicaPair(Path(base))
-        servers.start()
-        try:
-            yield servers
-        finally:
-            servers.stop()
+    with private_dir("omnistock-waitconn-") as base, ReplicaPair(Path(base)).running() as servers:
+        yield servers
 
 
 @pytest.fixture
 async def store(pair: ReplicaPair) -> AsyncIterator[StockStore]:
-    pool = aredis.Redis.from_url(pair.url)
     hot = Multiplexer(pair.url)
     hot.writes = WaitMultiplexer(pair.url, replicas=1, timeout_ms=5000)
-    scripts = Scripts.load()
-    await scripts.library.load(pool)
-    await ensure_streams(pool, PARTITIONS)
-    yield StockStore(
-        pool, hot, scripts, partitions=PARTITIONS, idempotency_ttl_seconds=60, retention_seconds=60
-    )
-    await hot.aclose()
-    await pool.aclose()
+    async with store_on(aredis.Redis.from_url(pair.url), hot, PARTITIONS) as store:
+        yield store
 
 
 async def _reserve(store: StockStore, loc: str, idem: Idempotency | None = None) -> str:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 from itertools import pairwise
 
-from omnistock.redis.streams import backlog
 from omnistock.sync.persister import Persister
 from tests.integration.conftest import Stack
-from tests.integration.test_persister import assert_exactly_persisted
-from tests.integration.workload import churn, locations
+from tests.integration.test_persister import persist_under_churn
+from tests.integration.workload import locations
 
 INTERVAL_MS = 20
 
@@ -45,19 +44,7 @@ async def test_interval_keeps_exactly_once_and_spaces_busy_rounds(stack: Stack, 
     for persister in persisters:
         persister.rounds = []
         assert persister.cluster_interval == INTERVAL_MS / 1000
-    tasks = [asyncio.create_task(p.run(block_ms=50)) for p in persisters]
-    try:
-        await churn(stack.store, locs, 600)
-        for _ in range(400):
-            if await backlog(stack.redis, stack.partitions) == 0:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        for persister in persisters:
-            persister.stop()
-        await asyncio.gather(*tasks)
-    await Persister(stack.redis, stack.db, stack.partitions, claim_idle_ms=0).drain()
-    await assert_exactly_persisted(stack, locs)
+    await persist_under_churn(stack, locs, persisters)
     busy = 0
     for persister in persisters:
         for (start, found), (following, _) in pairwise(persister.rounds):
